@@ -1,0 +1,37 @@
+"""The ``modelcluster`` command: one entrypoint per component.
+
+Subcommands are imported lazily so that each component's dependencies are only
+needed when that component runs (the runtime's ML stack, the operator's kopf).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# subcommand name -> "module:attribute" of a click command
+SUBCOMMANDS: dict[str, str] = {
+    "cluster": "modelcluster.devcluster.cli:cluster",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup)
+def main() -> None:
+    """ModelCluster: serverless model inference on your own Kubernetes cluster."""

@@ -1,0 +1,410 @@
+"""Run a local process for each pod whose image has a configured command.
+
+This is the part of a kubelet the local cluster needs so that pods really serve: for every
+bound pod running a mapped image it creates a network namespace with a private address,
+starts the command there with the pod's environment and arguments, reports the pod's
+status (address, container state, restarts) and drives the Ready condition from the
+container's probes. A process that exits is restarted with the kubelet's back-off; a pod
+being deleted gets SIGTERM, its grace period, then SIGKILL, and is removed. Pods of other
+images are left to KWOK.
+
+Run as ``python -m modelcluster.devcluster.podrunner --state-dir DIR`` (``cluster up`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import ipaddress
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from modelcluster.devcluster import podnet
+from modelcluster.devcluster.config import ClusterConfig, PodCommand
+from modelcluster.devcluster.podstatus import ContainerView, pod_status
+from modelcluster.devcluster.probes import ProbeSpec, ProbeState, check
+
+TICK = 0.1
+BACKOFF_START = 10.0
+BACKOFF_MAX = 300.0
+MAX_GRACE = 30.0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _log(message: str) -> None:
+    print(f"{_now()} podrunner: {message}", flush=True)
+
+
+def container_env(container: dict[str, Any], pod: dict[str, Any], pod_ip: str) -> dict[str, str]:
+    """The container's literal env values and the downward-API fields a local process can know."""
+    fields = {
+        "metadata.name": pod["metadata"]["name"],
+        "metadata.namespace": pod["metadata"]["namespace"],
+        "metadata.uid": pod["metadata"]["uid"],
+        "spec.nodeName": pod["spec"].get("nodeName", ""),
+        "status.podIP": pod_ip,
+    }
+    env: dict[str, str] = {}
+    for entry in container.get("env") or []:
+        if "value" in entry:
+            env[entry["name"]] = str(entry["value"])
+        elif (ref := (entry.get("valueFrom") or {}).get("fieldRef")) and ref.get("fieldPath") in fields:
+            env[entry["name"]] = fields[ref["fieldPath"]]
+    return env
+
+
+@dataclass
+class LocalPod:
+    """One process-backed pod and the state a kubelet keeps for it."""
+
+    namespace: str
+    name: str
+    uid: str
+    address: ipaddress.IPv4Address
+    netns: str
+    container: dict[str, Any]
+    others: list[dict[str, Any]]
+    command: PodCommand
+    grace: float
+    start_time: str
+    log_path: Path
+    readiness: ProbeSpec | None
+    liveness: ProbeSpec | None
+    startup: ProbeSpec | None
+    pod: dict[str, Any]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: str | None = None
+    restart_count: int = 0
+    next_start: float = 0.0
+    last_exit_code: int | None = None
+    last_finished_at: str | None = None
+    probes: dict[str, ProbeState] = field(default_factory=dict)
+    terminating_until: float | None = None
+    reported: dict[str, Any] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def ready(self) -> bool:
+        if not self.running:
+            return False
+        startup = self.probes.get("startup")
+        if startup is not None and not startup.passing:
+            return False
+        readiness = self.probes.get("readiness")
+        return readiness.passing if readiness is not None else True
+
+
+class PodRunner:
+    def __init__(self, config: ClusterConfig, api: k8s.CoreV1Api) -> None:
+        self.config = config
+        self.api = api
+        self.pods: dict[str, LocalPod] = {}
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stopping = threading.Event()
+        self.logs = config.state_dir / "pods"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.host_ip = str(podnet.gateway(config))
+
+    # --- API events -------------------------------------------------------------------------
+
+    def watch_pods(self) -> None:
+        """List, then watch, forever; every pod seen goes onto the event queue."""
+        serializer = self.api.api_client
+        while not self.stopping.is_set():
+            try:
+                body = self.api.list_pod_for_all_namespaces()
+                for item in body.items:
+                    self.events.put({"type": "SYNC", "object": serializer.sanitize_for_serialization(item)})
+                self.events.put({"type": "LISTED", "uids": [item.metadata.uid for item in body.items]})
+                stream = watch.Watch().stream(
+                    self.api.list_pod_for_all_namespaces,
+                    resource_version=body.metadata.resource_version,
+                    timeout_seconds=300,
+                )
+                for event in stream:
+                    if self.stopping.is_set():
+                        return
+                    self.events.put(
+                        {"type": event["type"], "object": serializer.sanitize_for_serialization(event["object"])}
+                    )
+            except (ApiException, Urllib3Error, OSError) as error:
+                _log(f"watch interrupted ({error}); listing again")
+                time.sleep(1.0)
+
+    def handle(self, event: dict[str, Any]) -> None:
+        if event["type"] == "LISTED":
+            # Pods deleted while the watch was down produce no DELETED event.
+            for gone in set(self.pods) - set(event["uids"]):
+                self.finish(self.pods[gone], delete_object=False)
+            return
+        pod = event["object"]
+        uid = pod["metadata"]["uid"]
+        local = self.pods.get(uid)
+        if event["type"] == "DELETED":
+            if local is not None:
+                self.finish(local, delete_object=False)
+            return
+        if local is not None:
+            local.pod = pod
+            if pod["metadata"].get("deletionTimestamp") and local.terminating_until is None:
+                self.terminate(local)
+            return
+        mapped = self.mapped_container(pod)
+        if mapped is None or not pod["spec"].get("nodeName"):
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self.delete_object(pod["metadata"]["namespace"], pod["metadata"]["name"])
+            return
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        self.admit(pod, mapped)
+
+    def mapped_container(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+        for container in pod["spec"].get("containers") or []:
+            if container.get("image") in self.config.pod_commands:
+                return dict(container)
+        return None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def allocate(self, pod: dict[str, Any]) -> ipaddress.IPv4Address:
+        used = {local.address for local in self.pods.values()}
+        gateway = podnet.gateway(self.config)
+        previous = pod.get("status", {}).get("podIP")
+        if previous:
+            # A pod's address never changes once reported; reuse it after a restart of the runner.
+            address = ipaddress.IPv4Address(previous)
+            if address in self.config.process_pod_network and address not in used:
+                return address
+        for candidate in self.config.process_pod_network.hosts():
+            if candidate != gateway and candidate not in used:
+                return candidate
+        raise podnet.PodNetworkError(f"no free address left in {self.config.process_pod_network}")
+
+    def admit(self, pod: dict[str, Any], container: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        address = self.allocate(pod)
+        netns = podnet.namespace_name(self.config, meta["uid"])
+        podnet.create(self.config, netns, address)
+        others = [c for c in pod["spec"]["containers"] if c["name"] != container["name"]]
+        grace = pod["spec"].get("terminationGracePeriodSeconds")
+        local = LocalPod(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            address=address,
+            netns=netns,
+            container=container,
+            others=others,
+            command=self.config.pod_commands[container["image"]],
+            grace=min(float(30 if grace is None else grace), MAX_GRACE),
+            start_time=_now(),
+            log_path=self.logs / f"{meta['namespace']}_{meta['name']}.log",
+            readiness=ProbeSpec.parse(container.get("readinessProbe"), container),
+            liveness=ProbeSpec.parse(container.get("livenessProbe"), container),
+            startup=ProbeSpec.parse(container.get("startupProbe"), container),
+            pod=pod,
+        )
+        self.pods[local.uid] = local
+        _log(f"{local.namespace}/{local.name}: admitted at {address} ({netns})")
+        self.start_process(local)
+
+    def start_process(self, local: LocalPod) -> None:
+        env = dict(os.environ)
+        env.pop("KUBECONFIG", None)
+        env.update(container_env(local.container, local.pod, str(local.address)))
+        env.update(local.command.env)
+        argv = ["ip", "netns", "exec", local.netns, *local.command.command, *(local.container.get("args") or [])]
+        with local.log_path.open("ab") as log:
+            local.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        local.started_at = _now()
+        now = time.monotonic()
+        local.probes = {
+            kind: ProbeState(spec=spec, next_at=now + spec.initial_delay)
+            for kind, spec in (("startup", local.startup), ("readiness", local.readiness), ("liveness", local.liveness))
+            if spec is not None
+        }
+        _log(f"{local.namespace}/{local.name}: started pid {local.process.pid}: {' '.join(argv[4:])}")
+        self.report(local)
+
+    def kill_process(self, local: LocalPod, grace: float) -> None:
+        process = local.process
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def terminate(self, local: LocalPod) -> None:
+        """Start a graceful stop: SIGTERM now, SIGKILL when the grace period is over."""
+        local.terminating_until = time.monotonic() + local.grace
+        if local.process is not None and local.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(local.process.pid, signal.SIGTERM)
+        _log(f"{local.namespace}/{local.name}: terminating (grace {local.grace:.0f}s)")
+
+    def finish(self, local: LocalPod, delete_object: bool) -> None:
+        self.kill_process(local, grace=0.0)
+        podnet.delete(local.netns)
+        self.pods.pop(local.uid, None)
+        if delete_object:
+            self.delete_object(local.namespace, local.name, local.uid)
+        _log(f"{local.namespace}/{local.name}: stopped and removed")
+
+    def delete_object(self, namespace: str, name: str, uid: str | None = None) -> None:
+        options = k8s.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=k8s.V1Preconditions(uid=uid) if uid else None
+        )
+        with contextlib.suppress(ApiException):
+            self.api.delete_namespaced_pod(name, namespace, body=options)
+
+    # --- the periodic work of a kubelet -----------------------------------------------------
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for local in list(self.pods.values()):
+            if local.terminating_until is not None:
+                if not local.running or now >= local.terminating_until:
+                    self.finish(local, delete_object=True)
+                continue
+            if local.process is not None and local.process.poll() is not None:
+                self.on_exit(local, now)
+            elif local.process is None and now >= local.next_start:
+                self.start_process(local)
+            if local.running:
+                self.run_probes(local, now)
+
+    def on_exit(self, local: LocalPod, now: float) -> None:
+        assert local.process is not None
+        code = local.process.returncode
+        local.process = None
+        local.last_exit_code = code
+        local.last_finished_at = _now()
+        local.restart_count += 1
+        backoff = min(BACKOFF_START * 2 ** (local.restart_count - 1), BACKOFF_MAX)
+        local.next_start = now + backoff
+        local.probes = {}
+        _log(f"{local.namespace}/{local.name}: exited with {code}; restarting in {backoff:.0f}s")
+        self.report(local)
+
+    def run_probes(self, local: LocalPod, now: float) -> None:
+        changed = False
+        startup = local.probes.get("startup")
+        for kind in ("startup", "readiness", "liveness"):
+            state = local.probes.get(kind)
+            if state is None or now < state.next_at:
+                continue
+            if kind != "startup" and startup is not None and not startup.passing:
+                continue
+            if kind == "startup" and state.passing:
+                continue
+            ok, message = check(state.spec, str(local.address))
+            changed |= state.record(ok, message, now)
+            if kind in ("liveness", "startup") and not ok and state.failed_out:
+                _log(f"{local.namespace}/{local.name}: {kind} probe failed: {message}; killing the container")
+                self.kill_process(local, grace=local.grace)
+                self.on_exit(local, time.monotonic())
+                return
+        if changed:
+            self.report(local)
+
+    def report(self, local: LocalPod) -> None:
+        """Write the pod's status when it differs from what was written last."""
+        waiting = None if local.running else ("CrashLoopBackOff" if local.restart_count else "ContainerCreating")
+        view = ContainerView(
+            name=local.container["name"],
+            image=local.container["image"],
+            running=local.running,
+            ready=local.ready,
+            restart_count=local.restart_count,
+            started_at=local.started_at,
+            waiting_reason=waiting,
+            last_exit_code=local.last_exit_code,
+            last_finished_at=local.last_finished_at,
+        )
+        status = pod_status(
+            view, local.others, str(local.address), self.host_ip, local.start_time, _now(), local.reported
+        )
+        if status == local.reported:
+            return
+        try:
+            self.api.patch_namespaced_pod_status(local.name, local.namespace, {"status": status})
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        local.reported = status
+        _log(f"{local.namespace}/{local.name}: ready={view.ready} restarts={view.restart_count}")
+
+    # --- main loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for leftover in podnet.namespaces(self.config.netns_prefix):
+            podnet.delete(leftover)
+        watcher = threading.Thread(target=self.watch_pods, name="watch", daemon=True)
+        watcher.start()
+        while not self.stopping.is_set():
+            if not watcher.is_alive():
+                raise RuntimeError("the pod watch stopped unexpectedly")
+            try:
+                event = self.events.get(timeout=TICK)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                self.handle(event)
+            self.tick()
+        for local in list(self.pods.values()):
+            self.kill_process(local, grace=min(local.grace, 5.0))
+            podnet.delete(local.netns)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    args = parser.parse_args()
+    config = ClusterConfig.model_validate_json((args.state_dir / "config.json").read_text())
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(args.state_dir / "kubeconfig")))
+    runner = PodRunner(config, api)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: runner.stopping.set())
+    if not config.pod_commands:
+        _log("no pod commands configured; every pod is simulated by KWOK")
+    runner.run()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
