@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 .PHONY: help venv test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd
 
 help:
-	@echo "make dev           the whole system locally (control plane for now)"
+	@echo "make dev           the whole system locally: control plane and operator"
 	@echo "make test          every test tier (starts a local control plane unless KUBECONFIG is set)"
 	@echo "make lint          ruff and mypy"
 	@echo "make cluster-up    start the local control plane and print its KUBECONFIG line"
@@ -53,4 +53,5 @@ cluster-up: $(STAMP)
 cluster-down: $(STAMP)
 	@$(UV) run --frozen --no-sync modelcluster cluster down
 
-dev: cluster-up
+dev: $(STAMP)
+	$(UV) run --frozen --no-sync modelcluster dev --pod-commands $(POD_COMMANDS)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from modelcluster.devcluster.config import ClusterConfig
 
@@ -42,3 +49,73 @@ class Cluster:
     @property
     def apps(self) -> k8s.AppsV1Api:
         return k8s.AppsV1Api(self.api_client)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """``modelcluster operator`` as a real process against the cluster under test."""
+
+    UNSCHEDULABLE_DEADLINE = 10
+    LEASE_NAMESPACE = "modelcluster-system"
+
+    def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str]) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        self.starts = 0
+
+    def start(self) -> None:
+        try:
+            self.cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=self.LEASE_NAMESPACE)))
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        executable = Path(sys.executable).with_name("modelcluster")
+        argv = [
+            str(executable),
+            "operator",
+            f"--metrics-port={self.metrics_port}",
+            f"--health-port={self.health_port}",
+            f"--unschedulable-deadline={self.UNSCHEDULABLE_DEADLINE}",
+            f"--lease-namespace={self.LEASE_NAMESPACE}",
+            *self.extra_args,
+        ]
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        self.starts += 1
+        log = (self.workdir / f"operator-{self.starts}.log").open("wb")
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        eventually(self._ready, timeout=90, what=f"the operator to become ready (log: {log.name})")
+
+    def _ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"the operator exited with {self.process and self.process.returncode}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5.0).text
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

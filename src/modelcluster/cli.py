@@ -13,6 +13,9 @@ import click
 # subcommand name -> "module:attribute" of a click command
 SUBCOMMANDS: dict[str, str] = {
     "cluster": "modelcluster.devcluster.cli:cluster",
+    "crd": "modelcluster.crd.cli:crd",
+    "dev": "modelcluster.devcluster.devsystem:dev",
+    "operator": "modelcluster.operator.cli:operator",
 }
 
 

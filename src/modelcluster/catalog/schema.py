@@ -1,0 +1,102 @@
+"""The catalog file format: task families and their images, GPU tiers, known models."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from modelcluster.api.modelcluster import TASK_PATTERN, is_model_id
+
+#: Bytes per parameter (16-bit weights) times the headroom for activations and caches.
+BYTES_PER_PARAM = 2
+HEADROOM = 1.25
+_GB = 1_000_000_000
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Family(_Model):
+    """Tasks served by one runtime image."""
+
+    image: str = Field(min_length=1)
+    tasks: tuple[str, ...] = Field(min_length=1)
+
+
+class Tier(_Model):
+    """An instance size: GPU memory of the hosted tier and what a pod requests for it."""
+
+    name: str = Field(pattern=r"^[a-z0-9-]+$")
+    gpu_memory_gb: int = Field(gt=0, alias="gpuMemoryGB", description="GPU memory of the hosted tier, in GB.")
+    gpus: int = Field(ge=0, description="nvidia.com/gpu devices requested.")
+    cpu: str = Field(description="CPU request, a Kubernetes quantity.")
+    memory: str = Field(description="Memory request and limit, a Kubernetes quantity.")
+    cache: str = Field(description="Size limit of the model cache volume, a Kubernetes quantity.")
+
+
+class KnownModel(_Model):
+    """A model the catalog knows: its task, size, and optionally a fixed tier."""
+
+    id: str
+    task: str = Field(pattern=TASK_PATTERN)
+    params: int | None = Field(default=None, gt=0, description="Parameter count.")
+    tier: str | None = None
+
+    @model_validator(mode="after")
+    def _id_shape(self) -> KnownModel:
+        if not is_model_id(self.id):
+            raise ValueError(f"model id must be shaped org/name, got {self.id!r}")
+        return self
+
+
+class Catalog(_Model):
+    """Everything the operator needs to turn a model id into pod requirements."""
+
+    families: dict[str, Family]
+    tiers: tuple[Tier, ...] = Field(min_length=1)
+    default_tier: str
+    models: tuple[KnownModel, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        tier_names = {tier.name for tier in self.tiers}
+        if self.default_tier not in tier_names:
+            raise ValueError(f"defaultTier {self.default_tier!r} is not a tier")
+        owners: dict[str, str] = {}
+        for name, family in self.families.items():
+            for task in family.tasks:
+                if task in owners:
+                    raise ValueError(f"task {task!r} is in families {owners[task]!r} and {name!r}")
+                owners[task] = name
+        for model in self.models:
+            if model.task not in owners:
+                raise ValueError(f"model {model.id!r} has task {model.task!r}, which no family serves")
+            if model.tier is not None and model.tier not in tier_names:
+                raise ValueError(f"model {model.id!r} has unknown tier {model.tier!r}")
+        return self
+
+    @property
+    def tasks(self) -> list[str]:
+        """Every task some family serves, sorted."""
+        return sorted(task for family in self.families.values() for task in family.tasks)
+
+    def family_of(self, task: str) -> str | None:
+        return next((name for name, family in self.families.items() if task in family.tasks), None)
+
+    def tier(self, name: str) -> Tier:
+        return next(tier for tier in self.tiers if tier.name == name)
+
+    def model(self, model_id: str) -> KnownModel | None:
+        """The entry for ``model_id``: the exact id first, then one differing only in case."""
+        exact = next((model for model in self.models if model.id == model_id), None)
+        if exact is not None:
+            return exact
+        folded = model_id.casefold()
+        return next((model for model in self.models if model.id.casefold() == folded), None)
+
+    def tier_for_params(self, params: int) -> Tier:
+        """The smallest tier whose GPU memory holds the model; the largest when none does."""
+        needed_gb = params * BYTES_PER_PARAM * HEADROOM / _GB
+        by_size = sorted(self.tiers, key=lambda tier: tier.gpu_memory_gb)
+        return next((tier for tier in by_size if tier.gpu_memory_gb >= needed_gb), by_size[-1])

@@ -1,0 +1,102 @@
+"""``modelcluster operator``: run the ModelCluster operator against the cluster in KUBECONFIG."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from modelcluster.catalog import CatalogFileError, load_catalog
+from modelcluster.operator.config import LeaderElectionConfig, OperatorConfig
+
+
+def _default_identity() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+@click.command()
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    envvar="MODELCLUSTER_NAMESPACES",
+    help="Namespace to serve (repeatable). Default: all namespaces.",
+)
+@click.option(
+    "--catalog",
+    "catalog_paths",
+    multiple=True,
+    envvar="MODELCLUSTER_CATALOG",
+    type=click.Path(exists=True, path_type=Path),
+    help="Extra catalog file, or a directory such as a mounted ConfigMap (repeatable).",
+)
+@click.option("--metrics-port", default=8080, show_default=True, envvar="MODELCLUSTER_METRICS_PORT")
+@click.option("--health-port", default=8081, show_default=True, envvar="MODELCLUSTER_HEALTH_PORT")
+@click.option(
+    "--unschedulable-deadline",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="MODELCLUSTER_UNSCHEDULABLE_DEADLINE",
+    help="Seconds a pod may stay unschedulable before the cluster is reported failed.",
+)
+@click.option(
+    "--workers",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Objects handled concurrently per resource.",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=True,
+    show_default=True,
+    help="Hold a Lease so only one operator is active.",
+)
+@click.option("--lease-namespace", envvar="POD_NAMESPACE", default="modelcluster-system", show_default=True)
+@click.option("--lease-name", default="modelcluster-operator", show_default=True)
+@click.option("--identity", default=_default_identity, help="Holder identity in the Lease. Default: $POD_NAME.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def operator(
+    namespaces: tuple[str, ...],
+    catalog_paths: tuple[Path, ...],
+    metrics_port: int,
+    health_port: int,
+    unschedulable_deadline: int,
+    workers: int,
+    leader_elect: bool,
+    lease_namespace: str,
+    lease_name: str,
+    identity: str,
+    verbose: bool,
+) -> None:
+    """Run the ModelCluster operator (in a pod, or against the cluster in KUBECONFIG)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        catalog = load_catalog(catalog_paths)
+    except (CatalogFileError, ValueError) as error:
+        raise click.ClickException(f"invalid catalog: {error}") from error
+    config = OperatorConfig(
+        namespaces=namespaces,
+        catalog_paths=catalog_paths,
+        metrics_port=metrics_port,
+        health_port=health_port,
+        unschedulable_deadline=timedelta(seconds=unschedulable_deadline),
+        workers=workers,
+        leader_election=LeaderElectionConfig(
+            enabled=leader_elect, namespace=lease_namespace, name=lease_name, identity=identity
+        ),
+    )
+    from modelcluster.operator.run import run_operator  # kopf and the client load only when running
+
+    asyncio.run(run_operator(config, catalog))

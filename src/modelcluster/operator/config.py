@@ -1,0 +1,40 @@
+"""Operator-wide configuration, set from the command line or the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from modelcluster.operator.workload import PodOptions
+
+FIELD_MANAGER = "modelcluster-operator"
+
+
+@dataclass(frozen=True)
+class LeaderElectionConfig:
+    """A coordination.k8s.io Lease held by the one active operator (client-go's default timings)."""
+
+    enabled: bool = True
+    namespace: str = "modelcluster-system"
+    name: str = "modelcluster-operator"
+    identity: str = "modelcluster-operator"
+    lease_duration_seconds: int = 15
+    renew_deadline_seconds: int = 10
+    retry_period_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    catalog_paths: tuple[Path, ...] = ()
+    metrics_port: int = 8080
+    health_port: int = 8081
+    unschedulable_deadline: timedelta = timedelta(minutes=5)
+    workers: int = 32
+    leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
+    pods: PodOptions = field(default_factory=PodOptions)
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces

@@ -1,0 +1,141 @@
+"""The operator's small Kubernetes I/O layer (kubernetes_asyncio): apply, read, write status.
+
+Every method returns plain JSON dicts and raises :class:`KubeError` on failure,
+so callers never handle library-specific exceptions or model classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.rest import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from modelcluster.api import GROUP, KIND, PLURAL, VERSION
+
+APPLY = "application/apply-patch+yaml"
+_T = TypeVar("_T")
+
+Body = dict[str, Any]
+
+
+def _apply_options(field_manager: str) -> dict[str, Any]:
+    """Keyword arguments of a forced server-side apply (the client's stubs omit ``_content_type``)."""
+    return {"field_manager": field_manager, "force": True, "_content_type": APPLY}
+
+
+class KubeError(Exception):
+    """A failed API call; ``status`` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later can succeed (not an invalid request)."""
+        return self.status not in (400, 404, 422)
+
+
+class ClusterApi(Protocol):
+    """What the reconciler needs from the apiserver."""
+
+    async def apply(self, body: Body, field_manager: str) -> Body: ...
+
+    async def get_cluster(self, namespace: str, name: str) -> Body | None: ...
+
+    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None: ...
+
+    async def get_deployment(self, namespace: str, name: str) -> Body | None: ...
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]: ...
+
+
+async def load_client_configuration() -> client.Configuration:
+    """The in-cluster service account when running in a pod, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except ConfigException:
+        await config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+class Kube:
+    """:class:`ClusterApi` over one kubernetes_asyncio ``ApiClient``."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._client = api_client
+        self._apps = client.AppsV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+
+    def _plain(self, obj: Any) -> Body:
+        plain = self._client.sanitize_for_serialization(obj)
+        assert isinstance(plain, dict)
+        return plain
+
+    async def call(self, request: Awaitable[_T]) -> _T:
+        """Await one API request, turning every transport or API failure into :class:`KubeError`."""
+        try:
+            return await request
+        except ApiException as error:
+            raise KubeError(int(error.status or 0), str(error.reason)) from error
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise KubeError(0, f"{type(error).__name__}: {error}") from error
+
+    async def _maybe(self, request: Awaitable[Any]) -> Body | None:
+        try:
+            return self._plain(await self.call(request))
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def apply(self, body: Body, field_manager: str) -> Body:
+        """Server-side apply ``body`` (a Deployment or Service), forcing ownership of its fields."""
+        name = body["metadata"]["name"]
+        namespace = body["metadata"]["namespace"]
+        options = _apply_options(field_manager)
+        kind = body["kind"]
+        result: Any
+        if kind == "Deployment":
+            result = await self.call(self._apps.patch_namespaced_deployment(name, namespace, body, **options))
+        elif kind == "Service":
+            result = await self.call(self._core.patch_namespaced_service(name, namespace, body, **options))
+        else:
+            raise ValueError(f"cannot apply a {kind}")
+        return self._plain(result)
+
+    async def get_cluster(self, namespace: str, name: str) -> Body | None:
+        return await self._maybe(self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+
+    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
+        await self.call(
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                **_apply_options(field_manager),
+            )
+        )
+
+    async def get_deployment(self, namespace: str, name: str) -> Body | None:
+        return await self._maybe(self._apps.read_namespaced_deployment(name, namespace))
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
+        pods = await self.call(self._core.list_namespaced_pod(namespace, label_selector=label_selector))
+        return list(self._plain(pods).get("items") or [])

@@ -1,0 +1,44 @@
+"""Labels and annotations on the children of a ModelCluster."""
+
+from __future__ import annotations
+
+from modelcluster.operator.naming import model_label_value
+
+NAME = "app.kubernetes.io/name"
+INSTANCE = "app.kubernetes.io/instance"
+COMPONENT = "app.kubernetes.io/component"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+PART_OF = "app.kubernetes.io/part-of"
+MODEL = "modelcluster.dev/model"
+TASK = "modelcluster.dev/task"
+MODEL_ID_ANNOTATION = "modelcluster.dev/model-id"
+
+APP_NAME = "modelcluster-runtime"
+COMPONENT_NAME = "model-server"
+MANAGER = "modelcluster-operator"
+PART_OF_NAME = "modelcluster"
+
+#: What the operator's watches of Deployments and Pods select on.
+MANAGED_SELECTOR = {MANAGED_BY: MANAGER}
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The immutable selector of a cluster's Deployment and Service."""
+    return {NAME: APP_NAME, INSTANCE: name}
+
+
+def selector_string(name: str) -> str:
+    """The selector as a string, for ``status.selector`` (scale subresource)."""
+    return ",".join(f"{key}={value}" for key, value in selector_labels(name).items())
+
+
+def standard_labels(name: str, model_id: str, task: str) -> dict[str, str]:
+    """Every label of a cluster's children and pods."""
+    return {
+        **selector_labels(name),
+        COMPONENT: COMPONENT_NAME,
+        MANAGED_BY: MANAGER,
+        PART_OF: PART_OF_NAME,
+        MODEL: model_label_value(model_id),
+        TASK: task,
+    }

@@ -1,0 +1,67 @@
+"""Names and label values derived from model ids.
+
+Model ids such as ``Qwen/Qwen2-7B-Instruct`` hold ``/``, capitals, ``_`` and ``.``.
+Kubernetes names and label values hold none of ``/``, and a Service name must be
+a DNS-1035 label. Two rules keep ids apart:
+
+* **object name** — a readable DNS-1035 slug of the id plus ``-`` and the first
+  8 hex digits of the SHA-256 of the *exact* id, at most 63 characters. Ids that
+  differ only in case or punctuation share a slug but not a hash.
+* **label value** (``modelcluster.dev/model``) — the id with ``/`` written as
+  ``..``. Admitted ids never contain ``..`` and each part begins and ends with a
+  letter or digit, so distinct ids get distinct values. Ids whose encoding is
+  longer than 63 characters are truncated and suffixed with the same hash, like
+  object names. The exact id is always in ``spec.model`` and in the annotation
+  ``modelcluster.dev/model-id`` of the children.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_NAME_LENGTH = 63
+HASH_LENGTH = 8
+_SLUG_MAX = MAX_NAME_LENGTH - HASH_LENGTH - 1
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_SEPARATOR = ".."
+
+
+def model_hash(model_id: str) -> str:
+    """The first 8 hex digits of the SHA-256 of the exact id."""
+    return hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def slug(model_id: str) -> str:
+    """Lowercase, runs of anything else than ``[a-z0-9]`` -> ``-``, starting with a letter, at most 54 chars."""
+    text = _NOT_ALNUM.sub("-", model_id.lower()).strip("-")
+    if not text or not text[0].isalpha():
+        text = f"m-{text}".rstrip("-")
+    return text[:_SLUG_MAX].rstrip("-")
+
+
+def object_name(model_id: str) -> str:
+    """The name of the ModelCluster (and of its Deployment and Service) for ``model_id``."""
+    return f"{slug(model_id)}-{model_hash(model_id)}"
+
+
+def is_dns1035_label(name: str) -> bool:
+    """Whether ``name`` can name a Service: lowercase alphanumerics and ``-``, starts with a letter, <= 63."""
+    return len(name) <= MAX_NAME_LENGTH and _DNS1035.match(name) is not None
+
+
+def is_label_value(value: str) -> bool:
+    return len(value) <= MAX_NAME_LENGTH and _LABEL_VALUE.match(value) is not None
+
+
+def model_label_value(model_id: str) -> str:
+    """The label-safe form of ``model_id`` for ``modelcluster.dev/model``."""
+    encoded = model_id.replace("/", _LABEL_SEPARATOR)
+    if is_label_value(encoded):
+        return encoded
+    head = re.sub(r"[^A-Za-z0-9._-]", "-", encoded)[:_SLUG_MAX]
+    head = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", head)
+    return f"{head}-{model_hash(model_id)}" if head else model_hash(model_id)

@@ -1,0 +1,88 @@
+"""Start the operator: metrics, probes, leader election, then kopf."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import kopf
+from kubernetes_asyncio import client
+
+from modelcluster.catalog import Catalog
+from modelcluster.operator.config import OperatorConfig
+from modelcluster.operator.handlers import Controller, build_registry
+from modelcluster.operator.health import HealthState, start_health_server
+from modelcluster.operator.kopf_settings import configure
+from modelcluster.operator.kube import Kube, load_client_configuration
+from modelcluster.operator.leader import LeaderElector
+from modelcluster.operator.metrics import ReconcileMetrics
+from modelcluster.operator.queue import WorkQueue
+from modelcluster.operator.reconcile import Reconciler
+
+logger = logging.getLogger(__name__)
+
+#: Exit status when leadership is lost: the pod restarts and queues up as a standby.
+EXIT_LEADERSHIP_LOST = 3
+
+
+def _exit_on_lost_leadership() -> None:
+    # Another replica may already be reconciling: stop at once rather than finish in-flight work.
+    logging.shutdown()
+    os._exit(EXIT_LEADERSHIP_LOST)
+
+
+async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
+    """Run until SIGINT/SIGTERM (or, without leadership, until it is lost)."""
+    metrics = ReconcileMetrics.create()
+    metrics.serve(config.metrics_port)
+    health = HealthState()
+    runner = await start_health_server(config.health_port, health)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    election = config.leader_election
+    try:
+        async with client.ApiClient(await load_client_configuration()) as api_client:
+            kube = Kube(api_client)
+            elector = LeaderElector(kube, election)
+            renewing: asyncio.Task[None] | None = None
+            if election.enabled:
+                acquiring = asyncio.ensure_future(elector.acquire())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not acquiring.done():
+                    acquiring.cancel()
+                    return
+                renewing = asyncio.create_task(elector.hold(_exit_on_lost_leadership))
+            health.leader = True
+            metrics.leader.labels(name=election.name).set(1)
+            reconciler = Reconciler(
+                api=kube,
+                catalog=catalog,
+                pods=config.pods,
+                unschedulable_deadline=config.unschedulable_deadline,
+            )
+            controller = Controller(api=kube, reconciler=reconciler, metrics=metrics)
+            controller.queue = WorkQueue(controller.converge_by_key)
+            settings = kopf.OperatorSettings()
+            configure(settings, config)
+            try:
+                await kopf.operator(
+                    registry=build_registry(controller),
+                    settings=settings,
+                    standalone=True,
+                    clusterwide=config.clusterwide,
+                    namespaces=list(config.namespaces),
+                    stop_flag=stop,
+                )
+            finally:
+                await controller.queue.close()
+                if renewing is not None:
+                    renewing.cancel()
+                    await elector.release()
+    finally:
+        await runner.cleanup()

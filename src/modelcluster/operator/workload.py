@@ -1,0 +1,60 @@
+"""What one ModelCluster asks for, resolved: the input of every builder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelcluster.api import API_VERSION, KIND
+from modelcluster.catalog import Placement
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelCluster object that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        """An ownerReference: garbage collection deletes the children with the ModelCluster."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class PodOptions:
+    """Operator-wide settings of model pods (not part of the ModelCluster spec)."""
+
+    port: int = 8000
+    cache_dir: str = "/var/cache/models"
+    termination_grace_seconds: int = 60
+    pre_stop_sleep_seconds: int = 10
+    startup_timeout_seconds: int = 1800
+    gpu_node_label: str = "nvidia.com/gpu.present"
+    gpu_resource: str = "nvidia.com/gpu"
+    image_pull_policy: str = "IfNotPresent"
+    run_as_user: int = 1000
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A ModelCluster resolved against the catalog."""
+
+    owner: Owner
+    placement: Placement
+
+    @property
+    def name(self) -> str:
+        return self.owner.name
+
+    @property
+    def namespace(self) -> str:
+        return self.owner.namespace

@@ -1,0 +1,267 @@
+"""The operator on a real control plane: children, status, scaling, rejections, GC, crash safety."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from modelcluster.devcluster.tools import ensure_tools
+from modelcluster.operator.naming import object_name
+
+from support import Cluster, OperatorProcess, eventually
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
+MANAGED = "app.kubernetes.io/managed-by=modelcluster-operator"
+GIANT_MODEL = "test-org/giant-model"
+TEST_CATALOG = {
+    "tiers": [{"name": "giant", "gpuMemoryGB": 1280, "gpus": 16, "cpu": "64", "memory": "512Gi", "cache": "64Gi"}],
+    "models": [{"id": GIANT_MODEL, "task": "text-generation", "params": 1_000_000_000, "tier": "giant"}],
+}
+
+
+@pytest.fixture(scope="module")
+def kubectl(cluster: Cluster) -> Iterator[list[str]]:
+    yield [str(ensure_tools().kubectl), f"--kubeconfig={cluster.kubeconfig}"]
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Cluster, kubectl: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml")], check=True)
+    subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev"], check=True)
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(TEST_CATALOG))
+    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), ["--catalog", str(catalog)])
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def objects(cluster: Cluster) -> k8s.CustomObjectsApi:
+    return k8s.CustomObjectsApi(cluster.api_client)
+
+
+def model_cluster(model: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelCluster",
+        "metadata": {"name": object_name(model)},
+        "spec": {"model": model, **spec},
+    }
+
+
+def create(cluster: Cluster, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = objects(cluster).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    return result
+
+
+def read(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = objects(cluster).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return result
+
+
+def status_of(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = read(cluster, namespace, name).get("status") or {}
+    return status
+
+
+def deployment_of(cluster: Cluster, namespace: str, name: str) -> k8s.V1Deployment | None:
+    try:
+        return cluster.apps.read_namespaced_deployment(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def test_applied_cluster_gets_gpu_deployment_service_and_runs(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, kubectl: list[str], tmp_path: Path
+) -> None:
+    model = "openai-community/gpt2"
+    name = object_name(model)
+    manifest = tmp_path / "mc.yaml"
+    manifest.write_text(yaml.safe_dump(model_cluster(model, capacity={"desired": 2, "max": 3})))
+    subprocess.run([*kubectl, "apply", "-n", namespace, "-f", str(manifest)], check=True)
+
+    deployment = eventually(lambda: deployment_of(cluster, namespace, name), what="the Deployment")
+    owner = deployment.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("ModelCluster", name, True)
+    pod = deployment.spec.template.spec
+    container = pod.containers[0]
+    assert container.image.endswith("runtime-generation:0.1.0")
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert {e.name: e.value for e in container.env}["MODEL_ID"] == model
+    assert container.readiness_probe.http_get.path == "/health"
+    assert container.liveness_probe.http_get.path == "/health"
+    assert container.startup_probe.http_get.path == "/health"
+    security = container.security_context
+    assert security.allow_privilege_escalation is False
+    assert security.read_only_root_filesystem is True
+    assert security.capabilities.drop == ["ALL"]
+    assert pod.security_context.run_as_non_root is True
+    assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert any(t.key == "nvidia.com/gpu" for t in pod.tolerations)
+    assert deployment.spec.replicas == 2
+
+    service = cluster.core.read_namespaced_service(name, namespace)
+    assert service.metadata.owner_references[0].name == name
+
+    eventually(lambda: status_of(cluster, namespace, name).get("status") == "running", what="status running")
+    eventually(lambda: status_of(cluster, namespace, name).get("readyReplicas") == 2, what="2 ready replicas")
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={name}").items
+    assert len(pods) == 2
+    for item in pods:
+        assert cluster.core.read_node(item.spec.node_name).metadata.labels.get("nvidia.com/gpu.present") == "true"
+
+    table = subprocess.run([*kubectl, "get", "mc", "-n", namespace], capture_output=True, text=True, check=True)
+    header, row = table.stdout.splitlines()[:2]
+    assert header.split() == ["NAME", "MODEL", "TASK", "STATUS", "READY", "DESIRED", "MAX", "AGE"]
+    assert row.split()[:7] == [name, model, "text-generation", "running", "2", "2", "3"]
+
+
+def test_scale_subresource_and_patch_reach_the_deployment(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, kubectl: list[str]
+) -> None:
+    model = "google/flan-t5-base"
+    name = object_name(model)
+    create(cluster, namespace, model_cluster(model, capacity={"min": 0, "desired": 1, "max": 4}))
+    eventually(lambda: deployment_of(cluster, namespace, name), what="the Deployment")
+
+    subprocess.run([*kubectl, "scale", "mc", name, "-n", namespace, "--replicas=2"], check=True)
+    eventually(lambda: (d := deployment_of(cluster, namespace, name)) and d.spec.replicas == 2, what="replicas 2")
+
+    objects(cluster).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": {"capacity": {"desired": 3}}}
+    )
+    eventually(lambda: (d := deployment_of(cluster, namespace, name)) and d.spec.replicas == 3, what="replicas 3")
+    assert read(cluster, namespace, name)["spec"]["capacity"]["desired"] == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "message"),
+    [
+        ({"capacity": {"desired": 3, "max": 2}}, "spec.capacity", "capacity.desired must be less than or equal"),
+        ({"capacity": {"desired": 0, "max": 0}}, "spec.capacity", "capacity.max must be at least 1"),
+        ({"capacity": {"min": 2, "desired": 1, "max": 3}}, "spec.capacity", "capacity.min must be less than"),
+        ({"timeout": -5}, "spec.timeout", "should be greater than or equal to 1"),
+        ({"capacity": {"desired": "three"}}, "spec.capacity.desired", "must be of type integer"),
+    ],
+    ids=["desired-above-max", "max-zero", "min-above-desired", "negative-timeout", "string-for-number"],
+)
+def test_apiserver_rejects_invalid_specs(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, spec: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(ApiException) as rejected:
+        create(cluster, namespace, model_cluster("acme/rejected-model", task="text-classification", **spec))
+    assert rejected.value.status == 422
+    assert field in rejected.value.body
+    assert message in rejected.value.body
+    assert not objects(cluster).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+
+
+def test_apiserver_rejects_malformed_model_id(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    body = model_cluster("acme/x", task="text-classification")
+    body["spec"]["model"] = "no-slash-here"
+    with pytest.raises(ApiException) as rejected:
+        create(cluster, namespace, body)
+    assert rejected.value.status == 422
+    assert "spec.model" in rejected.value.body
+    assert "model must be shaped org/name" in rejected.value.body
+
+
+def test_apiserver_rejects_a_changed_model(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    model = "acme/immutable-model"
+    create(cluster, namespace, model_cluster(model, task="text-classification", capacity={"desired": 0, "max": 1}))
+    with pytest.raises(ApiException) as rejected:
+        objects(cluster).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, object_name(model), {"spec": {"model": "acme/other-model"}}
+        )
+    assert rejected.value.status == 422
+    assert "spec.model" in rejected.value.body
+    assert "model is immutable" in rejected.value.body
+    assert read(cluster, namespace, object_name(model))["spec"]["model"] == model
+
+
+def test_unknown_model_without_task_fails_and_creates_nothing(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    model = "nobody/unknown-model"
+    name = object_name(model)
+    create(cluster, namespace, model_cluster(model))
+    eventually(lambda: status_of(cluster, namespace, name).get("status") == "failed", what="status failed")
+    assert status_of(cluster, namespace, name)["reason"] == "UnknownModel"
+    assert not cluster.apps.list_namespaced_deployment(namespace).items
+    assert not cluster.core.list_namespaced_service(namespace).items
+
+
+def test_deleting_the_cluster_collects_its_children(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    model = "acme/collected-model"
+    name = object_name(model)
+    create(cluster, namespace, model_cluster(model, task="text-classification"))
+    eventually(lambda: deployment_of(cluster, namespace, name), what="the Deployment")
+    eventually(lambda: cluster.core.list_namespaced_pod(namespace).items, what="a pod")
+
+    objects(cluster).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    eventually(lambda: deployment_of(cluster, namespace, name) is None, what="the Deployment to be collected")
+    eventually(lambda: not cluster.core.list_namespaced_service(namespace).items, what="the Service to be collected")
+    eventually(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="the pods to be collected")
+
+
+def test_cluster_needing_more_gpus_than_any_node_has_fails_unschedulable(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    name = object_name(GIANT_MODEL)
+    create(cluster, namespace, model_cluster(GIANT_MODEL))
+    deployment = eventually(lambda: deployment_of(cluster, namespace, name), what="the Deployment")
+    assert deployment.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "16"
+    assert status_of(cluster, namespace, name).get("status") != "failed", "not failed before the deadline"
+
+    status = eventually(
+        lambda: (s := status_of(cluster, namespace, name)).get("status") == "failed" and s,
+        timeout=OperatorProcess.UNSCHEDULABLE_DEADLINE + 30,
+        what="status failed",
+    )
+    assert status["reason"] == "Unschedulable"
+    assert "nvidia.com/gpu" in status["message"]
+
+
+def test_operator_killed_during_a_burst_converges_without_duplicates(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    models = [f"burst-org/model-{index:02d}" for index in range(50)]
+    for index, model in enumerate(models):
+        create(cluster, namespace, model_cluster(model, task="text-classification", capacity={"desired": 0, "max": 1}))
+        if index == 20:
+            operator.kill()
+    operator.start()
+
+    def converged() -> bool:
+        items = objects(cluster).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        return len(items) == 50 and all((i.get("status") or {}).get("status") == "stopped" for i in items)
+
+    eventually(converged, timeout=180, interval=1.0, what="all 50 clusters to converge")
+    names = {object_name(model) for model in models}
+    deployments = cluster.apps.list_namespaced_deployment(namespace, label_selector=MANAGED).items
+    services = cluster.core.list_namespaced_service(namespace, label_selector=MANAGED).items
+    assert sorted(d.metadata.name for d in deployments) == sorted(names)
+    assert sorted(s.metadata.name for s in services) == sorted(names)
+    for child in [*deployments, *services]:
+        owners = child.metadata.owner_references
+        assert len(owners) == 1
+        assert owners[0].name == child.metadata.name

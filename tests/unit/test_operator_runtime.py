@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from modelcluster.cli import main
+from modelcluster.operator.config import OperatorConfig
+from modelcluster.operator.handlers import Controller, build_registry
+from modelcluster.operator.kopf_settings import configure
+from modelcluster.operator.kube import KubeError
+from modelcluster.operator.leader import LeaseRecord, expired, lease_spec, may_take, micro_time
+from modelcluster.operator.metrics import ReconcileMetrics
+from modelcluster.operator.queue import WorkQueue
+from modelcluster.operator.reconcile import Reconciler
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_micro_time_has_six_fraction_digits() -> None:
+    assert micro_time(NOW) == "2026-01-01T12:00:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    ("record", "identity", "allowed"),
+    [
+        (None, "me", True),
+        (LeaseRecord("me", NOW, 15, 0), "me", True),
+        (LeaseRecord("other", NOW, 15, 0), "me", False),
+        (LeaseRecord("other", NOW - timedelta(seconds=16), 15, 0), "me", True),
+        (LeaseRecord(None, None, 15, 0), "me", True),
+    ],
+)
+def test_may_take(record: LeaseRecord | None, identity: str, allowed: bool) -> None:
+    assert may_take(record, identity, NOW) is allowed
+
+
+def test_lease_spec_counts_transitions() -> None:
+    taken = lease_spec(LeaseRecord("other", NOW - timedelta(minutes=1), 15, 3), "me", NOW, 15)
+    assert taken["holderIdentity"] == "me" and taken["leaseTransitions"] == 4 and "acquireTime" in taken
+    renewed = lease_spec(LeaseRecord("me", NOW, 15, 4), "me", NOW, 15)
+    assert renewed["leaseTransitions"] == 4 and "acquireTime" not in renewed
+    assert lease_spec(None, "me", NOW, 15)["leaseTransitions"] == 0
+
+
+def test_lease_record_from_api() -> None:
+    record = LeaseRecord.from_lease(
+        {"spec": {"holderIdentity": "x", "renewTime": "2026-01-01T12:00:00.000000Z", "leaseDurationSeconds": 15}}
+    )
+    assert record == LeaseRecord("x", NOW, 15, 0)
+    assert not expired(record, NOW + timedelta(seconds=14))
+    assert expired(record, NOW + timedelta(seconds=15))
+
+
+async def test_queue_coalesces_and_retries() -> None:
+    calls: list[tuple[str, str, bool]] = []
+    failures = [KubeError(503, "unavailable")]
+
+    async def work(namespace: str, name: str, apply: bool) -> float | None:
+        calls.append((namespace, name, apply))
+        if failures:
+            raise failures.pop()
+        return None
+
+    queue = WorkQueue(work, retry_delays=(0.01,))
+    for _ in range(10):
+        queue.request(("ns", "a"), 0.01)
+    queue.request(("ns", "a"), 0.05, apply=True)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(calls) == 2 and queue.pending() == 0:
+            break
+    assert calls == [("ns", "a", True), ("ns", "a", True)]
+    await queue.close()
+
+
+async def test_queue_reschedules_on_request() -> None:
+    calls: list[str] = []
+
+    async def work(namespace: str, name: str, apply: bool) -> float | None:
+        calls.append(name)
+        return 0.01 if len(calls) < 3 else None
+
+    queue = WorkQueue(work)
+    queue.request(("ns", "b"), 0)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(calls) == 3 and queue.pending() == 0:
+            break
+    assert calls == ["b", "b", "b"]
+    await queue.close()
+
+
+def test_kopf_settings_are_set_on_purpose() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings, OperatorConfig(workers=7))
+    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    assert settings.persistence.progress_storage.prefix == "modelcluster.dev"
+    assert settings.posting.level == logging.WARNING
+    assert settings.watching.server_timeout and settings.watching.client_timeout
+    assert settings.watching.client_timeout > settings.watching.server_timeout
+    assert settings.queueing.worker_limit == 7
+    assert settings.peering.standalone is True
+    assert settings.scanning.disabled is True
+
+
+def test_registry_has_the_handlers(default_catalog: Any) -> None:
+    reconciler = Reconciler(api=None, catalog=default_catalog, pods=None, unschedulable_deadline=timedelta())  # type: ignore[arg-type]
+    controller = Controller(api=None, reconciler=reconciler, metrics=ReconcileMetrics.create())  # type: ignore[arg-type]
+    registry = build_registry(controller)
+    changing = {str(handler.id) for handler in registry._changing.get_all_handlers()}
+    assert changing == {"reconcile"}
+    watching = {str(handler.id) for handler in registry._watching.get_all_handlers()}
+    assert watching == {"deployment-event", "service-event", "pod-event"}
+    assert registry is not kopf.get_default_registry()
+
+
+def _rbac() -> list[dict[str, Any]]:
+    with (REPO / "operator" / "rbac.yaml").open(encoding="utf-8") as stream:
+        return [doc for doc in yaml.safe_load_all(stream) if doc]
+
+
+def test_rbac_is_least_privilege() -> None:
+    documents = _rbac()
+    kinds = sorted(doc["kind"] for doc in documents)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"]
+    for doc in documents:
+        for rule in doc.get("rules", []):
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field]
+            assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+    cluster_role = next(doc for doc in documents if doc["kind"] == "ClusterRole")
+    resources = {res for rule in cluster_role["rules"] for res in rule["resources"]}
+    assert "secrets" not in resources and "leases" not in resources
+    assert {"modelclusters", "modelclusters/status", "deployments", "services", "pods", "events"} <= resources
+
+
+def test_cli_lists_the_operator_and_crd_commands() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert "operator" in result.output and "crd" in result.output
+    help_text = CliRunner().invoke(main, ["operator", "--help"]).output
+    assert "--namespace" in help_text and "--catalog" in help_text and "--leader-elect" in help_text
+
+
+def test_cli_rejects_a_bad_catalog(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [{id: x, task: chat}]", encoding="utf-8")
+    result = CliRunner().invoke(main, ["operator", "--catalog", str(bad)])
+    assert result.exit_code != 0
+    assert "invalid catalog" in result.output
