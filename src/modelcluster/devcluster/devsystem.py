@@ -39,9 +39,8 @@ def dev(name: str, pod_commands: Path) -> None:
     subprocess.run([str(tools.kubectl), "apply", "--server-side", "-f", str(CRD_PATH)], env=env, check=True)
     click.echo(f"export KUBECONFIG={kubeconfig}")
     log("starting the operator (Ctrl-C to stop it; `make cluster-down` stops the cluster)")
-    operator = subprocess.Popen(
-        [sys.executable, "-c", "from modelcluster.cli import main; main()", "operator", "--no-leader-elect", "--metrics-port=8082"], env=env
-    )
+    executable = Path(sys.executable).with_name("modelcluster")
+    operator = subprocess.Popen([str(executable), "operator", "--no-leader-elect", "--metrics-port=8082"], env=env)
     try:
         operator.wait()
     except KeyboardInterrupt:
