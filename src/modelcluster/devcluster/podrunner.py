@@ -233,6 +233,8 @@ class PodRunner:
     def start_process(self, local: LocalPod) -> None:
         env = dict(os.environ)
         env.pop("KUBECONFIG", None)
+        # Commands resolve `python3` and `modelcluster` from the environment that runs the cluster.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(container_env(local.container, local.pod, str(local.address)))
         env.update(local.command.env)
         argv = ["ip", "netns", "exec", local.netns, *local.command.command, *(local.container.get("args") or [])]
