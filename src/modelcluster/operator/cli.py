@@ -49,7 +49,7 @@ def _default_identity() -> str:
 )
 @click.option(
     "--workers",
-    default=32,
+    default=256,
     show_default=True,
     type=click.IntRange(min=1),
     help="Objects handled concurrently per resource.",
@@ -82,6 +82,9 @@ def operator(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # kopf logs a line per handled event at INFO; under load that is most of the output.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         catalog = load_catalog(catalog_paths)
     except (CatalogFileError, ValueError) as error:

@@ -31,7 +31,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     unschedulable_deadline: timedelta = timedelta(minutes=5)
-    workers: int = 32
+    workers: int = 256
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
     pods: PodOptions = field(default_factory=PodOptions)
 

@@ -33,8 +33,11 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 30
     # Bounded concurrency: at most this many objects are handled at once per resource.
+    # A per-object worker holds its slot until it has been idle for `idle_timeout`, so
+    # the slots turn over at about worker_limit / idle_timeout objects per second: keep
+    # the idle time short, or a burst of creates queues behind workers that only wait.
     settings.queueing.worker_limit = config.workers
-    settings.queueing.idle_timeout = 30.0
+    settings.queueing.idle_timeout = 1.0
     settings.execution.max_workers = 4
     # One active operator is guaranteed by the Lease; kopf's peering stays off.
     settings.peering.standalone = True

@@ -6,6 +6,7 @@ so callers never handle library-specific exceptions or model classes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
@@ -64,6 +65,16 @@ async def load_client_configuration() -> client.Configuration:
     return configuration
 
 
+def _status_message(payload: bytes, fallback: str) -> str:
+    """The ``message`` of a Kubernetes ``Status`` body, else ``fallback``."""
+    try:
+        status = json.loads(payload)
+    except ValueError:
+        return fallback
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message) if message else fallback
+
+
 class Kube:
     """:class:`ClusterApi` over one kubernetes_asyncio ``ApiClient``."""
 
@@ -79,6 +90,25 @@ class Kube:
         assert isinstance(plain, dict)
         return plain
 
+    async def _json(self, request: Awaitable[Any]) -> Body:
+        """Await a request made with ``_preload_content=False`` and parse its body as plain JSON.
+
+        Skipping the client's model classes matters at scale: building typed models
+        from every response and turning them back into dicts cost most of a reconcile.
+        """
+        response = await self.call(request)
+        try:
+            payload = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise KubeError(0, f"{type(error).__name__}: {error}") from error
+        finally:
+            response.release()
+        if not 200 <= response.status <= 299:
+            raise KubeError(response.status, _status_message(payload, str(response.reason)))
+        body = json.loads(payload)
+        assert isinstance(body, dict)
+        return body
+
     async def call(self, request: Awaitable[_T]) -> _T:
         """Await one API request, turning every transport or API failure into :class:`KubeError`."""
         try:
@@ -90,7 +120,7 @@ class Kube:
 
     async def _maybe(self, request: Awaitable[Any]) -> Body | None:
         try:
-            return self._plain(await self.call(request))
+            return await self._json(request)
         except KubeError as error:
             if error.status == 404:
                 return None
@@ -100,19 +130,18 @@ class Kube:
         """Server-side apply ``body`` (a Deployment or Service), forcing ownership of its fields."""
         name = body["metadata"]["name"]
         namespace = body["metadata"]["namespace"]
-        options = _apply_options(field_manager)
+        options = {**_apply_options(field_manager), "_preload_content": False}
         kind = body["kind"]
-        result: Any
         if kind == "Deployment":
-            result = await self.call(self._apps.patch_namespaced_deployment(name, namespace, body, **options))
-        elif kind == "Service":
-            result = await self.call(self._core.patch_namespaced_service(name, namespace, body, **options))
-        else:
-            raise ValueError(f"cannot apply a {kind}")
-        return self._plain(result)
+            return await self._json(self._apps.patch_namespaced_deployment(name, namespace, body, **options))
+        if kind == "Service":
+            return await self._json(self._core.patch_namespaced_service(name, namespace, body, **options))
+        raise ValueError(f"cannot apply a {kind}")
 
     async def get_cluster(self, namespace: str, name: str) -> Body | None:
-        return await self._maybe(self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+        return await self._maybe(
+            self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _preload_content=False)
+        )
 
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
         body = {
@@ -121,7 +150,7 @@ class Kube:
             "metadata": {"name": name, "namespace": namespace},
             "status": status,
         }
-        await self.call(
+        await self._json(
             self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
@@ -129,13 +158,16 @@ class Kube:
                 PLURAL,
                 name,
                 body,
+                _preload_content=False,
                 **_apply_options(field_manager),
             )
         )
 
     async def get_deployment(self, namespace: str, name: str) -> Body | None:
-        return await self._maybe(self._apps.read_namespaced_deployment(name, namespace))
+        return await self._maybe(self._apps.read_namespaced_deployment(name, namespace, _preload_content=False))
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
-        pods = await self.call(self._core.list_namespaced_pod(namespace, label_selector=label_selector))
-        return list(self._plain(pods).get("items") or [])
+        pods = await self._json(
+            self._core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
+        )
+        return list(pods.get("items") or [])

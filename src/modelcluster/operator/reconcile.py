@@ -38,11 +38,14 @@ class Reconciler:
     def plan(self, body: Mapping[str, Any]) -> Plan:
         return plan(body, self.catalog, self.pods)
 
-    async def apply_children(self, planned: Plan) -> None:
-        """Server-side apply the Service and the Deployment, then ``spec.replicas`` on its own."""
+    async def apply_children(self, planned: Plan) -> dict[str, Any] | None:
+        """Server-side apply the Service and the Deployment, then ``spec.replicas`` on its own.
+
+        Returns the Deployment as the last apply answered it (None when nothing was applied).
+        """
         workload = planned.workload
         if workload is None or planned.replicas is None:
-            return
+            return None
         existing = await self.api.get_deployment(workload.namespace, workload.name)
         deployment = build_deployment(workload, self.pods)
         if existing is None:
@@ -51,17 +54,17 @@ class Reconciler:
             deployment["spec"]["replicas"] = planned.replicas
         await self.api.apply(build_service(workload, self.pods), FIELD_MANAGER)
         await self.api.apply(deployment, FIELD_MANAGER)
-        await self.api.apply(
+        return await self.api.apply(
             build_replicas_apply(workload.name, workload.namespace, planned.replicas), REPLICAS_FIELD_MANAGER
         )
 
-    async def observe(self, planned: Plan, now: datetime) -> Derived:
-        """Read the children and derive the status."""
-        deployment = None
+    async def observe(self, planned: Plan, now: datetime, deployment: dict[str, Any] | None = None) -> Derived:
+        """Read the children (the Deployment unless just applied) and derive the status."""
         pods: list[dict[str, Any]] = []
         if planned.workload is not None:
             namespace, name = planned.owner.namespace, planned.owner.name
-            deployment = await self.api.get_deployment(namespace, name)
+            if deployment is None:
+                deployment = await self.api.get_deployment(namespace, name)
             selector = ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
             pods = await self.api.list_pods(namespace, selector)
         observation = Observation(
@@ -90,9 +93,8 @@ class Reconciler:
     async def reconcile(self, body: Mapping[str, Any], *, apply: bool = True) -> Derived:
         """Converge ``body``: children first (unless ``apply`` is false), then status."""
         planned = self.plan(body)
-        if apply:
-            await self.apply_children(planned)
-        derived = await self.observe(planned, datetime.now(UTC))
+        applied = await self.apply_children(planned) if apply else None
+        derived = await self.observe(planned, datetime.now(UTC), applied)
         await self.write_status(planned, derived)
         return derived
 

@@ -33,6 +33,9 @@ def _exit_on_lost_leadership() -> None:
     os._exit(EXIT_LEADERSHIP_LOST)
 
 
+CONNECTION_POOL_SIZE = 32
+
+
 async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
     """Run until SIGINT/SIGTERM (or, without leadership, until it is lost)."""
     metrics = ReconcileMetrics.create()
@@ -45,9 +48,13 @@ async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
         loop.add_signal_handler(signum, stop.set)
     election = config.leader_election
     try:
-        async with client.ApiClient(await load_client_configuration()) as api_client:
+        configuration = await load_client_configuration()
+        # Reconciles share one connection pool; the Lease gets its own, so a burst of
+        # work never delays a renewal past the renew deadline.
+        configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+        async with client.ApiClient(configuration) as api_client, client.ApiClient(configuration) as lease_client:
             kube = Kube(api_client)
-            elector = LeaderElector(kube, election)
+            elector = LeaderElector(Kube(lease_client), election)
             renewing: asyncio.Task[None] | None = None
             if election.enabled:
                 acquiring = asyncio.ensure_future(elector.acquire())
