@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "crd": "modelcluster.crd.cli:crd",
     "dev": "modelcluster.devcluster.devsystem:dev",
     "operator": "modelcluster.operator.cli:operator",
+    "runtime": "modelcluster.runtime.cli:runtime",
 }
 
 

@@ -1,0 +1,152 @@
+"""Model loading: device and dtype choice, hub download with progress, the task handler, warm-up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from modelcluster.runtime.settings import RuntimeSettings
+from modelcluster.runtime.tasks import resolve_loader
+from modelcluster.runtime.tasks.base import Handler, LoadContext
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(requested: str, cuda_available: bool) -> str:
+    """``auto`` picks CUDA when present, else CPU; an explicit CUDA request without CUDA is an error."""
+    if requested == "auto":
+        return "cuda" if cuda_available else "cpu"
+    if requested.startswith("cuda") and not cuda_available:
+        raise RuntimeError(f"DEVICE={requested} but CUDA is not available")
+    return requested
+
+
+def resolve_dtype(requested: str, device: str, bf16_supported: bool) -> str:
+    """``auto``: bfloat16 (or float16) on GPUs, float32 on CPU."""
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda"):
+        return "bfloat16" if bf16_supported else "float16"
+    return "float32"
+
+
+@dataclass
+class LoadProgress:
+    """What ``/status`` reports while loading; written by the loading thread, read by the event loop."""
+
+    phase: str = "starting"  # starting, downloading, loading, warming_up, ready, failed
+    download_percent: float = 0.0
+    load_percent: float = 0.0
+    error: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    started_at: float = 0.0
+    load_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def update(self, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self, key, value)
+        if "phase" in changes or "load_percent" in changes:
+            logger.info(
+                "model load: %s (download %.0f%%, load %.0f%%)", self.phase, self.download_percent, self.load_percent
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "phase": self.phase,
+                "download_percent": round(self.download_percent, 1),
+                "load_percent": round(self.load_percent, 1),
+                "error": self.error,
+                "device": self.device,
+                "dtype": self.dtype,
+                "load_seconds": self.load_seconds,
+            }
+
+
+def download(settings: RuntimeSettings, progress: LoadProgress) -> Path:
+    """A local directory is used as is; a hub id is downloaded into the cache with byte progress."""
+    local = Path(settings.model_id)
+    if local.is_dir():
+        progress.update(download_percent=100.0)
+        return local
+    from huggingface_hub import snapshot_download
+
+    tqdm: Any = import_module("tqdm.auto").tqdm
+
+    logged = {"decile": -1}
+
+    class DownloadProgress(tqdm):  # type: ignore[misc]
+        def update(self, n: float | None = 1) -> bool | None:
+            shown: bool | None = super().update(n)
+            if self.total:
+                percent = min(100.0, 100.0 * self.n / self.total)
+                progress.update(download_percent=percent)
+                if int(percent // 10) > logged["decile"]:
+                    logged["decile"] = int(percent // 10)
+                    logger.info("model download: %.0f%% of %s", percent, settings.model_id)
+            return shown
+
+    progress.update(phase="downloading")
+    path = snapshot_download(
+        settings.model_id,
+        cache_dir=str(settings.cache_dir) if settings.cache_dir else None,
+        tqdm_class=DownloadProgress,
+    )
+    progress.update(download_percent=100.0)
+    return Path(path)
+
+
+def load_handler(settings: RuntimeSettings, progress: LoadProgress) -> Handler:
+    """Blocking: runs in a thread at start-up. Raises on failure; the caller reports it on /health."""
+    progress.update(started_at=time.monotonic())
+    loader = resolve_loader(settings.task)  # an unknown task fails before any import or download
+    import torch
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device, torch.cuda.is_available())
+    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    dtype = resolve_dtype(settings.dtype, device, bf16)
+    progress.update(device=device, dtype=dtype, load_percent=5.0)
+    model_dir = download(settings, progress)
+    progress.update(phase="loading", load_percent=10.0)
+    context = LoadContext(
+        model_dir=model_dir,
+        model_id=settings.model_id,
+        task=settings.task,
+        device=device,
+        dtype=dtype,
+        loading_kwargs=dict(settings.model_loading_kwargs_json),
+        trust_remote_code=settings.trust_remote_code,
+        engine=settings.engine,
+    )
+    handler = loader(context)
+    progress.update(phase="warming_up", load_percent=90.0)
+    handler.warmup()
+    progress.update(phase="ready", load_percent=100.0, load_seconds=time.monotonic() - progress.started_at)
+    return handler
+
+
+def memory_report() -> dict[str, Any]:
+    psutil: Any = import_module("psutil")
+    report: dict[str, Any] = {"rss_bytes": psutil.Process().memory_info().rss}
+    try:
+        import torch
+    except ImportError:
+        return report
+    if torch.cuda.is_available():
+        report["gpu_allocated_bytes"] = torch.cuda.memory_allocated()
+        report["gpu_reserved_bytes"] = torch.cuda.memory_reserved()
+        free, total = torch.cuda.mem_get_info()
+        report["gpu_free_bytes"], report["gpu_total_bytes"] = free, total
+    return report

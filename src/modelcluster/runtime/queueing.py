@@ -1,0 +1,129 @@
+"""The bounded request queue: admission (429 at once when full) and FIFO hand-off to the model worker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelcluster.runtime.errors import QueueFull
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last item of a stream job's chunk queue; carries the error that ended it, if any."""
+
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    """One request waiting for, or running on, the model."""
+
+    item: Any
+    params: dict[str, Any]
+    key: str
+    future: asyncio.Future[Any]
+    enqueued_at: float
+    stream: bool = False
+    chunks: asyncio.Queue[str | StreamEnd] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None  # time.monotonic() after which work on it stops
+
+    @property
+    def abandoned(self) -> bool:
+        return self.cancel.is_set() or self.future.done()
+
+
+def select_batch(jobs: Sequence[Job], max_size: int, batchable: bool) -> list[int]:
+    """Indices of the jobs to run together: the oldest job plus, when batchable, later jobs with the same params."""
+    if not jobs:
+        return []
+    first = jobs[0]
+    if first.stream or not batchable:
+        return [0]
+    chosen = [0]
+    for index in range(1, len(jobs)):
+        if len(chosen) >= max_size:
+            break
+        job = jobs[index]
+        if not job.stream and job.key == first.key:
+            chosen.append(index)
+    return chosen
+
+
+def batch_target(ready: int, preparing: int, last_batch_size: int, max_size: int) -> int:
+    """How many requests are worth waiting for before a batchable call: the recent load, capped by the batch size.
+
+    With one client (nothing preparing, last batch of one) this is what is ready, so nothing waits.
+    """
+    return max(1, min(max_size, max(ready + preparing, last_batch_size)))
+
+
+class RequestQueue:
+    """FIFO of jobs with a limit on requests waiting (admitted but not yet running)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._jobs: deque[Job] = deque()
+        self._reserved = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def waiting(self) -> int:
+        """Queue depth: admitted requests still preparing their input plus those queued for the model."""
+        return self._reserved + len(self._jobs)
+
+    @property
+    def preparing(self) -> int:
+        return self._reserved
+
+    @property
+    def ready(self) -> int:
+        return len(self._jobs)
+
+    def reserve(self) -> None:
+        """Admit one request or raise ``QueueFull`` at once."""
+        if self.waiting >= self.limit:
+            raise QueueFull(f"the queue is full ({self.limit} requests waiting); retry later")
+        self._reserved += 1
+        self._notify()
+
+    def unreserve(self) -> None:
+        self._reserved -= 1
+        self._notify()
+
+    def put(self, job: Job) -> None:
+        """Queue a job whose slot was reserved."""
+        self._reserved -= 1
+        self._jobs.append(job)
+        self._notify()
+
+    def take(self, max_size: int, batchable: bool) -> list[Job]:
+        """Pop the next batch, dropping jobs whose request already gave up."""
+        while self._jobs and self._jobs[0].abandoned:
+            self._jobs.popleft()
+        pending = list(self._jobs)
+        indices = select_batch(pending, max_size, batchable)
+        chosen = [pending[i] for i in indices]
+        taken = set(indices)
+        self._jobs = deque(job for i, job in enumerate(pending) if i not in taken)
+        self._notify()
+        return [job for job in chosen if not job.abandoned]
+
+    async def wait_change(self, wait_s: float | None = None) -> None:
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), wait_s)
+        except TimeoutError:
+            return
+
+    async def wait_ready(self) -> None:
+        while not self._jobs:
+            await self.wait_change()
+
+    def _notify(self) -> None:
+        self._changed.set()

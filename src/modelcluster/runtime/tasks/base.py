@@ -1,0 +1,99 @@
+"""What every task handler provides, and what the loader hands it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelcluster.runtime.errors import InputError
+from modelcluster.runtime.inputs import InputSpec, Payload
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """Where the model files are and how to place them."""
+
+    model_dir: Path
+    model_id: str
+    task: str
+    device: str
+    dtype: str  # "float32", "float16" or "bfloat16"
+    loading_kwargs: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False
+    engine: str = "auto"
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype)
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    url: str | None = None
+    base64: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaOutput:
+    """Generated media; answered as base64 in JSON, or raw bytes when the body asks ``"json": false``."""
+
+    data: bytes
+    mime: str
+
+
+class Handler:
+    """A task served by a loaded model.
+
+    ``prepare`` runs in a worker thread (it decodes media); ``run_batch`` and ``stream`` run in the inference thread.
+    """
+
+    task: str = ""
+    spec: InputSpec = InputSpec()
+    params: frozenset[str] = frozenset()
+    batchable: bool = False
+    streamable: bool = False
+    concurrent: bool = False  # True: requests bypass the inference thread (the engine batches them itself)
+
+    def media_refs(self, payload: Payload) -> list[MediaRef]:
+        if payload.url is not None or payload.base64 is not None:
+            return [MediaRef(url=payload.url, base64=payload.base64)]
+        return []
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Reject unknown params; handlers may rename aliases here."""
+        unknown = sorted(set(params) - self.params)
+        if unknown:
+            hint = ", ".join(sorted(self.params)) or "none"
+            raise InputError(f"unknown param(s) for {self.task}: {', '.join(unknown)} (accepted: {hint})")
+        return dict(params)
+
+    def prepare(self, payload: Payload, media: list[bytes]) -> Any:
+        return payload
+
+    def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str]:
+        raise NotImplementedError(f"{self.task} does not stream")
+
+    def astream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> AsyncIterator[str]:
+        raise NotImplementedError(f"{self.task} has no async engine")
+
+    def finish(self, item: Any, params: dict[str, Any], text: str) -> Any:
+        """The output of a generation that was not streamed, from the joined text deltas."""
+        return text
+
+    def warmup(self) -> None:
+        """Run once after loading so the first request does not pay for lazy initialisation."""
+
+
+def as_text_list(payload: Payload) -> tuple[list[str], bool]:
+    """The texts of a payload and whether a single string was sent."""
+    if isinstance(payload.text, str):
+        return [payload.text], True
+    if isinstance(payload.text, list):
+        return list(payload.text), False
+    raise InputError("`text` is required")
