@@ -8,11 +8,13 @@ stopped afterwards unless it was already running).
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -21,7 +23,7 @@ from modelcluster.devcluster import controlplane
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.tools import ensure_tools
 
-from support import Cluster
+from support import TEST_CATALOG, Cluster, OperatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,3 +58,24 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Cluster) -> Iterator[list[str]]:
+    yield [str(ensure_tools().kubectl), f"--kubeconfig={cluster.kubeconfig}"]
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, kubectl: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml")], check=True)
+    subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev"], check=True)
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(TEST_CATALOG))
+    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), ["--catalog", str(catalog)])
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -51,6 +51,14 @@ class Cluster:
         return k8s.AppsV1Api(self.api_client)
 
 
+# A catalog entry for the operator under test: a model needing more GPUs than any node has.
+GIANT_MODEL = "test-org/giant-model"
+TEST_CATALOG = {
+    "tiers": [{"name": "giant", "gpuMemoryGB": 1280, "gpus": 16, "cpu": "64", "memory": "512Gi", "cache": "64Gi"}],
+    "models": [{"id": GIANT_MODEL, "task": "text-generation", "params": 1_000_000_000, "tier": "giant"}],
+}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,42 +11,15 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.operator.naming import object_name
 
-from support import Cluster, OperatorProcess, eventually
+from support import GIANT_MODEL, Cluster, OperatorProcess, eventually
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
 MANAGED = "app.kubernetes.io/managed-by=modelcluster-operator"
-GIANT_MODEL = "test-org/giant-model"
-TEST_CATALOG = {
-    "tiers": [{"name": "giant", "gpuMemoryGB": 1280, "gpus": 16, "cpu": "64", "memory": "512Gi", "cache": "64Gi"}],
-    "models": [{"id": GIANT_MODEL, "task": "text-generation", "params": 1_000_000_000, "tier": "giant"}],
-}
-
-
-@pytest.fixture(scope="module")
-def kubectl(cluster: Cluster) -> Iterator[list[str]]:
-    yield [str(ensure_tools().kubectl), f"--kubeconfig={cluster.kubeconfig}"]
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: Cluster, kubectl: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml")], check=True)
-    subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev"], check=True)
-    catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump(TEST_CATALOG))
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), ["--catalog", str(catalog)])
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def objects(cluster: Cluster) -> k8s.CustomObjectsApi:
@@ -135,7 +107,7 @@ def test_applied_cluster_gets_gpu_deployment_service_and_runs(
 def test_scale_subresource_and_patch_reach_the_deployment(
     cluster: Cluster, namespace: str, operator: OperatorProcess, kubectl: list[str]
 ) -> None:
-    model = "google/flan-t5-base"
+    model = "microsoft/Phi-3-mini-4k-instruct"
     name = object_name(model)
     create(cluster, namespace, model_cluster(model, capacity={"min": 0, "desired": 1, "max": 4}))
     eventually(lambda: deployment_of(cluster, namespace, name), what="the Deployment")
@@ -212,7 +184,7 @@ def test_deleting_the_cluster_collects_its_children(
 ) -> None:
     model = "acme/collected-model"
     name = object_name(model)
-    create(cluster, namespace, model_cluster(model, task="text-classification"))
+    create(cluster, namespace, model_cluster(model, task="text-generation"))
     eventually(lambda: deployment_of(cluster, namespace, name), what="the Deployment")
     eventually(lambda: cluster.core.list_namespaced_pod(namespace).items, what="a pod")
 

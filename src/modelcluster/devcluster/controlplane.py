@@ -9,6 +9,7 @@ kubeconfig line again.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -25,9 +26,10 @@ from modelcluster.devcluster import podnet, processes
 from modelcluster.devcluster.binaries import ensure_binaries, log
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.nodes import node_pool
+from modelcluster.devcluster.offline_models import seed_hub_cache
 from modelcluster.devcluster.pki import Pki, generate
 from modelcluster.devcluster.stages import stage_documents
-from modelcluster.devcluster.versions import Binaries
+from modelcluster.devcluster.versions import Binaries, cache_root
 
 COMPONENTS = ("podrunner", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 START_TIMEOUT = 120.0
@@ -294,10 +296,13 @@ def _start(config: ClusterConfig, binaries: Binaries) -> None:
     )
     processes.start(run_dir, "kwok", _argv_kwok(binaries, config, config.kubeconfig, stages, ports["kwok"]))
     podnet.ensure_bridge(config)
+    if seed_hub_cache(cache_root() / "hf-home"):
+        log("all-MiniLM-L6-v2 is in the offline hub cache for process-backed model pods")
     processes.start(
         run_dir,
         "podrunner",
         [sys.executable, "-m", "modelcluster.devcluster.podrunner", "--state-dir", str(state_dir)],
+        env=dict(os.environ, MODELCLUSTER_CACHE=str(cache_root())),
     )
     _create_nodes(config)
     log(f"cluster {config.name!r} started in {time.monotonic() - started:.1f}s")

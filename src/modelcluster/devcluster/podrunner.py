@@ -236,7 +236,8 @@ class PodRunner:
         # Commands resolve `python3` and `modelcluster` from the environment that runs the cluster.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(container_env(local.container, local.pod, str(local.address)))
-        env.update(local.command.env)
+        # Values of the mapping may name variables of the runner's environment, e.g. ${MODELCLUSTER_CACHE}.
+        env.update({key: os.path.expandvars(value) for key, value in local.command.env.items()})
         argv = ["ip", "netns", "exec", local.netns, *local.command.command, *(local.container.get("args") or [])]
         with local.log_path.open("ab") as log:
             local.process = subprocess.Popen(
