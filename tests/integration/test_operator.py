@@ -73,7 +73,7 @@ def test_applied_cluster_gets_gpu_deployment_service_and_runs(
     assert (owner.kind, owner.name, owner.controller) == ("ModelCluster", name, True)
     pod = deployment.spec.template.spec
     container = pod.containers[0]
-    assert container.image.endswith("runtime-generation:0.1.0")
+    assert container.image.endswith("runtime-llm:0.1.0")
     assert container.resources.limits["nvidia.com/gpu"] == "1"
     assert {e.name: e.value for e in container.env}["MODEL_ID"] == model
     assert container.readiness_probe.http_get.path == "/health"

@@ -217,12 +217,21 @@ def test_model_images_table_matches_the_registry() -> None:
     from pathlib import Path
 
     readme = Path(__file__).resolve().parents[2] / "model-images" / "README.md"
+    prefix = "`ghcr.io/modelcluster/runtime-"
     rows = {}
     for line in readme.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if len(cells) == 3 and cells[1].startswith("`modelcluster/runtime-"):
-            rows[cells[0]] = cells[1].strip("`").removeprefix("modelcluster/runtime-")
+        if len(cells) == 3 and cells[1].startswith(prefix):
+            rows[cells[0]] = cells[1].strip("`").removeprefix(prefix.strip("`"))
     assert rows == {task: entry.family for task, entry in TASKS.items()}
+    assert (readme.parent / "Dockerfile").is_file()
     for family in set(rows.values()):
-        assert (readme.parent / family / "Dockerfile").is_file()
         assert (readme.parent / "requirements" / f"{family}.txt").is_file()
+
+
+def test_operator_catalog_sends_each_task_to_its_runtime_image() -> None:
+    from modelcluster.catalog import load_catalog
+
+    catalog = load_catalog()
+    images = {task: family.image for family in catalog.families.values() for task in family.tasks}
+    assert images == {task: f"ghcr.io/modelcluster/runtime-{entry.family}:0.1.0" for task, entry in TASKS.items()}

@@ -67,7 +67,7 @@ def test_pod_security(make_workload: WorkloadFactory) -> None:
     assert pod["automountServiceAccountToken"] is False
     security = _container(deployment)["securityContext"]
     assert security["runAsNonRoot"] is True
-    assert security["runAsUser"] == 1000
+    assert security["runAsUser"] == 10001
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["readOnlyRootFilesystem"] is True

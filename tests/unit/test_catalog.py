@@ -43,8 +43,8 @@ def test_tier_for_params(catalog: Catalog, params: int, tier: str) -> None:
 def test_known_model(catalog: Catalog) -> None:
     placement = resolve(catalog, "openai-community/gpt2", None)
     assert placement.task == "text-generation"
-    assert placement.family == "generation"
-    assert placement.image.startswith("ghcr.io/modelcluster/runtime-generation:")
+    assert placement.family == "llm"
+    assert placement.image.startswith("ghcr.io/modelcluster/runtime-llm:")
     assert placement.tier.name == "micro"
     assert placement.known
 
@@ -83,7 +83,7 @@ def test_extend_from_file_and_configmap_dir(tmp_path: Path) -> None:
     )
     (tmp_path / "20-images.json").write_text(
         json.dumps(
-            {"families": {"generation": {"image": "registry.local/gen:1", "tasks": ["chat", "text-generation"]}}}
+            {"families": {"llm": {"image": "registry.local/gen:1", "tasks": ["chat", "text-generation"]}}}
         ),
         encoding="utf-8",
     )

@@ -34,14 +34,14 @@ class PodOptions:
     """Operator-wide settings of model pods (not part of the ModelCluster spec)."""
 
     port: int = 8000
-    cache_dir: str = "/var/cache/models"
+    cache_dir: str = "/models/cache"
     termination_grace_seconds: int = 60
     pre_stop_sleep_seconds: int = 10
     startup_timeout_seconds: int = 1800
     gpu_node_label: str = "nvidia.com/gpu.present"
     gpu_resource: str = "nvidia.com/gpu"
     image_pull_policy: str = "IfNotPresent"
-    run_as_user: int = 1000
+    run_as_user: int = 10001
 
 
 @dataclass(frozen=True)
