@@ -2,7 +2,11 @@
 SHELL := /bin/bash
 UV_VERSION := 0.13.9
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the module of the same name (what `pip install --user uv` provides).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
 VENV := .venv
 STAMP := $(VENV)/.synced
 POD_COMMANDS := e2e/pod-commands.yaml
@@ -17,10 +21,8 @@ help:
 	@echo "make cluster-up    start the local control plane and print its KUBECONFIG line"
 	@echo "make cluster-down  stop it"
 
-$(UV):
-	$(PYTHON) -m pip install --user --quiet uv==$(UV_VERSION)
-
-$(STAMP): pyproject.toml uv.lock | $(UV)
+$(STAMP): pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv==$(UV_VERSION)
 	$(UV) sync --frozen --all-extras --python 3.11
 	@touch $@
 
