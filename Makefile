@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synced
 POD_COMMANDS := e2e/pod-commands.yaml
 export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
-export UV_NATIVE_TLS := 1
+export UV_SYSTEM_CERTS := 1
 
 .PHONY: help venv test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd
 

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from kubernetes_asyncio import config as aconfig
 
 from modelcluster.devcluster import controlplane
 from modelcluster.devcluster.config import ClusterConfig
+from modelcluster.devcluster.pki import Pki
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.operator.naming import object_name
 
@@ -54,6 +56,23 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def apiserver_requests(config: ClusterConfig) -> float:
+    """All requests the kube-apiserver has served (its apiserver_request_total counters)."""
+    pki = Pki(config.state_dir / "pki")
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+    state = controlplane.read_state(config)
+    assert state is not None
+    text = httpx.get(f"{state['server']}/metrics", verify=context, timeout=10).text
+    return sum(float(value) for value in re.findall(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
 def reconcile_total(metrics_port: int) -> float:
@@ -180,9 +199,12 @@ def main() -> None:
             time.sleep(0.2)
         idle_rss = peak_rss_mib(operator.pid)
         before = reconcile_total(metrics_port)
+        cpu_before, requests_before = cpu_seconds(operator.pid), apiserver_requests(config)
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         times = asyncio.run(converge(kubeconfig, namespace, args.count, args.desired))
         reconciles = reconcile_total(metrics_port) - before
+        operator_cpu = cpu_seconds(operator.pid) - cpu_before
+        requests = apiserver_requests(config) - requests_before
         rss = peak_rss_mib(operator.pid)
     finally:
         operator.terminate()
@@ -211,12 +233,15 @@ def main() -> None:
         ),
         ("reconciles / s (until converged)", f"{reconciles / converged:.1f}", "", ""),
         ("reconciles per cluster", f"{reconciles / args.count:.2f}", "", ""),
+        ("apiserver requests per cluster (all clients)", f"{requests / args.count:.1f}", "", ""),
+        ("operator CPU per cluster", f"{1000 * operator_cpu / args.count:.0f} ms", "", ""),
+        ("operator CPU busy (of one core)", f"{100 * operator_cpu / converged:.0f} %", "", ""),
         ("operator RSS idle", f"{idle_rss:.0f} MiB", "", ""),
         ("operator peak RSS", f"{rss:.0f} MiB", f"{TARGET_RSS_MIB:.0f} MiB", f"{rss / TARGET_RSS_MIB:.2f}"),
     ]
-    print(f"{'figure':<38} {'measured':>12} {'target':>10} {'measured/target':>16}")
+    print(f"{'figure':<46} {'measured':>12} {'target':>10} {'measured/target':>16}")
     for name, value, target, ratio in rows:
-        print(f"{name:<38} {value:>12} {target:>10} {ratio:>16}")
+        print(f"{name:<46} {value:>12} {target:>10} {ratio:>16}")
 
 
 if __name__ == "__main__":

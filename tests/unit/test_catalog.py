@@ -82,9 +82,7 @@ def test_extend_from_file_and_configmap_dir(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     (tmp_path / "20-images.json").write_text(
-        json.dumps(
-            {"families": {"llm": {"image": "registry.local/gen:1", "tasks": ["chat", "text-generation"]}}}
-        ),
+        json.dumps({"families": {"llm": {"image": "registry.local/gen:1", "tasks": ["chat", "text-generation"]}}}),
         encoding="utf-8",
     )
     (tmp_path / "..data").mkdir()  # what a ConfigMap mount looks like
