@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from collections.abc import AsyncIterator
 from fractions import Fraction
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,18 @@ def decode_base64(data: str, max_bytes: int) -> bytes:
     return decoded
 
 
+async def collect_bytes(chunks: AsyncIterator[bytes], limit: int, what: str) -> bytes:
+    """Join a byte stream, answering 413 as soon as it grows past ``limit``."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{what} is larger than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def fetch_url(client: httpx.AsyncClient, url: str, max_bytes: int) -> bytes:
     """Download media, refusing non-http schemes, error statuses and bodies over ``max_bytes``."""
     if not url.startswith(("http://", "https://")):
@@ -43,16 +56,9 @@ async def fetch_url(client: httpx.AsyncClient, url: str, max_bytes: int) -> byte
         async with client.stream("GET", url, follow_redirects=True) as response:
             if response.status_code >= 400:
                 raise InputError(f"`url` answered HTTP {response.status_code}")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"media at `url` is larger than {max_bytes} bytes")
-                chunks.append(chunk)
+            data = await collect_bytes(response.aiter_bytes(), max_bytes, "media at `url`")
     except httpx.HTTPError as exc:
         raise InputError(f"`url` could not be fetched: {type(exc).__name__}: {exc}") from exc
-    data = b"".join(chunks)
     if not data:
         raise InputError("`url` returned an empty body")
     return data
