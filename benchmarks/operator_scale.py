@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import re
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -42,15 +41,6 @@ TARGET_SECONDS = 30.0
 TARGET_RSS_MIB = 300.0
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -66,9 +56,7 @@ def cpu_seconds(pid: int) -> float:
 
 def apiserver_requests(config: ClusterConfig) -> float:
     """All requests the kube-apiserver has served (its apiserver_request_total counters)."""
-    pki = Pki(config.state_dir / "pki")
-    context = ssl.create_default_context(cafile=str(pki.ca_cert))
-    context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+    context = controlplane.admin_ssl_context(Pki(config.state_dir / "pki"))
     state = controlplane.read_state(config)
     assert state is not None
     text = httpx.get(f"{state['server']}/metrics", verify=context, timeout=10).text
@@ -172,7 +160,7 @@ def main() -> None:
     )
     subprocess.run([kubectl, "create", "namespace", "modelcluster-system"], env=env, capture_output=True)
 
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = controlplane.free_port(), controlplane.free_port()
     log = Path(tempfile.gettempdir()) / "modelcluster-bench-operator.log"
     with log.open("wb") as output:
         operator = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from modelcluster.devcluster.config import ClusterConfig
+from modelcluster.devcluster.controlplane import free_port
 
 T = TypeVar("T")
 
@@ -57,13 +57,6 @@ TEST_CATALOG = {
     "tiers": [{"name": "giant", "gpuMemoryGB": 1280, "gpus": 16, "cpu": "64", "memory": "512Gi", "cache": "64Gi"}],
     "models": [{"id": GIANT_MODEL, "task": "text-generation", "params": 1_000_000_000, "tier": "giant"}],
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class OperatorProcess:

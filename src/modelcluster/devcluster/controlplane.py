@@ -35,7 +35,8 @@ COMPONENTS = ("podrunner", "kwok", "kube-scheduler", "kube-controller-manager", 
 START_TIMEOUT = 120.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -70,7 +71,7 @@ def kubeconfig_document(server: str, pki: Pki) -> dict[str, Any]:
     }
 
 
-def _admin_ssl_context(pki: Pki) -> ssl.SSLContext:
+def admin_ssl_context(pki: Pki) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
     return context
@@ -82,7 +83,7 @@ def apiserver_ready(config: ClusterConfig) -> bool:
         return False
     pki = Pki(config.state_dir / "pki")
     try:
-        response = httpx.get(f"{state['server']}/readyz", verify=_admin_ssl_context(pki), timeout=2.0)
+        response = httpx.get(f"{state['server']}/readyz", verify=admin_ssl_context(pki), timeout=2.0)
     except (httpx.HTTPError, OSError):
         return False
     return response.status_code == 200
@@ -270,7 +271,7 @@ def _start(config: ClusterConfig, binaries: Binaries) -> None:
     log(f"starting cluster {config.name!r} in {state_dir}")
     pki = generate(state_dir / "pki", config.service_ip)
     ports = {
-        name: _free_port() for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
+        name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
     }
     server = f"https://127.0.0.1:{ports['apiserver']}"
     config.kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(server, pki), sort_keys=False))
