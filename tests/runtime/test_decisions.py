@@ -7,15 +7,16 @@ import base64
 
 import pytest
 
-from modelcluster.runtime import inputs
+from modelcluster.api import inputs
+from modelcluster.api.inference import Message, RunRequest
+from modelcluster.api.inputs import normalize
+from modelcluster.api.tasks import TASKS
 from modelcluster.runtime.errors import InputError, PayloadTooLarge, QueueFull
-from modelcluster.runtime.inputs import normalize
 from modelcluster.runtime.llm_engine import choose_engine, to_sampling_params
 from modelcluster.runtime.loading import resolve_device, resolve_dtype
 from modelcluster.runtime.media import decode_base64, resample
-from modelcluster.runtime.protocol import Message, RunRequest
 from modelcluster.runtime.queueing import Job, RequestQueue, batch_target, select_batch
-from modelcluster.runtime.tasks import TASKS, resolve_loader
+from modelcluster.runtime.tasks import LOADERS, resolve_loader
 from modelcluster.runtime.tasks.generation import rename_aliases
 from modelcluster.runtime.tasks.text import best_span
 
@@ -58,7 +59,7 @@ ISSUE_TASKS = [
 
 
 def test_registry_covers_every_task_and_loaders_import() -> None:
-    assert set(ISSUE_TASKS) == set(TASKS)
+    assert set(ISSUE_TASKS) == set(TASKS) == set(LOADERS)
     for task in ISSUE_TASKS:
         assert callable(resolve_loader(task))
     with pytest.raises(ValueError, match="unknown task"):

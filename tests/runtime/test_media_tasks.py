@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from runtime_support import ServerHandle
 
-from modelcluster.runtime.inputs import Payload
-from modelcluster.runtime.protocol import RunRequest
+from modelcluster.api.inference import RunRequest
+from modelcluster.api.inputs import Payload
 
 
 def wav_b64(rate: int = 8000, seconds: float = 0.5) -> str:
@@ -105,8 +105,8 @@ def test_media_chat_parses_blocks_and_decodes_media() -> None:
     """No tiny image-text-to-text model is built here; the handler's input path runs without one."""
     from PIL import Image
 
+    from modelcluster.api.inputs import MESSAGES, normalize
     from modelcluster.runtime.errors import InputError
-    from modelcluster.runtime.inputs import MESSAGES, normalize
     from modelcluster.runtime.tasks.multimodal import MediaChatHandler
 
     buffer = io.BytesIO()

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modelcluster.catalog import TASKS, Catalog, CatalogError, CatalogFileError, load_catalog, resolve
+from modelcluster.api.tasks import TASKS
+from modelcluster.catalog import Catalog, CatalogError, CatalogFileError, load_catalog, resolve
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
-"""The ModelCluster contract as pydantic models: the single source of truth.
+"""The contracts as pydantic models and tables: the single source of truth.
 
 The CRD in ``crds/modelclusters.yaml`` is generated from these models
-(``modelcluster crd``); the operator and the gateway parse objects with them.
+(``modelcluster crd``); the operator, the gateway and the runtime parse with them.
 """
 
-from modelcluster.api.errors import ErrorBody
+from modelcluster.api.errors import ApiError, ErrorBody, InputError, PayloadTooLarge, error_body
+from modelcluster.api.inference import ContentBlock, Message, RunRequest, parse_run_request
+from modelcluster.api.inputs import InputSpec, Payload, normalize
 from modelcluster.api.modelcluster import (
     API_VERSION,
     GROUP,
@@ -22,6 +24,7 @@ from modelcluster.api.modelcluster import (
     ModelClusterSpec,
     ModelClusterStatus,
 )
+from modelcluster.api.tasks import TASKS, TaskInfo, task_info, task_names
 
 __all__ = [
     "API_VERSION",
@@ -32,12 +35,27 @@ __all__ = [
     "PLURAL",
     "SHORT_NAMES",
     "SINGULAR",
+    "TASKS",
     "VERSION",
+    "ApiError",
     "Capacity",
     "ClusterPhase",
     "Condition",
     "ConditionStatus",
+    "ContentBlock",
     "ErrorBody",
+    "InputError",
+    "InputSpec",
+    "Message",
     "ModelClusterSpec",
     "ModelClusterStatus",
+    "Payload",
+    "PayloadTooLarge",
+    "RunRequest",
+    "TaskInfo",
+    "error_body",
+    "normalize",
+    "parse_run_request",
+    "task_info",
+    "task_names",
 ]

@@ -1,4 +1,4 @@
-"""The error body every JSON answer of the HTTP API shares."""
+"""The error body every JSON answer shares, and the errors that map onto it."""
 
 from __future__ import annotations
 
@@ -18,3 +18,31 @@ class ErrorBody(BaseModel):
     @classmethod
     def failure(cls, message: str) -> ErrorBody:
         return cls(error=message, output=None)
+
+
+def error_body(message: str) -> dict[str, Any]:
+    """The JSON of a failed request."""
+    return {"error": message, "output": None}
+
+
+class ApiError(Exception):
+    """An error the client should see, with its HTTP status and a short kind for metrics."""
+
+    status_code = 500
+    kind = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InputError(ApiError):
+    """The request body does not fit the task (missing or wrong fields, bad media, unknown params)."""
+
+    status_code = 422
+    kind = "bad_input"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    kind = "too_large"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from modelcluster.api.modelcluster import TASK_PATTERN, is_model_id
+from modelcluster.api.tasks import TASKS, tasks_of_family
 
 #: Bytes per parameter (16-bit weights) times the headroom for activations and caches.
 BYTES_PER_PARAM = 2
@@ -58,6 +61,20 @@ class Catalog(_Model):
     default_tier: str
     models: tuple[KnownModel, ...] = ()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _family_tasks(cls, data: Any) -> Any:
+        """A family without ``tasks`` serves the tasks the task table gives its name."""
+        if not isinstance(data, dict) or not isinstance(data.get("families"), dict):
+            return data
+        families = {
+            name: {**family, "tasks": list(tasks_of_family(name))}
+            if isinstance(family, dict) and "tasks" not in family
+            else family
+            for name, family in data["families"].items()
+        }
+        return {**data, "families": families}
+
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:
         tier_names = {tier.name for tier in self.tiers}
@@ -66,6 +83,8 @@ class Catalog(_Model):
         owners: dict[str, str] = {}
         for name, family in self.families.items():
             for task in family.tasks:
+                if task not in TASKS:
+                    raise ValueError(f"family {name!r} lists unknown task {task!r}")
                 if task in owners:
                     raise ValueError(f"task {task!r} is in families {owners[task]!r} and {name!r}")
                 owners[task] = name

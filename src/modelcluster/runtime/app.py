@@ -15,10 +15,10 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelcluster.api import error_body, normalize, parse_run_request
 from modelcluster.runtime import media
 from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.errors import (
@@ -29,10 +29,8 @@ from modelcluster.runtime.errors import (
     RequestTimeout,
     RuntimeHTTPError,
 )
-from modelcluster.runtime.inputs import normalize, summarize_validation_error
 from modelcluster.runtime.loading import LoadProgress, load_handler, memory_report
 from modelcluster.runtime.metrics import RuntimeMetrics
-from modelcluster.runtime.protocol import RunRequest, error_body
 from modelcluster.runtime.queueing import Job, StreamEnd
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.tasks.base import Handler, MediaOutput, MediaRef
@@ -116,19 +114,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     return await media.collect_bytes(request.stream(), limit, "request body")
-
-
-def parse_run_request(raw: bytes) -> RunRequest:
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object")
-    try:
-        return RunRequest.model_validate(body)
-    except ValidationError as exc:
-        raise InputError(f"invalid body: {summarize_validation_error(exc)}") from exc
 
 
 def model_error(exc: BaseException) -> RuntimeHTTPError:

@@ -2,46 +2,38 @@
 
 from __future__ import annotations
 
+from modelcluster.api.errors import ApiError, InputError, PayloadTooLarge
 
-class RuntimeHTTPError(Exception):
-    """An error the client should see, with its HTTP status."""
+#: The runtime's errors are the contract's: one hierarchy, one error body.
+RuntimeHTTPError = ApiError
 
-    status_code = 500
-    kind = "internal"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class InputError(RuntimeHTTPError):
-    """The request body does not fit the task (missing or wrong fields, bad media, unknown params)."""
-
-    status_code = 422
-    kind = "bad_input"
+__all__ = [
+    "InferenceError",
+    "InputError",
+    "NotReady",
+    "PayloadTooLarge",
+    "QueueFull",
+    "RequestTimeout",
+    "RuntimeHTTPError",
+]
 
 
-class PayloadTooLarge(RuntimeHTTPError):
-    status_code = 413
-    kind = "too_large"
-
-
-class QueueFull(RuntimeHTTPError):
+class QueueFull(ApiError):
     status_code = 429
     kind = "queue_full"
 
 
-class NotReady(RuntimeHTTPError):
+class NotReady(ApiError):
     status_code = 503
     kind = "not_ready"
 
 
-class RequestTimeout(RuntimeHTTPError):
+class RequestTimeout(ApiError):
     status_code = 504
     kind = "timeout"
 
 
-class InferenceError(RuntimeHTTPError):
+class InferenceError(ApiError):
     """The model raised while running a request that passed validation."""
 
     status_code = 500

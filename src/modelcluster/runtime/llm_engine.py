@@ -11,9 +11,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from modelcluster.runtime import inputs
+from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import Payload
 from modelcluster.runtime.tasks.base import Handler, LoadContext
 
 # generate() names -> vLLM SamplingParams names
@@ -78,12 +77,10 @@ def to_sampling_params(params: dict[str, Any]) -> dict[str, Any]:
 class VllmHandler(Handler):
     """Generation on vLLM's AsyncLLM; requests run concurrently and the engine batches them continuously."""
 
-    streamable = True
     concurrent = True
 
     def __init__(self, task: str, engine: Any, tokenizer: Any, sampling_params_class: Any) -> None:
         self.task = task
-        self.spec = inputs.MESSAGES if task == "chat" else inputs.TEXT
         self.params = frozenset(VLLM_PARAM_NAMES) | ({"return_full_text"} if task == "text-generation" else set())
         self.engine = engine
         self.tokenizer = tokenizer

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcluster.runtime import inputs, media
+from modelcluster.api.inputs import Payload
+from modelcluster.runtime import media
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import Payload
 from modelcluster.runtime.tasks.base import Handler, LoadContext, MediaOutput
 from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_input
 
@@ -14,13 +14,10 @@ from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_inpu
 class AudioInputHandler(Handler):
     """Audio decoded to mono float32 at the model's sampling rate; batched through the pipeline."""
 
-    batchable = True
-
     def __init__(self, task: str, pipe: Any, params: frozenset[str]) -> None:
         self.task = task
         self.pipe = pipe
         self.params = params
-        self.spec = inputs.media_spec("audio")
         self.sampling_rate = int(getattr(pipe.feature_extractor, "sampling_rate", 16000))
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
@@ -41,8 +38,6 @@ class SpeechRecognitionHandler(AudioInputHandler):
 
 class TextToAudioHandler(Handler):
     """Text in, a WAV file out (base64 in JSON, raw bytes with ``"json": false``)."""
-
-    spec = inputs.TEXT
 
     def __init__(self, task: str, pipe: Any) -> None:
         self.task = task

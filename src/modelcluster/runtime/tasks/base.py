@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelcluster.api.inputs import InputSpec, Payload
+from modelcluster.api.tasks import TaskInfo, task_info
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import InputSpec, Payload
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,25 @@ class Handler:
     """
 
     task: str = ""
-    spec: InputSpec = InputSpec()
     params: frozenset[str] = frozenset()
-    batchable: bool = False
-    streamable: bool = False
     concurrent: bool = False  # True: requests bypass the inference thread (the engine batches them itself)
+
+    @property
+    def info(self) -> TaskInfo:
+        """The task's entry in the task table: inputs, streaming, batching."""
+        return task_info(self.task)
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.info.inputs
+
+    @property
+    def streamable(self) -> bool:
+        return self.info.streamable
+
+    @property
+    def batchable(self) -> bool:
+        return self.info.batchable
 
     def media_refs(self, payload: Payload) -> list[MediaRef]:
         if payload.url is not None or payload.base64 is not None:

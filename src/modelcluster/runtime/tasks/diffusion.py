@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from modelcluster.runtime import inputs, media
+from modelcluster.api.inputs import Payload
+from modelcluster.runtime import media
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import Payload
 from modelcluster.runtime.tasks.base import Handler, LoadContext, MediaOutput
 
 COMMON_PARAMS = frozenset({"num_inference_steps", "guidance_scale", "negative_prompt", "height", "width", "seed"})
@@ -26,11 +26,10 @@ def pipeline_kwargs(params: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 class DiffusionHandler(Handler):
-    def __init__(self, task: str, pipe: Any, device: str, spec: inputs.InputSpec, params: frozenset[str]) -> None:
+    def __init__(self, task: str, pipe: Any, device: str, params: frozenset[str]) -> None:
         self.task = task
         self.pipe = pipe
         self.device = device
-        self.spec = spec
         self.params = params
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
@@ -77,14 +76,14 @@ def _load(ctx: LoadContext) -> Any:
 
 
 def load_text_to_image(ctx: LoadContext) -> Handler:
-    return DiffusionHandler(ctx.task, _load(ctx), ctx.device, inputs.TEXT, COMMON_PARAMS)
+    return DiffusionHandler(ctx.task, _load(ctx), ctx.device, COMMON_PARAMS)
 
 
 def load_unconditional(ctx: LoadContext) -> Handler:
     params = frozenset({"num_inference_steps", "seed", "batch_size"}) - {"batch_size"}
-    return DiffusionHandler(ctx.task, _load(ctx), ctx.device, inputs.NOTHING, params)
+    return DiffusionHandler(ctx.task, _load(ctx), ctx.device, params)
 
 
 def load_text_to_video(ctx: LoadContext) -> Handler:
     params = COMMON_PARAMS | {"num_frames"}
-    return VideoDiffusionHandler(ctx.task, _load(ctx), ctx.device, inputs.TEXT, params)
+    return VideoDiffusionHandler(ctx.task, _load(ctx), ctx.device, params)

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcluster.runtime import inputs
+from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import Payload
 from modelcluster.runtime.tasks.base import Handler, LoadContext, as_text_list
 
 
 class EmbeddingHandler(Handler):
     """``text`` as a string answers one vector ``[float...]``; a list of strings answers ``[[float...]...]``."""
 
-    spec = inputs.TEXT
     params = frozenset({"normalize_embeddings"})
-    batchable = True
 
     def __init__(self, task: str, encode: Any) -> None:
         self.task = task

@@ -12,9 +12,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from modelcluster.runtime import inputs
+from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import Payload
 from modelcluster.runtime.tasks.base import Handler, LoadContext
 
 # OpenAI-style names accepted as aliases of generate() arguments.
@@ -42,8 +41,6 @@ def rename_aliases(params: dict[str, Any]) -> dict[str, Any]:
 
 
 class GenerationHandler(Handler):
-    streamable = True
-
     def __init__(self, task: str, model: Any, tokenizer: Any, device: str) -> None:
         self.task = task
         self.model = model
@@ -104,7 +101,6 @@ class GenerationHandler(Handler):
 
 
 class CausalTextHandler(GenerationHandler):
-    spec = inputs.TEXT
     params_extra = frozenset({"return_full_text"})
 
     def __init__(self, task: str, model: Any, tokenizer: Any, device: str) -> None:
@@ -135,8 +131,6 @@ class CausalTextHandler(GenerationHandler):
 
 
 class ChatHandler(GenerationHandler):
-    spec = inputs.MESSAGES
-
     def prepare(self, payload: Payload, media: list[bytes]) -> Any:
         messages = []
         for message in payload.messages or []:
@@ -162,8 +156,6 @@ class ChatHandler(GenerationHandler):
 
 
 class Seq2SeqHandler(GenerationHandler):
-    spec = inputs.TEXT
-
     def prepare(self, payload: Payload, media: list[bytes]) -> Any:
         if not isinstance(payload.text, str) or not payload.text:
             raise InputError(f"{self.task} takes one non-empty string in `text`")

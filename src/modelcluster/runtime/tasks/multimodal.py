@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcluster.runtime import inputs, media
+from modelcluster.api.inputs import Payload
+from modelcluster.runtime import media
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import Payload
 from modelcluster.runtime.tasks.base import Handler, LoadContext, MediaRef
 from modelcluster.runtime.tasks.common import build_pipeline, jsonable
 
@@ -14,7 +14,6 @@ from modelcluster.runtime.tasks.common import build_pipeline, jsonable
 class MediaChatHandler(Handler):
     """Runs the image-text-to-text (images) or any-to-any (audio, video) pipeline on the whole conversation."""
 
-    spec = inputs.MESSAGES
     params = frozenset({"max_new_tokens", "generate_kwargs"})
 
     def __init__(self, task: str, pipe: Any, sampling_rate: int) -> None:

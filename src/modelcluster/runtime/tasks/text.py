@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcluster.runtime import inputs
+from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.inputs import Payload
 from modelcluster.runtime.tasks.base import Handler, LoadContext
 from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_input
 
@@ -14,7 +13,6 @@ from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_inpu
 class TextPipelineHandler(Handler):
     """One text per request, a list of texts per model call."""
 
-    spec = inputs.TEXT
     batchable = True
 
     def __init__(self, task: str, pipe: Any, params: frozenset[str]) -> None:
@@ -53,9 +51,7 @@ class FillMaskHandler(TextPipelineHandler):
 
 class ZeroShotHandler(Handler):
     task = "zero-shot-classification"
-    spec = inputs.TEXT_LABELS
     params = frozenset({"hypothesis_template", "multi_label"})
-    batchable = True
 
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
@@ -73,9 +69,7 @@ class QuestionAnsweringHandler(Handler):
     """Extractive QA on an ``AutoModelForQuestionAnswering``: the best-scoring span inside the context."""
 
     task = "question-answering"
-    spec = inputs.QUESTION_CONTEXT
     params = frozenset({"max_answer_len", "max_seq_len"})
-    batchable = True
 
     def __init__(self, model: Any, tokenizer: Any, device: str) -> None:
         self.model = model

@@ -7,8 +7,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from modelcluster.runtime import inputs, media
-from modelcluster.runtime.inputs import Payload
+from modelcluster.api.inputs import Payload
+from modelcluster.runtime import media
 from modelcluster.runtime.tasks.base import Handler, LoadContext
 from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_input
 
@@ -29,14 +29,10 @@ def png_base64(image: Any) -> str:
 class ImagePipelineHandler(Handler):
     """Image in; the pipeline's output per image, reshaped by ``shape``. Batches when the pipeline does."""
 
-    def __init__(
-        self, task: str, pipe: Any, params: frozenset[str], *, spec: inputs.InputSpec, batchable: bool = False
-    ) -> None:
+    def __init__(self, task: str, pipe: Any, params: frozenset[str]) -> None:
         self.task = task
         self.pipe = pipe
         self.params = params
-        self.spec = spec
-        self.batchable = batchable
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
         image = media.load_image(media_blobs[0])
@@ -120,7 +116,6 @@ class ImageTextGenerationHandler(Handler):
         self.processor = processor
         self.device = device
         self.params = generation_param_names()
-        self.spec = media_image_question if task == "visual-question-answering" else media_image
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
         return (media.load_image(media_blobs[0]), payload.question)
@@ -159,7 +154,6 @@ class VideoClassificationHandler(Handler):
 
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
-        self.spec = inputs.media_spec("video")
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
         media.load_video_frames(media_blobs[0], 1)  # rejects non-video early
@@ -175,58 +169,53 @@ class VideoClassificationHandler(Handler):
         return outputs
 
 
-media_image = inputs.media_spec("image")
-media_image_question = inputs.media_spec("image", "question")
-media_image_labels = inputs.media_spec("image", "candidate_labels")
-
-
 def load_image_classification(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "image-classification")
     params = frozenset({"top_k", "function_to_apply"})
-    return ImagePipelineHandler(ctx.task, pipe, params, spec=media_image, batchable=True)
+    return ImagePipelineHandler(ctx.task, pipe, params)
 
 
 def load_object_detection(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "object-detection")
-    return ImagePipelineHandler(ctx.task, pipe, frozenset({"threshold"}), spec=media_image, batchable=True)
+    return ImagePipelineHandler(ctx.task, pipe, frozenset({"threshold"}))
 
 
 def load_image_segmentation(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "image-segmentation")
     params = frozenset({"subtask", "threshold", "mask_threshold", "overlap_mask_area_threshold"})
-    return SegmentationHandler(ctx.task, pipe, params, spec=media_image)
+    return SegmentationHandler(ctx.task, pipe, params)
 
 
 def load_depth_estimation(ctx: LoadContext) -> Handler:
-    return DepthHandler(ctx.task, build_pipeline(ctx, "depth-estimation"), frozenset(), spec=media_image)
+    return DepthHandler(ctx.task, build_pipeline(ctx, "depth-estimation"), frozenset())
 
 
 def load_mask_generation(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "mask-generation")
     params = frozenset({"points_per_batch", "pred_iou_thresh", "stability_score_thresh", "crops_n_layers"})
-    return MaskGenerationHandler(ctx.task, pipe, params, spec=media_image)
+    return MaskGenerationHandler(ctx.task, pipe, params)
 
 
 def load_image_feature_extraction(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "image-feature-extraction")
-    return FeatureHandler(ctx.task, pipe, frozenset({"pool"}), spec=media_image)
+    return FeatureHandler(ctx.task, pipe, frozenset({"pool"}))
 
 
 def load_zero_shot_image_classification(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "zero-shot-image-classification")
     params = frozenset({"hypothesis_template"})
-    return LabelledImageHandler(ctx.task, pipe, params, spec=media_image_labels)
+    return LabelledImageHandler(ctx.task, pipe, params)
 
 
 def load_zero_shot_object_detection(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "zero-shot-object-detection")
-    return LabelledImageHandler(ctx.task, pipe, frozenset({"threshold", "top_k"}), spec=media_image_labels)
+    return LabelledImageHandler(ctx.task, pipe, frozenset({"threshold", "top_k"}))
 
 
 def load_document_question_answering(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "document-question-answering")
     params = frozenset({"top_k", "max_answer_len", "max_seq_len", "lang"})
-    return DocumentQuestionHandler(ctx.task, pipe, params, spec=media_image_question)
+    return DocumentQuestionHandler(ctx.task, pipe, params)
 
 
 def _load_image_text_model(ctx: LoadContext) -> Handler:

@@ -1,4 +1,8 @@
-"""Turn a ``RunRequest`` into the fields one task needs: pure functions, no I/O."""
+"""Which body fields each task reads, and turning a ``RunRequest`` into them: pure functions, no I/O.
+
+The gateway and the runtime both call :func:`normalize`, so a body the runtime would reject for its
+task is rejected by the gateway with the same message, before any cluster is created or woken.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.protocol import Message, RunRequest
+from modelcluster.api.errors import InputError
+from modelcluster.api.inference import INPUT_FIELDS, Message, RunRequest, summarize_validation_error
 
-INPUT_FIELDS = ("text", "messages", "url", "base64", "question", "context", "candidate_labels")
 MEDIA_FIELDS = frozenset({"url", "base64"})
 
 
@@ -127,11 +130,3 @@ def normalize(request: RunRequest, task: str, spec: InputSpec) -> Payload:
     if fields.get("messages") == []:
         raise InputError("`messages` is empty")
     return Payload(**fields)
-
-
-def summarize_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        location = ".".join(str(item) for item in error["loc"]) or "body"
-        parts.append(f"{location}: {error['msg']}")
-    return "; ".join(parts)
