@@ -12,17 +12,11 @@ import httpx
 import pytest
 from runtime_support import ServerHandle, free_port, wait_until
 
+from modelcluster.devcluster import tiny_models
+from modelcluster.devcluster.tiny_models import SENTENCES
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-SENTENCES = [
-    "the cat sat on the mat",
-    "a dog ran in the park with a ball",
-    "John Doe is a software engineer at Google in Paris",
-    "Once upon a time there was a little house",
-    "what is the weather like today in the city",
-    "models serve requests quickly and reliably",
-]
 
 
 def wordpiece_tokenizer(directory: Path) -> Any:
@@ -53,24 +47,7 @@ def wordpiece_tokenizer(directory: Path) -> Any:
 
 
 def bpe_tokenizer(directory: Path, chat: bool = False) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    raw.train_from_iterator(SENTENCES, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<s>", eos_token="</s>", pad_token="<pad>", model_max_length=4096
-    )
-    if chat:
-        tokenizer.chat_template = (
-            "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}assistant: {% endif %}"
-        )
+    tokenizer = tiny_models.bpe_tokenizer(chat_template=tiny_models.CHAT_TEMPLATE if chat else None)
     tokenizer.save_pretrained(directory)
     return tokenizer
 

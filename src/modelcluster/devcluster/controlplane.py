@@ -26,9 +26,10 @@ from modelcluster.devcluster import podnet, processes
 from modelcluster.devcluster.binaries import ensure_binaries, log
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.nodes import node_pool
-from modelcluster.devcluster.offline_models import seed_hub_cache
+from modelcluster.devcluster.offline_models import PACKAGE, seed_hub_cache
 from modelcluster.devcluster.pki import Pki, generate
 from modelcluster.devcluster.stages import stage_documents
+from modelcluster.devcluster.tiny_models import seed_tiny_chat
 from modelcluster.devcluster.versions import Binaries, cache_root
 
 COMPONENTS = ("podrunner", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
@@ -297,8 +298,14 @@ def _start(config: ClusterConfig, binaries: Binaries) -> None:
     )
     processes.start(run_dir, "kwok", _argv_kwok(binaries, config, config.kubeconfig, stages, ports["kwok"]))
     podnet.ensure_bridge(config)
-    if seed_hub_cache(cache_root() / "hf-home"):
+    hf_home = cache_root() / "hf-home"
+    if seed_hub_cache(hf_home):
         log("all-MiniLM-L6-v2 is in the offline hub cache for process-backed model pods")
+    else:
+        log(f"all-MiniLM-L6-v2 not in the offline hub cache: the {PACKAGE} package is not installed")
+    tiny_chat = seed_tiny_chat(hf_home)
+    if tiny_chat:
+        log(f"{tiny_chat} is in the offline hub cache for process-backed model pods")
     processes.start(
         run_dir,
         "podrunner",
