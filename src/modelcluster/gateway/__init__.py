@@ -1,0 +1,1 @@
+"""The gateway: the hosted Bytez model API over ModelClusters."""
