@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, str] = {
     "cluster": "modelcluster.devcluster.cli:cluster",
     "crd": "modelcluster.crd.cli:crd",
     "dev": "modelcluster.devcluster.devsystem:dev",
+    "gateway": "modelcluster.gateway.cli:gateway",
+    "keys": "modelcluster.gateway.keys_cli:keys",
     "operator": "modelcluster.operator.cli:operator",
     "runtime": "modelcluster.runtime.cli:runtime",
 }

@@ -90,7 +90,7 @@ class Kube:
         assert isinstance(plain, dict)
         return plain
 
-    async def _json(self, request: Awaitable[Any]) -> Body:
+    async def json(self, request: Awaitable[Any]) -> Body:
         """Await a request made with ``_preload_content=False`` and parse its body as plain JSON.
 
         Skipping the client's model classes matters at scale: building typed models
@@ -118,9 +118,9 @@ class Kube:
         except (TimeoutError, aiohttp.ClientError) as error:
             raise KubeError(0, f"{type(error).__name__}: {error}") from error
 
-    async def _maybe(self, request: Awaitable[Any]) -> Body | None:
+    async def maybe(self, request: Awaitable[Any]) -> Body | None:
         try:
-            return await self._json(request)
+            return await self.json(request)
         except KubeError as error:
             if error.status == 404:
                 return None
@@ -133,13 +133,13 @@ class Kube:
         options = {**_apply_options(field_manager), "_preload_content": False}
         kind = body["kind"]
         if kind == "Deployment":
-            return await self._json(self._apps.patch_namespaced_deployment(name, namespace, body, **options))
+            return await self.json(self._apps.patch_namespaced_deployment(name, namespace, body, **options))
         if kind == "Service":
-            return await self._json(self._core.patch_namespaced_service(name, namespace, body, **options))
+            return await self.json(self._core.patch_namespaced_service(name, namespace, body, **options))
         raise ValueError(f"cannot apply a {kind}")
 
     async def get_cluster(self, namespace: str, name: str) -> Body | None:
-        return await self._maybe(
+        return await self.maybe(
             self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _preload_content=False)
         )
 
@@ -150,7 +150,7 @@ class Kube:
             "metadata": {"name": name, "namespace": namespace},
             "status": status,
         }
-        await self._json(
+        await self.json(
             self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
@@ -164,10 +164,10 @@ class Kube:
         )
 
     async def get_deployment(self, namespace: str, name: str) -> Body | None:
-        return await self._maybe(self._apps.read_namespaced_deployment(name, namespace, _preload_content=False))
+        return await self.maybe(self._apps.read_namespaced_deployment(name, namespace, _preload_content=False))
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
-        pods = await self._json(
+        pods = await self.json(
             self._core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
         )
         return list(pods.get("items") or [])

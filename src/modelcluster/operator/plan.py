@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,7 +13,7 @@ from modelcluster.api import ModelClusterSpec, ModelClusterStatus
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.operator.labels import selector_string
 from modelcluster.operator.naming import is_dns1035_label
-from modelcluster.operator.replicas import desired_replicas
+from modelcluster.operator.replicas import desired_replicas, wake_remaining, woken_at
 from modelcluster.operator.service import service_endpoint
 from modelcluster.operator.status import Problem
 from modelcluster.operator.workload import Owner, PodOptions, Workload
@@ -31,6 +32,7 @@ class Plan:
     endpoint: str | None = None
     selector: str | None = None
     problem: Problem | None = None
+    wake_remaining: float | None = None  # seconds until a wake stops holding the cluster up
 
 
 def _previous_status(body: Mapping[str, Any]) -> ModelClusterStatus | None:
@@ -46,7 +48,7 @@ def _first_error(error: ValidationError) -> str:
     return f"spec.{location}: {first['msg']}" if location else first["msg"]
 
 
-def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions) -> Plan:
+def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions, now: datetime) -> Plan:
     """What to do for ``body`` (a ModelCluster as the API returns it). Never raises for bad input."""
     metadata = body.get("metadata") or {}
     owner = Owner(
@@ -64,6 +66,7 @@ def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions) -> Plan
         spec = ModelClusterSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
         return _with_problem(base, Problem("InvalidSpec", _first_error(error)))
+    woken = woken_at(metadata)
     try:
         placement = resolve(catalog, spec.model, spec.task)
     except CatalogError as error:
@@ -74,7 +77,8 @@ def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions) -> Plan
         previous=previous,
         spec=spec,
         workload=Workload(owner=owner, placement=placement),
-        replicas=desired_replicas(spec, previous),
+        replicas=desired_replicas(spec, previous, woken, now),
+        wake_remaining=wake_remaining(spec, woken, now),
         endpoint=service_endpoint(owner.name, owner.namespace, options.port),
         selector=selector_string(owner.name),
     )

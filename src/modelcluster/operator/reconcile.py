@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,8 +35,8 @@ class Reconciler:
     pods: PodOptions
     unschedulable_deadline: timedelta
 
-    def plan(self, body: Mapping[str, Any]) -> Plan:
-        return plan(body, self.catalog, self.pods)
+    def plan(self, body: Mapping[str, Any], now: datetime) -> Plan:
+        return plan(body, self.catalog, self.pods, now)
 
     async def apply_children(self, planned: Plan) -> dict[str, Any] | None:
         """Server-side apply the Service and the Deployment, then ``spec.replicas`` on its own.
@@ -92,10 +92,15 @@ class Reconciler:
 
     async def reconcile(self, body: Mapping[str, Any], *, apply: bool = True) -> Derived:
         """Converge ``body``: children first (unless ``apply`` is false), then status."""
-        planned = self.plan(body)
+        now = datetime.now(UTC)
+        planned = self.plan(body, now)
         applied = await self.apply_children(planned) if apply else None
-        derived = await self.observe(planned, datetime.now(UTC), applied)
+        derived = await self.observe(planned, now, applied)
         await self.write_status(planned, derived)
+        if planned.wake_remaining is not None:
+            # When the wake ends the replica count drops again: look (and apply) then.
+            pending = [t for t in (derived.recheck_after, planned.wake_remaining) if t is not None]
+            derived = replace(derived, recheck_after=min(pending), reapply=True)
         return derived
 
 

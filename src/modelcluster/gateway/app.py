@@ -1,0 +1,196 @@
+"""The gateway's aiohttp application: middlewares (errors, metrics, keys and limits), routes, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from modelcluster.api import ApiError, error_body
+from modelcluster.gateway import native, openai_routes
+from modelcluster.gateway.errors import RateLimited, Unauthorized, Unavailable
+from modelcluster.gateway.informer import run_informer
+from modelcluster.gateway.keystore import KeyStore
+from modelcluster.gateway.limits import ConcurrencyLimiter
+from modelcluster.gateway.native import GATEWAY
+from modelcluster.gateway.openai_compat import CompatError, openai_error
+from modelcluster.gateway.openapi import openapi_document
+from modelcluster.gateway.service import TENANT, Gateway
+from modelcluster.operator.kube import load_client_configuration
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/models/v2/"
+OPENAI_PREFIX = "/models/v2/openai/"
+MANAGED_BY = "app.kubernetes.io/managed-by=modelcluster-operator"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+KEYS: web.AppKey[KeyStore] = web.AppKey("keys", KeyStore)
+LIMITER: web.AppKey[ConcurrencyLimiter] = web.AppKey("limiter", ConcurrencyLimiter)
+
+
+def _error_response(request: web.Request, status: int, message: str, *, param: str | None = None) -> web.Response:
+    if request.path.startswith(OPENAI_PREFIX):
+        return web.json_response(openai_error(status, message, param=param), status=status)
+    return web.json_response(error_body(message), status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure answers in the API's error shape (OpenAI's on the OpenAI routes); internals stay in the log."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        response = _error_response(request, error.status_code, error.message)
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(error, RateLimited | Unavailable) and retry_after:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+    except CompatError as error:
+        return web.json_response(error.body(), status=error.status)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        message = "not found" if error.status == 404 else error.reason
+        response = _error_response(request, error.status, message)
+        if "Allow" in error.headers:
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        request_id = uuid.uuid4().hex[:12]
+        logger.exception("internal error (request %s) on %s %s", request_id, request.method, request.path)
+        return _error_response(request, 500, f"internal error (request {request_id})")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        route = request.match_info.route.name or "unmatched"
+        metrics = request.app[GATEWAY].metrics
+        metrics.requests.labels(route, f"{status // 100}xx").inc()
+        metrics.latency.labels(route).observe(time.monotonic() - started)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``Authorization: Key <key>`` (or the bare key) -> the tenant; the key's concurrency limit."""
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    record = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+    if record is None:
+        raise Unauthorized()
+    limiter = request.app[LIMITER]
+    if not limiter.try_acquire(record.key_id, record.concurrency):
+        raise RateLimited()
+    request[TENANT] = record.tenant
+    try:
+        return await handler(request)
+    finally:
+        limiter.release(record.key_id)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"error": None, "output": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    if not request.app[KEYS].ready:
+        return web.json_response(error_body("not ready: API keys not loaded"), status=503)
+    return web.json_response({"error": None, "output": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[GATEWAY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/health", health, name="health")
+    r.add_get("/ready", ready, name="ready")
+    r.add_get("/metrics", metrics, name="metrics")
+    r.add_get("/openapi.json", openapi, name="openapi")
+    r.add_get("/models/v2/list/models", native.list_models, name="list_models")
+    r.add_get("/models/v2/list/tasks", native.list_tasks, name="list_tasks")
+    r.add_get("/models/v2/list/clusters", native.list_clusters, name="list_clusters")
+    r.add_post("/models/v2/openai/v1/chat/completions", openai_routes.chat_completions, name="openai_chat")
+    r.add_post("/models/v2/openai/v1/completions", openai_routes.completions, name="openai_completions")
+    r.add_get("/models/v2/openai/v1/models", openai_routes.models, name="openai_models")
+    model = "/models/v2/{org}/{name}"
+    r.add_post(model, native.run, name="run")
+    r.add_put(model, native.create_cluster, name="cluster_create")
+    r.add_get(model, native.get_cluster, name="cluster_get", allow_head=False)
+    r.add_patch(model, native.patch_cluster, name="cluster_patch")
+    r.add_delete(model, native.delete_cluster, name="cluster_delete")
+
+
+def create_app(gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | None = None) -> web.Application:
+    """The application; with ``api_client`` its startup starts the watches (keys, clusters, endpoints)."""
+    app = web.Application(
+        middlewares=[errors_middleware, metrics_middleware, auth_middleware],
+        client_max_size=gateway.settings.max_body_bytes,
+    )
+    app[GATEWAY] = gateway
+    app[KEYS] = keys
+    app[LIMITER] = ConcurrencyLimiter(gateway.settings.replicas)
+    add_routes(app)
+    if api_client is not None:
+        app.cleanup_ctx.append(_lifecycle(gateway, keys, api_client))
+    return app
+
+
+def _lifecycle(
+    gateway: Gateway, keys: KeyStore, api_client: client.ApiClient
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await gateway.proxy.start()
+        await keys.start(api_client)
+        clusters_synced, endpoints_synced = asyncio.Event(), asyncio.Event()
+        kube = gateway.kube
+        tasks = [
+            asyncio.create_task(
+                run_informer(kube, kube.list_all_clusters, gateway.clusters, clusters_synced, "ModelClusters")
+            ),
+            asyncio.create_task(
+                run_informer(
+                    kube,
+                    kube.list_all_endpoint_slices,
+                    gateway.endpoints,
+                    endpoints_synced,
+                    "EndpointSlices",
+                    label_selector=MANAGED_BY,
+                )
+            ),
+        ]
+        await asyncio.wait_for(asyncio.gather(clusters_synced.wait(), endpoints_synced.wait()), timeout=60)
+        logger.info("gateway ready: %d API keys, watching ModelClusters and EndpointSlices", len(keys))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await keys.stop()
+            await gateway.proxy.stop()
+
+    return lifecycle
+
+
+async def build_api_client() -> client.ApiClient:
+    return client.ApiClient(configuration=await load_client_configuration())

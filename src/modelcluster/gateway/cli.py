@@ -1,0 +1,64 @@
+"""``modelcluster gateway``: the hosted API over ModelClusters, against $KUBECONFIG or in a pod."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from modelcluster.catalog import CatalogFileError, load_catalog
+from modelcluster.gateway.settings import DEFAULT_PORT, GatewaySettings
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port of the API and /metrics.")
+@click.option(
+    "--key-namespace",
+    envvar="MODELCLUSTER_NAMESPACE",
+    default="modelcluster-system",
+    show_default=True,
+    help="Namespace of the API key Secrets.",
+)
+@click.option(
+    "--catalog",
+    "catalog_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Extra catalog file, or a directory such as a mounted ConfigMap (repeatable).",
+)
+@click.option("--hold-timeout", type=float, default=300.0, show_default=True, help="Seconds a request waits to start.")
+@click.option("--replicas", type=int, default=1, show_default=True, help="Gateway replicas sharing key limits.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def gateway(
+    host: str,
+    port: int,
+    key_namespace: str,
+    catalog_paths: tuple[Path, ...],
+    hold_timeout: float,
+    replicas: int,
+    verbose: bool,
+) -> None:
+    """Serve the Bytez model API (and OpenAI-compatible routes) over the cluster's ModelClusters."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        catalog = load_catalog(catalog_paths)
+    except (CatalogFileError, ValueError) as error:
+        raise click.ClickException(f"invalid catalog: {error}") from error
+    settings = GatewaySettings(
+        host=host,
+        port=port,
+        key_namespace=key_namespace,
+        catalog=catalog_paths,
+        hold_timeout_s=hold_timeout,
+        replicas=replicas,
+    )
+    from modelcluster.gateway.server import serve  # aiohttp and the client load only when running
+
+    asyncio.run(serve(settings, catalog))

@@ -1,0 +1,156 @@
+"""Routes of the native API: inference and cluster CRUD on ``/models/v2/{org}/{name}``, and the lists."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from modelcluster.api import InputError, normalize, parse_run_request, task_info, task_names
+from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
+from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
+from modelcluster.gateway.errors import NotFound
+from modelcluster.gateway.service import TENANT, Gateway, Target
+from modelcluster.operator.naming import object_name
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def ok(output: Any, status: int = 200, **extra: Any) -> web.Response:
+    return web.json_response({"error": None, "output": output, **extra}, status=status)
+
+
+def _model_id(request: web.Request) -> str:
+    return f"{request.match_info['org']}/{request.match_info['name']}"
+
+
+def _last_request(gateway: Gateway, target: Target) -> str | None:
+    stamp = gateway.demand.of(target.key).last_activity
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp else None
+
+
+async def run(request: web.Request) -> web.StreamResponse:
+    """``POST /models/v2/{modelId}``: checked against the model's task, then sent to a ready pod (waking it)."""
+    gateway = request.app[GATEWAY]
+    target = gateway.target(request, _model_id(request))
+    raw = await gateway.read_body(request)
+    body = parse_run_request(raw)
+    task = target.task or gateway.task_of(target)
+    info = task_info(task)
+    normalize(body, task, info.inputs)
+    if body.stream and not info.streamable:
+        raise InputError(f"{task} does not stream; send `stream: false`")
+    await gateway.ensure(target)
+    headers = dict(JSON_HEADERS)
+    accept = request.headers.get("Accept")
+    if accept:
+        headers["Accept"] = accept
+    gateway.demand.start(target.key)
+    started = time.monotonic()
+    try:
+        upstream = await gateway.proxy.send(target.key, raw, headers)
+        return await gateway.proxy.relay(request, upstream)
+    finally:
+        gateway.demand.finish(target.key)
+        gateway.metrics.model_latency.labels(*target.key).observe(time.monotonic() - started)
+
+
+async def create_cluster(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    target = gateway.target(request, _model_id(request))
+    body = parse_cluster_body(await gateway.read_body(request), allow_empty=True)
+    gateway.task_of(target, body.task)
+    created = await gateway.create(target, body)
+    view = cluster_view(created)
+    return ok(view, status=201, cluster=view)
+
+
+async def get_cluster(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    target = gateway.target(request, _model_id(request))
+    if target.cluster is None:
+        raise NotFound(f"no cluster for {target.model_id}")
+    view = cluster_view(target.cluster, _last_request(gateway, target))
+    return ok(view, cluster=view)
+
+
+async def patch_cluster(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    target = gateway.target(request, _model_id(request))
+    patch = build_patch(parse_cluster_body(await gateway.read_body(request), allow_empty=False))
+    if target.cluster is None:
+        raise NotFound(f"no cluster for {target.model_id}")
+    namespace, name = target.key
+    updated = await gateway.kube.patch_cluster(namespace, name, patch, f"cluster for {target.model_id}")
+    gateway.clusters.put(updated)
+    view = cluster_view(updated, _last_request(gateway, target))
+    return ok(view, cluster=view)
+
+
+async def delete_cluster(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    target = gateway.target(request, _model_id(request))
+    if target.cluster is None:
+        raise NotFound(f"no cluster for {target.model_id}")
+    namespace, name = target.key
+    await gateway.kube.delete_cluster(namespace, name, f"cluster for {target.model_id}")
+    gateway.clusters.event("DELETED", target.cluster)
+    return ok(f"cluster for {target.model_id} deleted")
+
+
+def _model_item(model_id: str, task: str, params: int | None, tier: str) -> dict[str, Any]:
+    ram_gb = round(params * BYTES_PER_PARAM * HEADROOM / 1e9, 2) if params else None
+    return {
+        "modelId": model_id,
+        "task": task,
+        "ramRequired": ram_gb,
+        "meter": tier,
+        "meterPrice": None,
+        "params": params,
+    }
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """The catalog's models plus the caller's clusters of other models; filters ``task`` and ``modelId``."""
+    gateway = request.app[GATEWAY]
+    catalog = gateway.catalog
+    task, wanted = request.query.get("task"), request.query.get("modelId")
+    items: dict[str, dict[str, Any]] = {}
+    for model in catalog.models:
+        tier = (
+            catalog.tier(model.tier)
+            if model.tier
+            else (catalog.tier_for_params(model.params) if model.params else catalog.tier(catalog.default_tier))
+        )
+        items[model.id] = _model_item(model.id, model.task, model.params, tier.name)
+    for cluster in gateway.clusters.in_namespace(str(request[TENANT])):
+        spec = cluster.get("spec") or {}
+        model_id, model_task = spec.get("model"), (cluster.get("status") or {}).get("task") or spec.get("task")
+        if model_id and model_task and model_id not in items:
+            items[model_id] = _model_item(model_id, model_task, None, catalog.default_tier)
+    output = [
+        item
+        for item in items.values()
+        if (task is None or item["task"] == task)
+        and (wanted is None or item["modelId"].casefold() == wanted.casefold())
+    ]
+    return ok(output)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    return ok(task_names())
+
+
+async def list_clusters(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    namespace = str(request[TENANT])
+    views = []
+    for cluster in gateway.clusters.in_namespace(namespace):
+        spec = cluster.get("spec") or {}
+        key = (namespace, object_name(str(spec.get("model"))))
+        stamp = gateway.demand.of(key).last_activity
+        last = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp else None
+        views.append(cluster_view(cluster, last))
+    return ok(views)

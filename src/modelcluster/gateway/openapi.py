@@ -1,0 +1,212 @@
+"""The OpenAPI 3.1 document of the gateway, built from the contract's pydantic models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelcluster import __version__
+from modelcluster.api import RunRequest, task_names
+from modelcluster.gateway.clusters import ClusterBody
+from modelcluster.gateway.openai_compat import ChatCompletionRequest, CompletionRequest
+
+REF = "#/components/schemas/"
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF + name}
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    models: tuple[type[BaseModel], ...] = (RunRequest, ClusterBody, ChatCompletionRequest, CompletionRequest)
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF + "{model}", by_alias=True)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["Answer"] = {
+        "type": "object",
+        "required": ["error", "output"],
+        "properties": {"error": {"type": ["string", "null"]}, "output": {}},
+    }
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error", "output"],
+        "properties": {"error": {"type": "string"}, "output": {"type": "null"}},
+    }
+    schemas["Cluster"] = {
+        "type": "object",
+        "properties": {
+            "modelId": {"type": ["string", "null"]},
+            "task": {"type": ["string", "null"]},
+            "status": {"type": "string", "enum": ["deploying", "running", "stopped", "failed"]},
+            "reason": {"type": ["string", "null"]},
+            "message": {"type": ["string", "null"]},
+            "capacity": {"type": "object"},
+            "timeout": {"type": ["integer", "null"]},
+            "replicas": {"type": "integer"},
+            "readyReplicas": {"type": "integer"},
+            "lastRequestTime": {"type": ["string", "null"]},
+            "created": {"type": ["string", "null"]},
+        },
+    }
+    schemas["ClusterAnswer"] = {
+        "type": "object",
+        "required": ["error", "output", "cluster"],
+        "properties": {"error": {"type": "null"}, "output": _ref("Cluster"), "cluster": _ref("Cluster")},
+    }
+    schemas["OpenAIError"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    }
+    schemas["OpenAIAnswer"] = {"type": "object"}
+    return schemas
+
+
+def _errors(codes: tuple[int, ...], schema: str = "Error") -> dict[str, Any]:
+    text = {
+        400: "Bad request",
+        401: "Missing or unknown API key",
+        404: "No such model or cluster (or another tenant's)",
+        405: "Method not allowed",
+        409: "The cluster already exists",
+        413: "The body is larger than the limit",
+        422: "The body does not fit the route or the model's task",
+        429: "Over the key's concurrency limit, or too many requests waiting for one model",
+        500: "Internal error (the answer names a request id for the logs)",
+        502: "A model pod failed to answer",
+        503: "No ready model pod within the hold deadline (see Retry-After), or the Kubernetes API is unavailable",
+        504: "A model pod did not answer in time",
+    }
+    return {str(code): {"description": text[code], "content": {JSON: {"schema": _ref(schema)}}} for code in codes}
+
+
+_INFERENCE_ERRORS = (401, 404, 413, 422, 429, 500, 502, 503, 504)
+_CRUD_ERRORS = (401, 404, 413, 422, 429, 500, 503)
+_MODEL_PARAMS = [
+    {"name": "org", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+]
+_SECURITY: list[dict[str, list[str]]] = [{"key": []}]
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    errors: tuple[int, ...],
+    body: str | None = None,
+    error_schema: str = "Error",
+    **extra: Any,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": _SECURITY,
+        "responses": {**ok, **_errors(errors, error_schema)},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+    operation.update(extra)
+    return operation
+
+
+def _answer(schema: str = "Answer", code: str = "200", description: str = "Success") -> dict[str, Any]:
+    return {code: {"description": description, "content": {JSON: {"schema": _ref(schema)}}}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    streamed = {
+        "200": {
+            "description": "The output; with `stream: true`, text chunks (or SSE with `Accept: text/event-stream`)",
+            "content": {
+                JSON: {"schema": _ref("Answer")},
+                "text/plain": {"schema": {"type": "string"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+    openai_ok = {
+        "200": {
+            "description": "An OpenAI completion, or its SSE stream ending with `data: [DONE]`",
+            "content": {JSON: {"schema": _ref("OpenAIAnswer")}, "text/event-stream": {"schema": {"type": "string"}}},
+        }
+    }
+    openai_errors = (400, 401, 404, 413, 429, 500, 502, 503, 504)
+    model_path = {
+        "parameters": _MODEL_PARAMS,
+        "post": _op(
+            "Run the model (creates and wakes its cluster as needed)", streamed, _INFERENCE_ERRORS, "RunRequest"
+        ),
+        "put": _op(
+            "Create the model's cluster",
+            _answer("ClusterAnswer", "201", "Created"),
+            (*_CRUD_ERRORS, 409),
+            "ClusterBody",
+        ),
+        "get": _op("Read the model's cluster", _answer("ClusterAnswer"), _CRUD_ERRORS),
+        "patch": _op("Change capacity or timeout", _answer("ClusterAnswer"), _CRUD_ERRORS, "ClusterBody"),
+        "delete": _op("Delete the model's cluster", _answer(), _CRUD_ERRORS),
+    }
+    task_param = {"name": "task", "in": "query", "required": False, "schema": {"type": "string", "enum": task_names()}}
+    model_param = {"name": "modelId", "in": "query", "required": False, "schema": {"type": "string"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ModelCluster gateway",
+            "version": __version__,
+            "description": "The Bytez model API over ModelClusters, with OpenAI-compatible routes.",
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "key": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`Key <key>` or the bare key",
+                }
+            },
+        },
+        "paths": {
+            "/models/v2/list/models": {
+                "get": _op("Models and their tasks", _answer(), (401, 429, 500), parameters=[task_param, model_param])
+            },
+            "/models/v2/list/tasks": {"get": _op("Tasks", _answer(), (401, 429, 500))},
+            "/models/v2/list/clusters": {"get": _op("The caller's clusters", _answer(), (401, 429, 500))},
+            "/models/v2/openai/v1/chat/completions": {
+                "post": _op("OpenAI chat completions", openai_ok, openai_errors, "ChatCompletionRequest", "OpenAIError")
+            },
+            "/models/v2/openai/v1/completions": {
+                "post": _op("OpenAI completions", openai_ok, openai_errors, "CompletionRequest", "OpenAIError")
+            },
+            "/models/v2/openai/v1/models": {
+                "get": _op("OpenAI model list", _answer("OpenAIAnswer"), (401, 429, 500), error_schema="OpenAIError")
+            },
+            "/models/v2/{org}/{name}": model_path,
+            "/health": {"get": {"summary": "Liveness", "responses": _answer()}},
+            "/ready": {"get": {"summary": "Readiness", "responses": {**_answer(), **_errors((503,))}}},
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
+        },
+    }

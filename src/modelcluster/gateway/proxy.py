@@ -1,0 +1,139 @@
+"""Forwarding one request to a model pod: pooled keep-alive connections, bytes passed through.
+
+A connection refused before the request was sent is retried on another pod; a
+stream is copied chunk by chunk as it arrives, and a client that goes away closes
+the upstream connection so the runtime sees the disconnect and stops generating.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from modelcluster.api import error_body
+from modelcluster.gateway.endpoints import ClusterKey, Endpoint
+from modelcluster.gateway.errors import BadGateway, GatewayTimeout, Unavailable
+from modelcluster.gateway.metrics import GatewayMetrics
+from modelcluster.gateway.router import Router
+
+logger = logging.getLogger(__name__)
+
+RUN_PATH = "/run"
+PASSED_HEADERS = ("Content-Type", "Cache-Control", "X-Prompt-Tokens", "X-Completion-Tokens")
+
+
+@dataclass
+class Upstream:
+    """An answer being received from a pod; :meth:`close` gives the pod's slot back."""
+
+    key: ClusterKey
+    endpoint: Endpoint
+    response: aiohttp.ClientResponse
+    router: Router
+    done: bool = False
+
+    def close(self, *, reuse: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        if reuse:
+            self.response.release()
+        else:
+            self.response.close()
+        self.router.release(self.key, self.endpoint)
+
+    def headers(self) -> dict[str, str]:
+        return {name: self.response.headers[name] for name in PASSED_HEADERS if name in self.response.headers}
+
+
+class Proxy:
+    def __init__(
+        self, router: Router, metrics: GatewayMetrics, connect_timeout_s: float, read_timeout_s: float, attempts: int
+    ) -> None:
+        self.router = router
+        self.metrics = metrics
+        self.attempts = attempts
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=False)
+
+    async def stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def send(self, key: ClusterKey, body: bytes, headers: Mapping[str, str]) -> Upstream:
+        """POST ``body`` to ``/run`` of a pod of ``key``; the caller must close the returned upstream."""
+        assert self.session is not None
+        tried: frozenset[str] = frozenset()
+        for _ in range(self.attempts):
+            endpoint = await self.router.acquire(key, tried)
+            try:
+                response = await self.session.post(endpoint.url + RUN_PATH, data=body, headers=dict(headers))
+            except aiohttp.ClientConnectorError as error:
+                self.router.release(key, endpoint)
+                self.metrics.upstream_errors.labels("connect").inc()
+                logger.info("connecting to %s failed (%s); trying another pod", endpoint.pod or endpoint.url, error)
+                tried |= {endpoint.url}
+                continue
+            except TimeoutError as error:
+                self.router.release(key, endpoint)
+                self.metrics.upstream_errors.labels("timeout").inc()
+                raise GatewayTimeout("the model did not answer in time") from error
+            except aiohttp.ClientError as error:
+                self.router.release(key, endpoint)
+                self.metrics.upstream_errors.labels("protocol").inc()
+                raise BadGateway(f"the model's pod failed to answer: {type(error).__name__}") from error
+            except BaseException:
+                self.router.release(key, endpoint)
+                raise
+            return Upstream(key, endpoint, response, self.router)
+        raise Unavailable("no pod of this model accepted a connection; try again shortly", retry_after=2)
+
+    async def relay(self, request: web.Request, upstream: Upstream) -> web.StreamResponse:
+        """Copy the pod's answer to the client: whole for plain answers, chunk by chunk for streams."""
+        response = upstream.response
+        finished = False
+        out: web.StreamResponse | None = None
+        try:
+            if not _is_stream(response):
+                body = await response.read()
+                finished = True
+                return web.Response(body=body, status=response.status, headers=upstream.headers())
+            out = web.StreamResponse(status=response.status, headers=upstream.headers())
+            out.headers["X-Accel-Buffering"] = "no"
+            await out.prepare(request)
+            async for chunk in response.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            finished = True
+            return out
+        except (TimeoutError, aiohttp.ClientPayloadError) as error:
+            kind, message = (
+                ("timeout", "the model stopped answering (read timeout)")
+                if isinstance(error, TimeoutError)
+                else ("protocol", "the model's pod broke off its answer")
+            )
+            self.metrics.upstream_errors.labels(kind).inc()
+            if out is None:
+                raise (GatewayTimeout if kind == "timeout" else BadGateway)(message) from error
+            # Headers are sent: the error goes into the stream, as the runtime writes its own.
+            sse = response.headers.get("Content-Type", "").startswith("text/event-stream")
+            line = f"data: {json.dumps(error_body(message))}\n\n" if sse else f"\n[error] {message}"
+            await out.write(line.encode())
+            await out.write_eof()
+            return out
+        finally:
+            upstream.close(reuse=finished)
+
+
+def _is_stream(response: aiohttp.ClientResponse) -> bool:
+    content_type = response.headers.get("Content-Type", "")
+    return content_type.startswith(("text/event-stream", "text/plain"))

@@ -1,0 +1,131 @@
+"""Choosing a pod for a request: at once when one is ready and has a free slot, else hold and wake.
+
+A request that finds no ready pod waits in a bounded per-model buffer with a
+deadline and is released the moment a pod turns ready (the EndpointSlice watch
+wakes it) or a slot frees up. The first such request of a stopped cluster writes
+one wake annotation (single flight; at most one per ``wake_interval_s``), so the
+operator reacts on the watch event instead of a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from modelcluster.gateway.balancer import Balancer
+from modelcluster.gateway.clusters import wake_patch
+from modelcluster.gateway.demand import Demand
+from modelcluster.gateway.endpoints import ClusterKey, Endpoint, EndpointTable
+from modelcluster.gateway.errors import ApiError, NotFound, RateLimited, Unavailable
+from modelcluster.gateway.kube import ClusterTable, GatewayKube
+from modelcluster.gateway.metrics import GatewayMetrics
+from modelcluster.gateway.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+
+
+def needs_wake(cluster: dict[str, Any]) -> bool:
+    """Whether the operator currently runs no replicas for ``cluster`` (so a request must wake it)."""
+    status = cluster.get("status") or {}
+    if status.get("status") == "stopped":
+        return True
+    return status.get("targetReplicas") == 0
+
+
+class Router:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        kube: GatewayKube,
+        clusters: ClusterTable,
+        endpoints: EndpointTable,
+        demand: Demand,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.clusters = clusters
+        self.endpoints = endpoints
+        self.demand = demand
+        self.metrics = metrics
+        self.balancer = Balancer(settings.per_pod_limit)
+        self._last_wake: dict[ClusterKey, float] = {}
+        self._wakes: set[asyncio.Task[None]] = set()
+
+    async def acquire(self, key: ClusterKey, exclude: frozenset[str] = frozenset()) -> Endpoint:
+        """A pod for one request of ``key``, counted as in flight until :meth:`release`."""
+        endpoint = self.balancer.pick(self.endpoints.ready(key), exclude)
+        if endpoint is not None:
+            return endpoint
+        return await self._hold(key, exclude)
+
+    def release(self, key: ClusterKey, endpoint: Endpoint) -> None:
+        self.balancer.release(endpoint)
+        self.endpoints.notify(key)
+
+    async def _hold(self, key: ClusterKey, exclude: frozenset[str]) -> Endpoint:
+        model = self._model_id(key)
+        if self.demand.of(key).held >= self.settings.hold_limit:
+            raise RateLimited(f"too many requests are waiting for {model}; try again shortly", retry_after=1)
+        self.demand.hold(key, +1)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.hold_timeout_s
+        try:
+            while True:
+                self._check_cluster(key, model)
+                changed = self.endpoints.changed(key)
+                endpoint = self.balancer.pick(self.endpoints.ready(key), exclude)
+                if endpoint is not None:
+                    return endpoint
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    break
+        finally:
+            self.demand.hold(key, -1)
+        raise Unavailable(
+            f"{model} has no ready replica yet (waited {self.settings.hold_timeout_s:g}s); try again shortly",
+            retry_after=10,
+        )
+
+    def _model_id(self, key: ClusterKey) -> str:
+        cluster = self.clusters.get(key) or {}
+        return str((cluster.get("spec") or {}).get("model") or key[1])
+
+    def _check_cluster(self, key: ClusterKey, model: str) -> None:
+        cluster = self.clusters.get(key)
+        if cluster is None:
+            raise NotFound(f"model cluster for {model} not found (it was deleted)")
+        status = cluster.get("status") or {}
+        if status.get("status") == "failed":
+            raise Unavailable(f"{model} cannot start: {status.get('message') or status.get('reason')}", retry_after=30)
+        if not self.endpoints.ready(key) and needs_wake(cluster):
+            self.wake(key)
+
+    def wake(self, key: ClusterKey) -> None:
+        """Ask the operator to bring ``key`` back (single flight, at most once per wake interval)."""
+        now = time.monotonic()
+        if now - self._last_wake.get(key, -1e9) < self.settings.wake_interval_s:
+            return
+        self._last_wake[key] = now
+        task = asyncio.create_task(self._write_wake(key), name=f"wake {key[0]}/{key[1]}")
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
+
+    async def _write_wake(self, key: ClusterKey) -> None:
+        namespace, name = key
+        try:
+            updated = await self.kube.patch_cluster(namespace, name, wake_patch(datetime.now(UTC)), f"cluster {name}")
+        except ApiError as error:
+            self._last_wake.pop(key, None)
+            logger.warning("waking %s/%s failed: %s", namespace, name, error.message)
+            return
+        self.clusters.put(updated)
+        self.metrics.wakes.labels(namespace, name).inc()
+        logger.info("woke %s/%s", namespace, name)

@@ -1,0 +1,39 @@
+"""Running the gateway: the Kubernetes client, the application, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from modelcluster.catalog import Catalog
+from modelcluster.gateway.app import build_api_client, create_app
+from modelcluster.gateway.keystore import KeyStore
+from modelcluster.gateway.kube import GatewayKube
+from modelcluster.gateway.service import Gateway
+from modelcluster.gateway.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(settings: GatewaySettings, catalog: Catalog) -> None:
+    api_client = await build_api_client()
+    gateway = Gateway(settings=settings, catalog=catalog, kube=GatewayKube(api_client))
+    app = create_app(gateway, KeyStore(settings.key_namespace), api_client)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+    await site.start()
+    logger.info("gateway listening on http://%s:%d/models/v2/", settings.host, settings.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("gateway stopping")
+        await runner.cleanup()
+        await api_client.close()

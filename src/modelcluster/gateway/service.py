@@ -1,0 +1,128 @@
+"""The gateway's state and the steps every route shares: tenants, model ids, tasks, clusters, bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from modelcluster.api import InputError, PayloadTooLarge
+from modelcluster.api.modelcluster import is_model_id
+from modelcluster.catalog import Catalog, CatalogError, resolve
+from modelcluster.gateway.clusters import ClusterBody, build_cluster
+from modelcluster.gateway.demand import Demand
+from modelcluster.gateway.endpoints import ClusterKey, EndpointTable
+from modelcluster.gateway.errors import Conflict, NotFound
+from modelcluster.gateway.kube import ClusterTable, GatewayKube
+from modelcluster.gateway.metrics import GatewayMetrics
+from modelcluster.gateway.proxy import Proxy
+from modelcluster.gateway.router import Router
+from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.operator.naming import object_name
+
+logger = logging.getLogger(__name__)
+
+TENANT = "modelcluster.tenant"  # request key: the caller's namespace, set by the auth middleware
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cluster a request is about: its key in the caller's namespace, the model id and its task."""
+
+    key: ClusterKey
+    model_id: str
+    task: str | None
+    cluster: dict[str, Any] | None
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    catalog: Catalog
+    kube: GatewayKube
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    clusters: ClusterTable = field(default_factory=ClusterTable)
+    endpoints: EndpointTable = field(default_factory=EndpointTable)
+    demand: Demand = field(init=False)
+    router: Router = field(init=False)
+    proxy: Proxy = field(init=False)
+    _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.demand = Demand(self.metrics)
+        self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
+        s = self.settings
+        self.proxy = Proxy(self.router, self.metrics, s.connect_timeout_s, s.upstream_timeout_s, s.connect_attempts)
+
+    def target(self, request: web.Request, model_id: str) -> Target:
+        """The caller's cluster for ``model_id`` and the task it serves (from the cluster, else the catalog)."""
+        if not is_model_id(model_id):
+            raise InputError(f"invalid model id {model_id!r}: expected org/name")
+        key = (str(request[TENANT]), object_name(model_id))
+        cluster = self.clusters.get(key)
+        task: str | None = None
+        if cluster is not None:
+            task = (cluster.get("status") or {}).get("task") or (cluster.get("spec") or {}).get("task")
+        if task is None:
+            known = self.catalog.model(model_id)
+            task = known.task if known is not None else None
+        return Target(key=key, model_id=model_id, task=task, cluster=cluster)
+
+    def task_of(self, target: Target, requested: str | None = None) -> str:
+        """The task a new cluster for ``target`` would serve; 4xx when there is none."""
+        try:
+            return resolve(self.catalog, target.model_id, requested).task
+        except CatalogError as error:
+            if error.reason == "UnknownModel":
+                raise NotFound(
+                    f"model {target.model_id} is not in the catalog; create its cluster with "
+                    f"PUT /models/v2/{target.model_id} and a `task`"
+                ) from error
+            raise InputError(error.message) from error
+
+    async def create(self, target: Target, body: ClusterBody) -> dict[str, Any]:
+        """Create the cluster of ``target`` (409 when it exists)."""
+        namespace, _ = target.key
+        created = await self.kube.create_cluster(
+            build_cluster(namespace, target.model_id, body), f"cluster for {target.model_id}"
+        )
+        self.clusters.put(created)
+        return created
+
+    async def ensure(self, target: Target) -> None:
+        """Create the cluster with defaults when the model has none yet (the hosted API is serverless).
+
+        Concurrent first requests share one create (single flight).
+        """
+        if target.cluster is not None:
+            return
+        task = self._creating.get(target.key)
+        if task is None:
+            task = asyncio.create_task(self._create_default(target), name=f"create {target.key}")
+            self._creating[target.key] = task
+            task.add_done_callback(lambda _: self._creating.pop(target.key, None))
+        await asyncio.shield(task)
+
+    async def _create_default(self, target: Target) -> None:
+        try:
+            await self.create(target, ClusterBody())
+        except Conflict:
+            return
+        logger.info("created a cluster for %s in %s", target.model_id, target.key[0])
+
+    async def read_body(self, request: web.Request) -> bytes:
+        """The request body, refused with 413 past the configured size."""
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
