@@ -11,8 +11,10 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client as k8s
@@ -23,7 +25,7 @@ from modelcluster.devcluster import controlplane
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.tools import ensure_tools
 
-from support import TEST_CATALOG, Cluster, OperatorProcess
+from support import TEST_CATALOG, Cluster, GatewayProcess, OperatorProcess, create_key, eventually
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,16 +68,87 @@ def kubectl(cluster: Cluster) -> Iterator[list[str]]:
 
 
 @pytest.fixture(scope="session")
+def test_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog file layered over the default one by the operator and the gateway under test."""
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(TEST_CATALOG))
+    return catalog
+
+
+@pytest.fixture(scope="session")
 def operator(
-    cluster: Cluster, kubectl: list[str], tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, kubectl: list[str], test_catalog: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml")], check=True)
     subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev"], check=True)
-    catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump(TEST_CATALOG))
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), ["--catalog", str(catalog)])
+    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), ["--catalog", str(test_catalog)])
     process.start()
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    cluster: Cluster, operator: OperatorProcess, test_catalog: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """The gateway in front of the operator's clusters (held requests wait at most 120 s)."""
+    process = GatewayProcess(
+        cluster, tmp_path_factory.mktemp("gateway"), [f"--catalog={test_catalog}", "--hold-timeout=120"]
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant namespace with its own API key."""
+
+    namespace: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Key {self.key}"}
+
+
+def _new_tenant(cluster: Cluster, gateway: GatewayProcess) -> Tenant:
+    name = f"tenant-{uuid.uuid4().hex[:8]}"
+    made = Tenant(name, create_key(cluster, name))
+
+    def known() -> bool:
+        return httpx.get(f"{gateway.url}/models/v2/list/tasks", headers=made.headers, timeout=5).status_code == 200
+
+    eventually(known, timeout=30, what=f"the gateway to learn the key of {name}")
+    return made
+
+
+def _drop_namespace(cluster: Cluster, name: str) -> None:
+    try:
+        cluster.core.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+@pytest.fixture
+def tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
+    """A fresh tenant and key (the gateway sees the key within a second or two)."""
+    made = _new_tenant(cluster, gateway)
+    try:
+        yield made
+    finally:
+        _drop_namespace(cluster, made.namespace)
+
+
+@pytest.fixture
+def other_tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
+    made = _new_tenant(cluster, gateway)
+    try:
+        yield made
+    finally:
+        _drop_namespace(cluster, made.namespace)

@@ -120,3 +120,70 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class GatewayProcess:
+    """``modelcluster gateway`` as a real process on a free port, against the cluster under test."""
+
+    KEY_NAMESPACE = "modelcluster-system"
+
+    def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str]) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.extra_args = extra_args
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "gateway.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        argv = [
+            str(Path(sys.executable).with_name("modelcluster")),
+            "gateway",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--key-namespace={self.KEY_NAMESPACE}",
+            *self.extra_args,
+        ]
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")
+
+    def _ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"the gateway exited with {self.process and self.process.returncode}")
+        try:
+            return httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics", timeout=5.0).text
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def create_key(cluster: Cluster, tenant: str, concurrency: int = 16) -> str:
+    """A new API key for ``tenant`` (its namespace is created too), from the real CLI."""
+    argv = [
+        str(Path(sys.executable).with_name("modelcluster")),
+        "keys",
+        "create",
+        f"--tenant={tenant}",
+        f"--concurrency={concurrency}",
+        f"--namespace={GatewayProcess.KEY_NAMESPACE}",
+    ]
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
