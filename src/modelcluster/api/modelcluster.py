@@ -32,8 +32,9 @@ TASK_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 MAX_REPLICAS = 1000
 DEFAULT_TIMEOUT_SECONDS = 300
 #: Written by the gateway when a request finds a cluster at zero replicas: the operator then runs
-#: ``max(capacity.desired, 1)`` replicas for ``spec.timeout`` seconds from this time.
-WAKE_ANNOTATION = "modelcluster.dev/wake-requested-at"
+#: ``max(capacity.desired, 1)`` replicas for ``spec.timeout`` seconds from this time. (Not under
+#: ``modelcluster.dev/``: the operator's kopf keeps its own state there and ignores changes to it.)
+WAKE_ANNOTATION = "autoscaling.modelcluster.dev/wake-requested-at"
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 _MODEL_ID_RE = re.compile(MODEL_ID_PATTERN)

@@ -101,8 +101,11 @@ def _later(a: str | None, b: str | None) -> str | None:
     return max(a, b)
 
 
-def cluster_view(obj: dict[str, Any], last_request: str | None = None) -> dict[str, Any]:
-    """What ``GET /models/v2/{modelId}`` and ``/list/clusters`` show of a ModelCluster."""
+def cluster_view(obj: dict[str, Any], last_request: str | None = None, task: str | None = None) -> dict[str, Any]:
+    """What ``GET /models/v2/{modelId}`` and ``/list/clusters`` show of a ModelCluster.
+
+    ``task`` is the gateway's own resolution, shown until the operator has written its status.
+    """
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     metadata = obj.get("metadata") or {}
@@ -110,7 +113,7 @@ def cluster_view(obj: dict[str, Any], last_request: str | None = None) -> dict[s
     capacity.setdefault("max", capacity.get("desired"))
     return {
         "modelId": spec.get("model"),
-        "task": status.get("task") or spec.get("task"),
+        "task": status.get("task") or spec.get("task") or task,
         "status": status.get("status") or "deploying",
         "reason": status.get("reason"),
         "message": status.get("message"),

@@ -6,7 +6,7 @@ a missing object 404, an existing one 409.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -88,8 +88,9 @@ class GatewayKube(Kube):
 class ClusterTable:
     """Every ModelCluster by (namespace, name), kept by an informer: the hot path reads it, never the API."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[ClusterKey], None] | None = None) -> None:
         self._clusters: dict[ClusterKey, Body] = {}
+        self._on_change = on_change
 
     def get(self, key: ClusterKey) -> Body | None:
         return self._clusters.get(key)
@@ -99,17 +100,31 @@ class ClusterTable:
 
     def put(self, obj: Body) -> None:
         """Record an object the gateway itself just wrote (the watch event follows)."""
-        metadata = obj.get("metadata") or {}
-        self._clusters[(str(metadata.get("namespace")), str(metadata.get("name")))] = obj
+        key = _key(obj)
+        self._clusters[key] = obj
+        self._changed(key)
 
     def reset(self, items: list[Body]) -> None:
+        gone = set(self._clusters)
         self._clusters = {}
         for item in items:
             self.put(item)
+        for key in gone - set(self._clusters):
+            self._changed(key)
 
     def event(self, kind: str, obj: Body) -> None:
         if kind == "DELETED":
-            metadata = obj.get("metadata") or {}
-            self._clusters.pop((str(metadata.get("namespace")), str(metadata.get("name"))), None)
+            key = _key(obj)
+            self._clusters.pop(key, None)
+            self._changed(key)
         else:
             self.put(obj)
+
+    def _changed(self, key: ClusterKey) -> None:
+        if self._on_change is not None:
+            self._on_change(key)
+
+
+def _key(obj: Body) -> ClusterKey:
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace")), str(metadata.get("name")))

@@ -61,9 +61,9 @@ async def create_cluster(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
     body = parse_cluster_body(await gateway.read_body(request), allow_empty=True)
-    gateway.task_of(target, body.task)
+    task = gateway.task_of(target, body.task)
     created = await gateway.create(target, body)
-    view = cluster_view(created)
+    view = cluster_view(created, task=task)
     return ok(view, status=201, cluster=view)
 
 
@@ -72,7 +72,7 @@ async def get_cluster(request: web.Request) -> web.Response:
     target = gateway.target(request, _model_id(request))
     if target.cluster is None:
         raise NotFound(f"no cluster for {target.model_id}")
-    view = cluster_view(target.cluster, _last_request(gateway, target))
+    view = cluster_view(target.cluster, _last_request(gateway, target), target.task)
     return ok(view, cluster=view)
 
 
@@ -85,7 +85,7 @@ async def patch_cluster(request: web.Request) -> web.Response:
     namespace, name = target.key
     updated = await gateway.kube.patch_cluster(namespace, name, patch, f"cluster for {target.model_id}")
     gateway.clusters.put(updated)
-    view = cluster_view(updated, _last_request(gateway, target))
+    view = cluster_view(updated, _last_request(gateway, target), target.task)
     return ok(view, cluster=view)
 
 

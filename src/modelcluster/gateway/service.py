@@ -44,14 +44,16 @@ class Gateway:
     catalog: Catalog
     kube: GatewayKube
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
-    clusters: ClusterTable = field(default_factory=ClusterTable)
     endpoints: EndpointTable = field(default_factory=EndpointTable)
+    clusters: ClusterTable = field(init=False)
     demand: Demand = field(init=False)
     router: Router = field(init=False)
     proxy: Proxy = field(init=False)
     _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # A cluster that changes (fails, is deleted) wakes its held requests to look again.
+        self.clusters = ClusterTable(on_change=self.endpoints.notify)
         self.demand = Demand(self.metrics)
         self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
         s = self.settings
