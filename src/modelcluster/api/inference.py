@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelcluster.api.errors import InputError
 
+#: Token counts of a generation, on the runtime's non-streamed answers (the last SSE event carries
+#: ``{"usage": {"prompt_tokens", "completion_tokens"}}`` instead).
+PROMPT_TOKENS_HEADER = "X-Prompt-Tokens"
+COMPLETION_TOKENS_HEADER = "X-Completion-Tokens"
+
 INPUT_FIELDS = ("text", "messages", "url", "base64", "question", "context", "candidate_labels")
 
 

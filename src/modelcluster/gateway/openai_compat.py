@@ -36,14 +36,14 @@ from pydantic import (
     model_validator,
 )
 
+from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
+
 JSONDict = dict[str, Any]
 FinishReason = Literal["stop", "length"]
 
 SSE_DONE = b"data: [DONE]\n\n"
 # What the gateway sends upstream so that the runtime streams SSE events rather than raw text.
 RUNTIME_STREAM_HEADERS = {"Accept": "text/event-stream"}
-PROMPT_TOKENS_HEADER = "X-Prompt-Tokens"
-COMPLETION_TOKENS_HEADER = "X-Completion-Tokens"
 # The runtime's own default for max_new_tokens; sent explicitly so the gateway knows the limit.
 DEFAULT_MAX_TOKENS = 256
 MAX_STOP_SEQUENCES = 4

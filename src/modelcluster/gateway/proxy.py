@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from modelcluster.api import error_body
+from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
 from modelcluster.gateway.endpoints import ClusterKey, Endpoint
 from modelcluster.gateway.errors import BadGateway, GatewayTimeout, Unavailable
 from modelcluster.gateway.metrics import GatewayMetrics
@@ -24,7 +25,7 @@ from modelcluster.gateway.router import Router
 logger = logging.getLogger(__name__)
 
 RUN_PATH = "/run"
-PASSED_HEADERS = ("Content-Type", "Cache-Control", "X-Prompt-Tokens", "X-Completion-Tokens")
+PASSED_HEADERS = ("Content-Type", "Cache-Control", PROMPT_TOKENS_HEADER, COMPLETION_TOKENS_HEADER)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelcluster.api import error_body, normalize, parse_run_request
+from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
 from modelcluster.runtime import media
 from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.errors import (
@@ -33,7 +34,7 @@ from modelcluster.runtime.loading import LoadProgress, load_handler, memory_repo
 from modelcluster.runtime.metrics import RuntimeMetrics
 from modelcluster.runtime.queueing import Job, StreamEnd
 from modelcluster.runtime.settings import RuntimeSettings
-from modelcluster.runtime.tasks.base import Handler, MediaOutput, MediaRef
+from modelcluster.runtime.tasks.base import Handler, MediaOutput, MediaRef, TokenUsage
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,18 @@ def model_error(exc: BaseException) -> RuntimeHTTPError:
 
 def sse_event(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
+
+
+def usage_headers(usage: TokenUsage | None) -> dict[str, str]:
+    """The token counts of a generation answered whole, as response headers."""
+    if usage is None:
+        return {}
+    return {PROMPT_TOKENS_HEADER: str(usage.prompt_tokens), COMPLETION_TOKENS_HEADER: str(usage.completion_tokens)}
+
+
+def usage_event(usage: TokenUsage) -> str:
+    """The SSE event sent right before ``[DONE]``: no text, the generation's token counts."""
+    return sse_event({"error": None, "output": "", "usage": asdict(usage)})
 
 
 def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> FastAPI:
@@ -229,16 +242,18 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
                 media_type="text/event-stream" if sse else "text/plain; charset=utf-8",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
+        headers: dict[str, str] = {}
         if handler.streamable:
-            text = await collect_text(job, settings.request_timeout_s)
+            text, usage = await collect_text(job, settings.request_timeout_s)
             output = handler.finish(item, params, text)
+            headers = usage_headers(usage)
         else:
             output = await wait_output(job, settings.request_timeout_s)
         if isinstance(output, MediaOutput):
             if body.json_output is False:
                 return Response(output.data, media_type=output.mime)
             output = media.to_base64(output.data)
-        return JSONResponse({"error": None, "output": output})
+        return JSONResponse({"error": None, "output": output}, headers=headers)
 
     return app
 
@@ -264,7 +279,8 @@ async def next_chunk(job: Job, deadline: float) -> str | StreamEnd:
     return await asyncio.wait_for(job.chunks.get(), remaining)
 
 
-async def collect_text(job: Job, limit_s: float) -> str:
+async def collect_text(job: Job, limit_s: float) -> tuple[str, TokenUsage | None]:
+    """The joined text deltas of a stream job and its token usage."""
     deadline = time.monotonic() + limit_s
     parts: list[str] = []
     try:
@@ -276,14 +292,17 @@ async def collect_text(job: Job, limit_s: float) -> str:
             if isinstance(chunk, StreamEnd):
                 if chunk.error is not None:
                     raise model_error(chunk.error) from chunk.error
-                return "".join(parts)
+                return "".join(parts), chunk.usage
             parts.append(chunk)
     finally:
         job.cancel.set()
 
 
 def stream_body(job: Job, sse: bool, timeout: float) -> AsyncIterator[str]:
-    """Text deltas as they come (raw by default, SSE when asked); leaving early stops the generation."""
+    """Text deltas as they come (raw by default, SSE when asked); leaving early stops the generation.
+
+    An SSE stream that finishes sends the token usage as its last event before ``[DONE]``; the raw text has none.
+    """
 
     async def body() -> AsyncIterator[str]:
         deadline = time.monotonic() + timeout
@@ -300,6 +319,8 @@ def stream_body(job: Job, sse: bool, timeout: float) -> AsyncIterator[str]:
                         message = model_error(chunk.error).message
                         yield sse_event(error_body(message)) if sse else f"\n[error] {message}"
                     elif sse:
+                        if chunk.usage is not None:
+                            yield usage_event(chunk.usage)
                         yield "data: [DONE]\n\n"
                     return
                 yield sse_event({"error": None, "output": chunk}) if sse else chunk

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from modelcluster.runtime.queueing import Job, RequestQueue, StreamEnd, batch_target
+from modelcluster.runtime.tasks.base import TokenUsage
 
 if TYPE_CHECKING:
     from modelcluster.runtime.metrics import RuntimeMetrics
@@ -93,6 +94,9 @@ class Scheduler:
         end = StreamEnd()
         try:
             async for delta in self.handler.astream(job.item, job.params, should_stop):
+                if isinstance(delta, TokenUsage):
+                    end = StreamEnd(usage=delta)
+                    continue
                 job.chunks.put_nowait(delta)
                 if should_stop():
                     self.metrics.streams_cancelled.inc()
@@ -164,7 +168,7 @@ class Scheduler:
                 job.future.set_result(output)
 
     def _run_stream(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
-        """Runs in the inference thread: generate, pushing each text delta to the request's queue."""
+        """Runs in the inference thread: generate, pushing each text delta and then the end (error or usage)."""
         assert job.chunks is not None
         chunks = job.chunks
 
@@ -176,6 +180,9 @@ class Scheduler:
             for delta in self.handler.stream(job.item, job.params, should_stop):
                 if should_stop():
                     break
+                if isinstance(delta, TokenUsage):
+                    end = StreamEnd(usage=delta)
+                    continue
                 loop.call_soon_threadsafe(chunks.put_nowait, delta)
                 self.metrics.stream_chunks.inc()
         except Exception as exc:  # noqa: BLE001 - written into the stream by the request that owns it

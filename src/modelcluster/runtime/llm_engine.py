@@ -13,7 +13,7 @@ from typing import Any
 
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.tasks.base import Handler, LoadContext
+from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
 
 # generate() names -> vLLM SamplingParams names
 VLLM_PARAM_NAMES = {
@@ -74,6 +74,14 @@ def to_sampling_params(params: dict[str, Any]) -> dict[str, Any]:
     return mapped
 
 
+def output_usage(output: Any) -> TokenUsage:
+    """The token counts of a (cumulative) vLLM ``RequestOutput``: its prompt ids and its first completion's ids."""
+    return TokenUsage(
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        completion_tokens=len(output.outputs[0].token_ids) if output.outputs else 0,
+    )
+
+
 class VllmHandler(Handler):
     """Generation on vLLM's AsyncLLM; requests run concurrently and the engine batches them continuously."""
 
@@ -101,23 +109,29 @@ class VllmHandler(Handler):
             raise InputError(f"{self.task} takes one non-empty string in `text`")
         return payload.text
 
-    async def astream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> AsyncIterator[str]:
+    async def astream(
+        self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]
+    ) -> AsyncIterator[str | TokenUsage]:
         sampling = self.sampling_params_class(
             **to_sampling_params({k: v for k, v in params.items() if k != "return_full_text"})
         )
         request_id = uuid.uuid4().hex
         sent = 0
+        last: Any = None
         try:
             async for output in self.engine.generate(item, sampling, request_id):
+                last = output
                 text: str = output.outputs[0].text
                 if len(text) > sent:
                     yield text[sent:]
                     sent = len(text)
                 if should_stop():
-                    break
+                    return
         finally:
             if should_stop():
                 await self.engine.abort(request_id)
+        if last is not None:
+            yield output_usage(last)
 
     def finish(self, item: Any, params: dict[str, Any], text: str) -> Any:
         if self.task == "chat":

@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelcluster.runtime.errors import QueueFull
+from modelcluster.runtime.tasks.base import TokenUsage
 
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """The last item of a stream job's chunk queue; carries the error that ended it, if any."""
+    """The last item of a stream job's chunk queue: the error that ended it, or the tokens of a finished generation."""
 
     error: BaseException | None = None
+    usage: TokenUsage | None = None
 
 
 @dataclass(eq=False)

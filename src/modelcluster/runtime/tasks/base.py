@@ -38,6 +38,14 @@ class MediaRef:
 
 
 @dataclass(frozen=True)
+class TokenUsage:
+    """What a generation cost: the encoded prompt given to the model and the token ids it generated."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
 class MediaOutput:
     """Generated media; answered as base64 in JSON, or raw bytes when the body asks ``"json": false``."""
 
@@ -49,6 +57,7 @@ class Handler:
     """A task served by a loaded model.
 
     ``prepare`` runs in a worker thread (it decodes media); ``run_batch`` and ``stream`` run in the inference thread.
+    ``stream`` and ``astream`` yield text deltas and, when the generation ran to its end, one ``TokenUsage`` last.
     """
 
     task: str = ""
@@ -91,10 +100,12 @@ class Handler:
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
 
-    def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str]:
+    def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str | TokenUsage]:
         raise NotImplementedError(f"{self.task} does not stream")
 
-    def astream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> AsyncIterator[str]:
+    def astream(
+        self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]
+    ) -> AsyncIterator[str | TokenUsage]:
         raise NotImplementedError(f"{self.task} has no async engine")
 
     def finish(self, item: Any, params: dict[str, Any], text: str) -> Any:

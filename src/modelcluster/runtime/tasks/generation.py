@@ -1,7 +1,8 @@
 """Text generation on the transformers Auto classes: causal LMs (text-generation, chat) and
 sequence-to-sequence models (text2text-generation, summarization, translation).
 
-Every generation runs as a stream of text deltas; a request that does not stream gets the deltas joined.
+Every generation runs as a stream of text deltas ending with its token usage; a request that does not stream gets
+the deltas joined.
 Generation stops when the request's ``should_stop`` turns true (client gone, timeout).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.tasks.base import Handler, LoadContext
+from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
 
 # OpenAI-style names accepted as aliases of generate() arguments.
 PARAM_ALIASES = {"max_tokens": "max_new_tokens", "min_tokens": "min_new_tokens"}
@@ -40,6 +41,28 @@ def rename_aliases(params: dict[str, Any]) -> dict[str, Any]:
     return renamed
 
 
+class TokenCounter:
+    """Hands generate()'s token ids on to a streamer and counts the generated ones.
+
+    generate() first puts the prompt (for encoder-decoder models, the decoder's start), then each new token.
+    """
+
+    def __init__(self, streamer: Any) -> None:
+        self.streamer = streamer
+        self.generated = 0
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if self._prompt_seen:
+            self.generated += int(value.shape[-1])
+        else:
+            self._prompt_seen = True
+        self.streamer.put(value)
+
+    def end(self) -> None:
+        self.streamer.end()
+
+
 class GenerationHandler(Handler):
     def __init__(self, task: str, model: Any, tokenizer: Any, device: str) -> None:
         self.task = task
@@ -54,7 +77,7 @@ class GenerationHandler(Handler):
     def encode(self, item: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str]:
+    def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str | TokenUsage]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -66,6 +89,7 @@ class GenerationHandler(Handler):
 
         encoded = self.encode(item)
         streamer: Any = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        counter = TokenCounter(streamer)
         errors: list[BaseException] = []
         kwargs = dict(params)
         kwargs.setdefault("max_new_tokens", 256)
@@ -77,7 +101,7 @@ class GenerationHandler(Handler):
                 with torch.inference_mode():
                     self.model.generate(
                         **encoded,
-                        streamer=streamer,
+                        streamer=counter,
                         stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
                         **kwargs,
                     )
@@ -95,6 +119,7 @@ class GenerationHandler(Handler):
             thread.join()
         if errors:
             raise errors[0]
+        yield TokenUsage(prompt_tokens=int(encoded["input_ids"].shape[-1]), completion_tokens=counter.generated)
 
     def finish(self, item: Any, params: dict[str, Any], text: str) -> Any:
         return text
@@ -122,7 +147,7 @@ class CausalTextHandler(GenerationHandler):
         encoded = self.tokenizer(item, return_tensors="pt")
         return {key: value.to(self.device) for key, value in encoded.items()}
 
-    def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str]:
+    def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str | TokenUsage]:
         generate_params = {key: value for key, value in params.items() if key != "return_full_text"}
         return super().stream(item, generate_params, should_stop)
 
