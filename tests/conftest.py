@@ -1,7 +1,7 @@
 """Shared fixtures: a Kubernetes control plane and a fresh namespace per test.
 
 With ``KUBECONFIG`` set, tests run against that cluster (kind on a laptop, say);
-otherwise the local control plane named ``test`` is started for the session (and
+otherwise the local control plane named ``test`` (or ``$MODELCLUSTER_TEST_CLUSTER``) is started for the session (and
 stopped afterwards unless it was already running).
 """
 
@@ -38,7 +38,8 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(path, k8s_config.new_client_from_config(config_file=str(path)), None)
         return
     ensure_tools()
-    config = ClusterConfig(name="test", pod_commands=load_pod_commands(REPO / "e2e" / "pod-commands.yaml"))
+    name = os.environ.get("MODELCLUSTER_TEST_CLUSTER", "test")
+    config = ClusterConfig(name=name, pod_commands=load_pod_commands(REPO / "e2e" / "pod-commands.yaml"))
     was_running = controlplane.running(config)
     kubeconfig = controlplane.up(config)
     try:
