@@ -56,3 +56,17 @@ def test_catalog_families_come_from_the_table() -> None:
     assert catalog.tasks == task_names()
     for name, family in catalog.families.items():
         assert family.tasks == tasks_of_family(name)
+
+
+def test_the_runtime_loads_no_gateway_operator_or_kubernetes_code() -> None:
+    """The model images carry the runtime and the contract only (model-images/Dockerfile drops the rest)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, modelcluster.runtime.app, modelcluster.runtime.cli, modelcluster.runtime.tasks.generation; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'kubernetes_asyncio', 'kopf') "
+        "or m.startswith(('modelcluster.gateway', 'modelcluster.operator', 'modelcluster.devcluster'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -157,3 +157,18 @@ def test_cli_rejects_a_bad_catalog(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["operator", "--catalog", str(bad)])
     assert result.exit_code != 0
     assert "invalid catalog" in result.output
+
+
+def test_gateway_rbac_reads_only_its_own_secrets() -> None:
+    with (REPO / "operator" / "rbac-gateway.yaml").open(encoding="utf-8") as stream:
+        documents = [doc for doc in yaml.safe_load_all(stream) if doc]
+    cluster_rules = next(doc for doc in documents if doc["kind"] == "ClusterRole")["rules"]
+    granted = {(res, verb) for rule in cluster_rules for res in rule["resources"] for verb in rule["verbs"]}
+    assert granted == {
+        *(("modelclusters", v) for v in ("get", "list", "watch", "create", "patch", "delete")),
+        ("endpointslices", "list"),
+        ("endpointslices", "watch"),
+    }
+    role = next(doc for doc in documents if doc["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "modelcluster-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}]

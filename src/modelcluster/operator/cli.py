@@ -37,7 +37,7 @@ def _default_identity() -> str:
     type=click.Path(exists=True, path_type=Path),
     help="Extra catalog file, or a directory such as a mounted ConfigMap (repeatable).",
 )
-@click.option("--metrics-port", default=8080, show_default=True, envvar="MODELCLUSTER_METRICS_PORT")
+@click.option("--metrics-port", default=8082, show_default=True, envvar="MODELCLUSTER_METRICS_PORT")
 @click.option("--health-port", default=8081, show_default=True, envvar="MODELCLUSTER_HEALTH_PORT")
 @click.option(
     "--unschedulable-deadline",

@@ -28,7 +28,7 @@ class LeaderElectionConfig:
 class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     catalog_paths: tuple[Path, ...] = ()
-    metrics_port: int = 8080
+    metrics_port: int = 8082
     health_port: int = 8081
     unschedulable_deadline: timedelta = timedelta(minutes=5)
     workers: int = 256
