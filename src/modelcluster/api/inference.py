@@ -82,6 +82,11 @@ def summarize_validation_error(exc: ValidationError) -> str:
 def parse_run_request(raw: bytes) -> RunRequest:
     """Parse a request body, answering every problem as an :class:`InputError` that names it."""
     try:
+        # One pass in pydantic's parser for the common, valid body; the slow path below names problems.
+        return RunRequest.model_validate_json(raw)
+    except ValidationError:
+        pass
+    try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"the body is not valid JSON: {exc}") from exc

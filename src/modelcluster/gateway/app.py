@@ -35,6 +35,7 @@ LIMITER: web.AppKey[ConcurrencyLimiter] = web.AppKey("limiter", ConcurrencyLimit
 
 def _error_response(request: web.Request, status: int, message: str, *, param: str | None = None) -> web.Response:
     if request.path.startswith(OPENAI_PREFIX):
+        status = 400 if status == 422 else status  # OpenAI answers a bad request 400, whatever was wrong
         return web.json_response(openai_error(status, message, param=param), status=status)
     return web.json_response(error_body(message), status=status)
 
@@ -78,9 +79,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     finally:
         route = request.match_info.route.name or "unmatched"
-        metrics = request.app[GATEWAY].metrics
-        metrics.requests.labels(route, f"{status // 100}xx").inc()
-        metrics.latency.labels(route).observe(time.monotonic() - started)
+        counter, histogram = request.app[GATEWAY].metrics.route_children(route, status)
+        counter.inc()
+        histogram.observe(time.monotonic() - started)
 
 
 @web.middleware

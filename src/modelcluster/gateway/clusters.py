@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from modelcluster.api import API_VERSION, KIND, InputError, ModelClusterSpec
 from modelcluster.api.inference import summarize_validation_error
@@ -22,9 +22,9 @@ class CapacityPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
-    desired: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
-    max: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
+    min: StrictInt | None = Field(default=None, ge=0, le=MAX_REPLICAS)
+    desired: StrictInt | None = Field(default=None, ge=0, le=MAX_REPLICAS)
+    max: StrictInt | None = Field(default=None, ge=0, le=MAX_REPLICAS)
 
 
 class ClusterBody(BaseModel):
@@ -33,7 +33,9 @@ class ClusterBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     capacity: CapacityPatch | None = None
-    timeout: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS, description="Idle seconds before `min`.")
+    timeout: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_TIMEOUT_SECONDS, description="Idle seconds before `min`."
+    )
     task: str | None = Field(
         default=None, max_length=63, pattern=TASK_PATTERN, description="Needed for unknown models."
     )
@@ -80,9 +82,11 @@ def build_cluster(namespace: str, model_id: str, body: ClusterBody) -> dict[str,
     }
 
 
-def build_patch(body: ClusterBody) -> dict[str, Any]:
-    """The merge patch of a ``PATCH``; the apiserver checks the merged object."""
+def build_patch(body: ClusterBody, current_task: str | None = None) -> dict[str, Any]:
+    """The merge patch of a ``PATCH``; the apiserver checks the merged object. The current task may be repeated."""
     fields = _spec_fields(body)
+    if fields.get("task") == current_task:
+        fields.pop("task", None)
     if "task" in fields:
         raise InputError("task cannot be changed; delete the cluster and create it again")
     if not fields:

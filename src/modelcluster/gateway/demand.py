@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from modelcluster.gateway.endpoints import ClusterKey
 from modelcluster.gateway.metrics import GatewayMetrics
@@ -18,6 +19,7 @@ class ModelDemand:
     outstanding: int = 0
     held: int = 0
     last_activity: float = 0.0  # unix time
+    gauges: tuple[Any, Any, Any, Any] | None = None  # outstanding, held, last request, latency: looked up once
 
 
 class Demand:
@@ -28,23 +30,44 @@ class Demand:
     def of(self, key: ClusterKey) -> ModelDemand:
         return self._models.get(key) or ModelDemand()
 
-    def _touch(self, key: ClusterKey, model: ModelDemand) -> None:
+    def _model(self, key: ClusterKey) -> ModelDemand:
+        model = self._models.get(key)
+        if model is None:
+            m = self._metrics
+            gauges = (
+                m.outstanding.labels(*key),
+                m.held.labels(*key),
+                m.last_request.labels(*key),
+                m.model_latency.labels(*key),
+            )
+            model = self._models[key] = ModelDemand(gauges=gauges)
+        return model
+
+    def _touch(self, model: ModelDemand) -> None:
         model.last_activity = time.time()
-        self._metrics.last_request.labels(*key).set(model.last_activity)
-        self._metrics.outstanding.labels(*key).set(model.outstanding)
+        assert model.gauges is not None
+        outstanding, _, last, _ = model.gauges
+        last.set(model.last_activity)
+        outstanding.set(model.outstanding)
 
     def start(self, key: ClusterKey) -> None:
-        model = self._models.setdefault(key, ModelDemand())
+        model = self._model(key)
         model.outstanding += 1
-        self._touch(key, model)
+        self._touch(model)
 
     def finish(self, key: ClusterKey) -> None:
-        model = self._models.setdefault(key, ModelDemand())
+        model = self._model(key)
         model.outstanding = max(0, model.outstanding - 1)
-        self._touch(key, model)
+        self._touch(model)
+
+    def observe_latency(self, key: ClusterKey, seconds: float) -> None:
+        gauges = self._model(key).gauges
+        assert gauges is not None
+        gauges[3].observe(seconds)
 
     def hold(self, key: ClusterKey, delta: int) -> int:
-        model = self._models.setdefault(key, ModelDemand())
+        model = self._model(key)
         model.held = max(0, model.held + delta)
-        self._metrics.held.labels(*key).set(model.held)
+        assert model.gauges is not None
+        model.gauges[1].set(model.held)
         return model.held

@@ -2,13 +2,12 @@
 
 Pure parsing (:func:`endpoints_of_slice`) plus :class:`EndpointTable`, the in-memory
 table an informer keeps current. Terminating endpoints are never ready here, so a
-leaving pod gets no new requests. Waiters are woken whenever a cluster's set changes.
+leaving pod gets no new requests. ``on_change`` hears of every change of a cluster's set.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,12 +63,12 @@ def slice_owner(slice_: Mapping[str, Any]) -> tuple[ClusterKey, str] | None:
 
 
 class EndpointTable:
-    """Cluster -> ready endpoints, kept by an EndpointSlice informer; waiters wake on every change."""
+    """Cluster -> ready endpoints, kept by an EndpointSlice informer."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[ClusterKey], None] | None = None) -> None:
         self._slices: dict[ClusterKey, dict[str, tuple[Endpoint, ...]]] = {}
         self._ready: dict[ClusterKey, tuple[Endpoint, ...]] = {}
-        self._changed: dict[ClusterKey, asyncio.Event] = {}
+        self.on_change = on_change
 
     def ready(self, key: ClusterKey) -> tuple[Endpoint, ...]:
         return self._ready.get(key, ())
@@ -112,14 +111,5 @@ class EndpointTable:
             self.notify(key)
 
     def notify(self, key: ClusterKey) -> None:
-        """Wake everyone waiting for a change of ``key`` (endpoints or free capacity)."""
-        event = self._changed.pop(key, None)
-        if event is not None:
-            event.set()
-
-    def changed(self, key: ClusterKey) -> asyncio.Event:
-        """An event set at the next change of ``key``."""
-        event = self._changed.get(key)
-        if event is None:
-            event = self._changed[key] = asyncio.Event()
-        return event
+        if self.on_change is not None:
+            self.on_change(key)

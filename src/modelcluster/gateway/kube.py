@@ -90,7 +90,7 @@ class ClusterTable:
 
     def __init__(self, on_change: Callable[[ClusterKey], None] | None = None) -> None:
         self._clusters: dict[ClusterKey, Body] = {}
-        self._on_change = on_change
+        self.on_change = on_change
 
     def get(self, key: ClusterKey) -> Body | None:
         return self._clusters.get(key)
@@ -121,8 +121,8 @@ class ClusterTable:
             self.put(obj)
 
     def _changed(self, key: ClusterKey) -> None:
-        if self._on_change is not None:
-            self._on_change(key)
+        if self.on_change is not None:
+            self.on_change(key)
 
 
 def _key(obj: Body) -> ClusterKey:

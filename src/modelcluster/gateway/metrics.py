@@ -7,6 +7,8 @@ and takes the latest ``modelcluster_gateway_last_request_timestamp_seconds``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -64,6 +66,17 @@ class GatewayMetrics:
             ("kind",),
             registry=r,
         )
+
+        self._route_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def route_children(self, route: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram of a route and status class (label lookups cached)."""
+        key = (route, status // 100)
+        children = self._route_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, f"{key[1]}xx"), self.latency.labels(route))
+            self._route_children[key] = children
+        return children
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -54,7 +54,7 @@ async def run(request: web.Request) -> web.StreamResponse:
         return await gateway.proxy.relay(request, upstream)
     finally:
         gateway.demand.finish(target.key)
-        gateway.metrics.model_latency.labels(*target.key).observe(time.monotonic() - started)
+        gateway.demand.observe_latency(target.key, time.monotonic() - started)
 
 
 async def create_cluster(request: web.Request) -> web.Response:
@@ -79,9 +79,10 @@ async def get_cluster(request: web.Request) -> web.Response:
 async def patch_cluster(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
-    patch = build_patch(parse_cluster_body(await gateway.read_body(request), allow_empty=False))
+    body = parse_cluster_body(await gateway.read_body(request), allow_empty=False)
     if target.cluster is None:
         raise NotFound(f"no cluster for {target.model_id}")
+    patch = build_patch(body, target.task)
     namespace, name = target.key
     updated = await gateway.kube.patch_cluster(namespace, name, patch, f"cluster for {target.model_id}")
     gateway.clusters.put(updated)

@@ -39,11 +39,18 @@ async def models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     ids = {model.id: 0 for model in gateway.catalog.models if model.task in CHAT_TASKS | COMPLETION_TASKS}
     for cluster in gateway.clusters.in_namespace(str(request[TENANT])):
-        model_id = (cluster.get("spec") or {}).get("model")
+        spec = cluster.get("spec") or {}
+        model_id = spec.get("model")
+        task = (cluster.get("status") or {}).get("task") or spec.get("task") or _catalog_task(gateway, model_id)
         created = (cluster.get("metadata") or {}).get("creationTimestamp")
-        if model_id:
+        if model_id and task in CHAT_TASKS | COMPLETION_TASKS:
             ids[model_id] = calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) if created else 0
     return web.json_response(compat.models_list(sorted(ids.items())))
+
+
+def _catalog_task(gateway: Gateway, model_id: object) -> str | None:
+    known = gateway.catalog.model(str(model_id)) if model_id else None
+    return known.task if known is not None else None
 
 
 async def _complete(request: web.Request, body: compat.OpenAIRequest, tasks: frozenset[str]) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +54,7 @@ class Router:
         self.metrics = metrics
         self.balancer = Balancer(settings.per_pod_limit)
         self._last_wake: dict[ClusterKey, float] = {}
+        self._waiters: dict[ClusterKey, deque[asyncio.Future[bool]]] = {}
         self._wakes: set[asyncio.Task[None]] = set()
 
     async def acquire(self, key: ClusterKey, exclude: frozenset[str] = frozenset()) -> Endpoint:
@@ -63,32 +65,53 @@ class Router:
         return await self._hold(key, exclude)
 
     def release(self, key: ClusterKey, endpoint: Endpoint) -> None:
+        """Give a slot back; the longest-waiting held request of ``key`` (only that one) looks again."""
         self.balancer.release(endpoint)
-        self.endpoints.notify(key)
+        waiters = self._waiters.get(key)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                break
+
+    def changed(self, key: ClusterKey) -> None:
+        """Pods or the cluster changed: every held request of ``key`` looks again."""
+        waiters = self._waiters.pop(key, None)
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
 
     async def _hold(self, key: ClusterKey, exclude: frozenset[str]) -> Endpoint:
         model = self._model_id(key)
         if self.demand.of(key).held >= self.settings.hold_limit:
+            logger.warning("%s/%s: %d requests held, answering 429", key[0], key[1], self.settings.hold_limit)
             raise RateLimited(f"too many requests are waiting for {model}; try again shortly", retry_after=1)
         self.demand.hold(key, +1)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.hold_timeout_s
+        first = True
         try:
-            while True:
-                self._check_cluster(key, model)
-                changed = self.endpoints.changed(key)
-                endpoint = self.balancer.pick(self.endpoints.ready(key), exclude)
-                if endpoint is not None:
-                    return endpoint
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(changed.wait(), remaining)
-                except TimeoutError:
-                    break
+            async with asyncio.timeout(self.settings.hold_timeout_s):
+                while True:
+                    self._check_cluster(key, model)
+                    endpoint = self.balancer.pick(self.endpoints.ready(key), exclude)
+                    if endpoint is not None:
+                        return endpoint
+                    waiter: asyncio.Future[bool] = loop.create_future()
+                    queue = self._waiters.setdefault(key, deque())
+                    # First in, first out; a request woken for a slot that another took keeps its place.
+                    queue.append(waiter) if first else queue.appendleft(waiter)
+                    first = False
+                    try:
+                        await waiter
+                    finally:
+                        if not waiter.done():
+                            waiter.cancel()
+        except TimeoutError:
+            pass
         finally:
             self.demand.hold(key, -1)
+            if not self._waiters.get(key, True):
+                del self._waiters[key]
         raise Unavailable(
             f"{model} has no ready replica yet (waited {self.settings.hold_timeout_s:g}s); try again shortly",
             retry_after=10,

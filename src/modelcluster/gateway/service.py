@@ -52,10 +52,12 @@ class Gateway:
     _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # A cluster that changes (fails, is deleted) wakes its held requests to look again.
-        self.clusters = ClusterTable(on_change=self.endpoints.notify)
+        self.clusters = ClusterTable()
         self.demand = Demand(self.metrics)
         self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
+        # New or lost pods, and a cluster that changes (fails, is deleted), wake its held requests to look again.
+        self.endpoints.on_change = self.router.changed
+        self.clusters.on_change = self.router.changed
         s = self.settings
         self.proxy = Proxy(self.router, self.metrics, s.connect_timeout_s, s.upstream_timeout_s, s.connect_attempts)
 
