@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes_asyncio import client as async_client
 
+from modelcluster.gateway.informer import Backoff
 from modelcluster.gateway.keys import (
     ApiKeyRecord,
     InvalidKeySecret,
@@ -30,8 +31,9 @@ from modelcluster.gateway.keys import (
     verify,
 )
 from modelcluster.gateway.keys_cli import format_table
-from modelcluster.gateway.keystore import Backoff, KeyStore, apply_event
+from modelcluster.gateway.keystore import KeyStore, apply_event
 from modelcluster.gateway.limits import ConcurrencyLimiter
+from modelcluster.operator.kube import KubeError
 
 KEY = "mc_0123456789ab_" + "A" * 20 + "-_" + "z" * 21
 OTHER_KEY = "mc_0123456789ab_" + "B" * 43
@@ -289,50 +291,91 @@ def event(event_type: str, secret: dict[str, Any]) -> bytes:
 
 
 GONE = event("ERROR", {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"})
+#: Pushed to a :class:`Stream`: the apiserver ends the watch normally (its timeout passed).
+END = StopAsyncIteration()
+
+
+class Answer:
+    """A whole response read with ``_preload_content=False``: a list, or a failure's Status."""
+
+    def __init__(self, body: dict[str, Any], status: int = 200) -> None:
+        self.status = status
+        self.reason = "scripted"
+        self.payload = json.dumps(body).encode()
+
+    async def read(self) -> bytes:
+        return self.payload
+
+    def release(self) -> None:
+        pass
 
 
 class Stream:
     """A watch response: lines and errors pushed by the test, read in turn (it waits when there are none)."""
 
-    def __init__(self, *items: bytes | Exception) -> None:
+    def __init__(self, *items: bytes | BaseException, status: int = 200) -> None:
+        self.status = status
         self.content = self
-        self.items: asyncio.Queue[bytes | Exception] = asyncio.Queue()
+        self.items: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self.released = False
         for item in items:
             self.push(item)
 
-    def push(self, item: bytes | Exception) -> None:
+    def push(self, item: bytes | BaseException) -> None:
         self.items.put_nowait(item)
 
-    async def readline(self) -> bytes:
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
         item = await self.items.get()
-        if isinstance(item, Exception):
+        if isinstance(item, BaseException):
             raise item
         return item
 
-    def release(self) -> None:
-        pass
+    async def read(self) -> bytes:
+        return b'{"kind": "Status", "message": "scripted failure"}'
 
-    def close(self) -> None:
-        pass
+    def release(self) -> None:
+        self.released = True
+
+
+#: A scripted list: its resource version and items, or the HTTP status of a failed list.
+Listing = tuple[str, list[dict[str, Any]]] | int
 
 
 class ScriptedSecrets:
-    """``list_namespaced_secret``: the scripted lists, then watch responses, each in turn."""
+    """``list_namespaced_secret``: the scripted lists (served ``page`` items at a time), then watch responses."""
 
-    def __init__(self, lists: list[tuple[str, list[dict[str, Any]]]], streams: list[Stream]) -> None:
+    def __init__(self, lists: list[Listing], streams: list[Stream], page: int = 100) -> None:
         self.lists = lists
         self.streams = streams
+        self.page = page
         self.listed = 0
-        self.watched_from: list[str] = []
+        self.pages: list[dict[str, Any]] = []
+        self.watches: list[dict[str, Any]] = []
+
+    @property
+    def watched_from(self) -> list[str]:
+        return [options["resource_version"] for options in self.watches]
 
     async def list_namespaced_secret(self, namespace: str, **options: Any) -> Any:
         assert (namespace, options["label_selector"]) == ("keys", "modelcluster.dev/api-key=true")
+        assert options["_preload_content"] is False
         if options.get("watch"):
-            self.watched_from.append(options["resource_version"])
+            self.watches.append(options)
             return self.streams.pop(0) if self.streams else Stream()
-        resource_version, items = self.lists[self.listed]
-        self.listed += 1
-        return {"metadata": {"resourceVersion": resource_version}, "items": items}
+        self.pages.append(options)
+        if "_continue" not in options:
+            self.listed += 1
+        listing = self.lists[self.listed - 1]
+        if isinstance(listing, int):
+            return Answer({"kind": "Status", "code": listing, "message": "scripted failure"}, status=listing)
+        version, items = listing
+        start = int(options.get("_continue", 0))
+        end = start + min(self.page, options["limit"])
+        metadata = {"resourceVersion": version, **({"continue": str(end)} if end < len(items) else {})}
+        return Answer({"metadata": metadata, "items": items[start:end]})
 
 
 async def until(probe: Callable[[], bool]) -> None:
@@ -343,21 +386,20 @@ async def until(probe: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
-StartStore = Callable[[ScriptedSecrets], Awaitable[KeyStore]]
+StartStore = Callable[..., Awaitable[KeyStore]]
+FAST = Backoff(initial=0.01, maximum=0.04)
 
 
 @pytest.fixture
-async def start_store(
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Callable[[ScriptedSecrets], Awaitable[KeyStore]]]:
+async def start_store(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StartStore]:
     """Start a key store against scripted responses; stop it after the test."""
     stores: list[KeyStore] = []
 
     async with async_client.ApiClient(async_client.Configuration()) as api_client:
 
-        async def start(api: ScriptedSecrets) -> KeyStore:
+        async def start(api: ScriptedSecrets, **options: Any) -> KeyStore:
             monkeypatch.setattr(async_client, "CoreV1Api", lambda _: api)
-            store = KeyStore("keys", backoff=Backoff(initial=0.01, maximum=0.02))
+            store = KeyStore("keys", **{"backoff": FAST, **options})
             stores.append(store)
             await store.start(api_client)
             return store
@@ -384,12 +426,20 @@ async def test_the_store_lists_again_after_410_gone(start_store: StartStore) -> 
     assert store.authenticate(f"Key {second}") is not None
     assert api.listed == 2
     await until(lambda: api.watched_from == ["10", "20"])
+    assert watch.released
     assert store.ready
 
 
-async def test_the_store_resumes_after_an_error_without_listing(
-    start_store: StartStore,
-) -> None:
+async def test_a_410_answer_to_the_watch_request_lists_again(start_store: StartStore) -> None:
+    key = generate_key()
+    api = ScriptedSecrets([("10", []), ("20", [key_secret(key, "15")])], [Stream(status=410)])
+    store = await start_store(api)
+    await until(lambda: store.authenticate(key) is not None)
+    assert api.listed == 2
+    await until(lambda: api.watched_from == ["10", "20"])
+
+
+async def test_the_store_resumes_after_an_error_without_listing(start_store: StartStore) -> None:
     first, second = generate_key(), generate_key()
     broken = Stream(event("ADDED", key_secret(first, "12")), aiohttp.ClientConnectionError("reset"))
     api = ScriptedSecrets([("10", [])], [broken, Stream(event("ADDED", key_secret(second, "13")))])
@@ -398,6 +448,17 @@ async def test_the_store_resumes_after_an_error_without_listing(
     assert store.authenticate(f"Key {first}") is not None
     assert api.listed == 1
     assert api.watched_from == ["10", "12"]
+    assert broken.released
+
+
+async def test_a_watch_the_server_ends_resumes_from_the_last_version(start_store: StartStore) -> None:
+    key = generate_key()
+    bookmark = event("BOOKMARK", {"kind": "Secret", "metadata": {"resourceVersion": "17"}})
+    api = ScriptedSecrets([("10", [])], [Stream(bookmark, END), Stream(event("ADDED", key_secret(key, "18")))])
+    store = await start_store(api)
+    await until(lambda: store.authenticate(key) is not None)
+    assert api.watched_from == ["10", "17"]
+    assert api.listed == 1
 
 
 async def test_the_store_forgets_deleted_keys(start_store: StartStore) -> None:
@@ -408,6 +469,67 @@ async def test_the_store_forgets_deleted_keys(start_store: StartStore) -> None:
     watch.push(event("DELETED", key_secret(key, "14")))
     await until(lambda: store.authenticate(key) is None)
     assert len(store) == 0
+
+
+async def test_the_store_lists_every_page(start_store: StartStore) -> None:
+    keys = [generate_key() for _ in range(5)]
+    api = ScriptedSecrets([("10", [key_secret(key, str(n)) for n, key in enumerate(keys)])], [], page=2)
+    store = await start_store(api)
+    assert len(store) == 5
+    assert all(store.authenticate(key) is not None for key in keys)
+    assert [page.get("_continue") for page in api.pages] == [None, "2", "4"]
+    assert all(page["limit"] >= 2 for page in api.pages)
+    await until(lambda: api.watched_from == ["10"])
+
+
+async def test_the_watch_asks_for_the_configured_timeout(start_store: StartStore) -> None:
+    api = ScriptedSecrets([("10", [])], [])
+    await start_store(api, watch_timeout=7)
+    await until(lambda: len(api.watches) == 1)
+    options = api.watches[0]
+    assert (options["timeout_seconds"], options["allow_watch_bookmarks"]) == (7, True)
+    assert options["_request_timeout"] > 7
+
+
+async def test_a_failed_first_list_fails_the_start(start_store: StartStore) -> None:
+    with pytest.raises(KubeError) as failed:
+        await start_store(ScriptedSecrets([503], []))
+    assert failed.value.status == 503
+
+
+async def test_damaged_secrets_are_logged_and_forgotten(
+    start_store: StartStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, damaged = generate_key(), generate_key()
+    broken = with_data(key_secret(damaged, "6"), sha256="not-a-hash")
+    watch = Stream()
+    store = await start_store(ScriptedSecrets([("10", [key_secret(good, "5"), broken])], [watch]))
+    assert store.authenticate(good) is not None
+    assert store.authenticate(damaged) is None
+    assert len(store) == 1
+    assert f"ignoring Secret keys/{broken['metadata']['name']}" in caplog.text
+
+    watch.push(event("MODIFIED", with_data(key_secret(good, "12"), concurrency="lots")))
+    await until(lambda: store.authenticate(good) is None)
+    assert len(store) == 0
+    assert store.ready
+
+
+async def test_failures_back_off_and_a_working_watch_starts_over(
+    start_store: StartStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = generate_key()
+    failing = [Stream(status=500) for _ in range(4)]
+    # Four failed watch requests, then one that delivers an event and breaks, then one that works.
+    broken = Stream(event("ADDED", key_secret(key, "12")), aiohttp.ClientPayloadError("cut"))
+    api = ScriptedSecrets([("10", [])], [*failing, broken, Stream()])
+    store = await start_store(api)
+    await until(lambda: len(api.watches) == 6)
+    assert store.authenticate(key) is not None
+    assert api.watched_from == ["10"] * 5 + ["12"]
+    delays = [record.args[-1] for record in caplog.records if "retrying in" in record.getMessage()]
+    assert delays == [0.01, 0.02, 0.04, 0.04, 0.01]
+    assert api.listed == 1
 
 
 def test_backoff_doubles_up_to_its_maximum() -> None:

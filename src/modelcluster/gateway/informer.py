@@ -1,9 +1,9 @@
 """A list-and-watch loop over one kind of object, delivering plain JSON dicts.
 
-The gateway keeps its routing and cluster tables in memory from watches (never an
-API call per request). :func:`run_informer` lists, hands every object to the
-sink, then watches from the list's resource version; a broken watch resumes from
-the last version seen, a 410 Gone lists again, other failures back off (bounded).
+The gateway keeps its routing, cluster and key tables in memory from watches (never
+an API call per request). :func:`run_informer` lists (in pages), hands every object
+to the sink, then watches from the list's resource version; a broken watch resumes
+from the last version seen, a 410 Gone lists again, other failures back off (bounded).
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+import aiohttp
 
 from modelcluster.operator.kube import Kube, KubeError
 
@@ -22,8 +25,22 @@ Body = dict[str, Any]
 ListCall = Callable[..., Awaitable[Any]]
 
 WATCH_SECONDS = 240
-MAX_BACKOFF_SECONDS = 10.0
+LIST_PAGE_SIZE = 500
 GONE = 410
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds to wait after consecutive failures: doubling from ``initial`` up to ``maximum``."""
+
+    initial: float = 0.5
+    maximum: float = 10.0
+
+    def after(self, delay: float) -> float:
+        return min(self.maximum, delay * 2)
+
+
+DEFAULT_BACKOFF = Backoff()
 
 
 class Sink(Protocol):
@@ -41,27 +58,44 @@ def resource_version(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-async def _list(kube: Kube, call: ListCall, kwargs: Mapping[str, Any]) -> tuple[list[Body], str | None]:
-    body = await kube.json(call(**kwargs, _preload_content=False))
-    return list(body.get("items") or []), resource_version(body)
+async def list_objects(
+    kube: Kube, call: ListCall, *, page_size: int = LIST_PAGE_SIZE, **kwargs: Any
+) -> tuple[list[Body], str]:
+    """Every object ``call`` lists, page by page, and the resource version of that (consistent) list."""
+    items: list[Body] = []
+    paging: dict[str, Any] = {"limit": page_size}
+    while True:
+        body = await kube.json(call(**kwargs, **paging, _preload_content=False))
+        items.extend(body.get("items") or [])
+        metadata = body.get("metadata") or {}
+        if not metadata.get("continue"):
+            break
+        paging["_continue"] = str(metadata["continue"])
+    version = resource_version(body)
+    if version is None:
+        raise KubeError(0, "the list has no resourceVersion to watch from")
+    return items, version
 
 
-async def _watch(kube: Kube, call: ListCall, kwargs: Mapping[str, Any], version: str, sink: Sink) -> str | None:
-    """Follow one watch request; the last resource version seen, or None when the apiserver says it is gone."""
+async def _watch(
+    kube: Kube, call: ListCall, kwargs: Mapping[str, Any], version: str, sink: Sink, seconds: int
+) -> AsyncIterator[str | None]:
+    """Follow one watch request, yielding the resource version after each event; None when it is gone."""
     response = await kube.call(
         call(
             **kwargs,
             watch=True,
             resource_version=version,
             allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
+            timeout_seconds=seconds,
             _preload_content=False,
-            _request_timeout=WATCH_SECONDS + 30,
+            _request_timeout=seconds + 30,
         )
     )
     try:
         if response.status == GONE:
-            return None
+            yield None
+            return
         if response.status != 200:
             raise KubeError(response.status, (await response.read()).decode(errors="replace")[:200])
         async for line in response.content:
@@ -71,30 +105,57 @@ async def _watch(kube: Kube, call: ListCall, kwargs: Mapping[str, Any], version:
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 if obj.get("code") == GONE:
-                    return None
+                    yield None
+                    return
                 raise KubeError(int(obj.get("code") or 0), str(obj.get("message")))
-            version = resource_version(obj) or version
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 sink.event(kind, obj)
+            seen = resource_version(obj)
+            if seen is not None:
+                yield seen
+    except aiohttp.ClientError as error:  # the connection broke while streaming
+        raise KubeError(0, f"{type(error).__name__}: {error}") from error
     finally:
         response.release()
-    return version
 
 
-async def run_informer(kube: Kube, call: ListCall, sink: Sink, synced: asyncio.Event, what: str, **kwargs: Any) -> None:
-    """List and watch forever (until cancelled); ``synced`` is set after the first list."""
-    backoff = 0.5
-    version: str | None = None
+async def run_informer(
+    kube: Kube,
+    call: ListCall,
+    sink: Sink,
+    synced: asyncio.Event,
+    what: str,
+    *,
+    version: str | None = None,
+    page_size: int = LIST_PAGE_SIZE,
+    watch_seconds: int = WATCH_SECONDS,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    **kwargs: Any,
+) -> None:
+    """List and watch forever (until cancelled); ``synced`` is set once the sink holds a full list.
+
+    With ``version`` (the caller has just listed into the sink) it watches from there without listing
+    first. ``kwargs`` go to every call (namespace-wide ``call`` needs none, a selector goes here).
+    """
+    if version is not None:
+        synced.set()
+    delay = backoff.initial
     while True:
+        attempt_from = version
         try:
             if version is None:
-                items, version = await _list(kube, call, kwargs)
+                items, version = await list_objects(kube, call, page_size=page_size, **kwargs)
                 sink.reset(items)
                 synced.set()
-            if version is not None:
-                version = await _watch(kube, call, kwargs, version, sink)
-            backoff = 0.5
+            async for seen in _watch(kube, call, kwargs, version, sink, watch_seconds):
+                version = seen  # a broken watch resumes from here; None lists again
+            if version is None:
+                logger.info("the watch of %s expired; listing again", what)
+            delay = backoff.initial
+            continue
         except (KubeError, TimeoutError, ValueError) as error:
-            logger.warning("watch of %s failed (%s); retrying in %.1fs", what, error, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            if version != attempt_from:
+                delay = backoff.initial  # it worked for a while: a fresh failure
+            logger.warning("watch of %s failed (%s); retrying in %.1fs", what, error, delay)
+        await asyncio.sleep(delay)
+        delay = backoff.after(delay)

@@ -200,6 +200,14 @@ def openapi_document() -> dict[str, Any]:
             "/models/v2/{org}/{name}": model_path,
             "/health": {"get": {"summary": "Liveness", "responses": _answer()}},
             "/ready": {"get": {"summary": "Readiness", "responses": {**_answer(), **_errors((503,))}}},
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
