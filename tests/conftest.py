@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.devcluster import controlplane
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
+from modelcluster.devcluster.controlplane import free_port
 from modelcluster.devcluster.tools import ensure_tools
 
 from support import TEST_CATALOG, Cluster, GatewayProcess, OperatorProcess, create_key, eventually
@@ -77,12 +78,23 @@ def test_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gateway_port() -> int:
+    """The gateway's port, known before the operator starts so its autoscaler can read the gateway's demand."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    cluster: Cluster, kubectl: list[str], test_catalog: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    kubectl: list[str],
+    test_catalog: Path,
+    gateway_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml")], check=True)
     subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev"], check=True)
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), ["--catalog", str(test_catalog)])
+    args = ["--catalog", str(test_catalog), f"--gateway-metrics-url=http://127.0.0.1:{gateway_port}/metrics"]
+    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), args)
     process.start()
     try:
         yield process
@@ -92,12 +104,15 @@ def operator(
 
 @pytest.fixture(scope="session")
 def gateway(
-    cluster: Cluster, operator: OperatorProcess, test_catalog: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    operator: OperatorProcess,
+    test_catalog: Path,
+    gateway_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     """The gateway in front of the operator's clusters (held requests wait at most 120 s)."""
-    process = GatewayProcess(
-        cluster, tmp_path_factory.mktemp("gateway"), [f"--catalog={test_catalog}", "--hold-timeout=120"]
-    )
+    args = [f"--catalog={test_catalog}", "--hold-timeout=120"]
+    process = GatewayProcess(cluster, tmp_path_factory.mktemp("gateway"), args, port=gateway_port)
     process.start()
     try:
         yield process

@@ -127,11 +127,11 @@ class GatewayProcess:
 
     KEY_NAMESPACE = "modelcluster-system"
 
-    def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str]) -> None:
+    def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str], port: int | None = None) -> None:
         self.cluster = cluster
         self.workdir = workdir
         self.extra_args = extra_args
-        self.port = free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "gateway.log"
 

@@ -86,14 +86,13 @@ async def test_create_applies_service_deployment_then_replicas(api: FakeApi, rec
     assert api.statuses[-1]["selector"].startswith("app.kubernetes.io/name=")
 
 
-async def test_update_leaves_replicas_to_its_own_apply(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_update_leaves_replicas_to_the_autoscaler(api: FakeApi, reconciler: Reconciler) -> None:
     await reconciler.reconcile(cluster({"model": "openai-community/gpt2"}))
     api.applies.clear()
     await reconciler.reconcile(cluster({"model": "openai-community/gpt2", "capacity": {"desired": 3, "max": 4}}))
-    deployment_body = api.applies[1][2]
-    assert "replicas" not in deployment_body["spec"]
-    assert api.applies[2] == ("Deployment", REPLICAS_FIELD_MANAGER, api.applies[2][2])
-    assert api.applies[2][2]["spec"] == {"replicas": 3}
+    kinds = [(kind, manager) for kind, manager, _ in api.applies]
+    assert kinds == [("Service", FIELD_MANAGER), ("Deployment", FIELD_MANAGER)]
+    assert "replicas" not in api.applies[1][2]["spec"]
 
 
 async def test_unknown_model_without_task_creates_nothing(api: FakeApi, reconciler: Reconciler) -> None:

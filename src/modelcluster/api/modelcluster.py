@@ -146,6 +146,13 @@ class ModelClusterSpec(_Model):
         le=MAX_TIMEOUT_SECONDS,
         description="Seconds without a request before the cluster drops to `capacity.min`.",
     )
+    target_per_replica: float | None = Field(
+        default=None,
+        gt=0,
+        le=10000,
+        description="Outstanding requests one replica should carry before the cluster scales up "
+        "(default by task family: 1 for LLMs, 8 for text models).",
+    )
 
     @field_validator("model")
     @classmethod
@@ -194,7 +201,10 @@ class ModelClusterStatus(_Model):
     ready_replicas: int | None = Field(default=None, ge=0, description="Pods that pass their readiness probe.")
     target_replicas: int | None = Field(default=None, ge=0, description="Replicas the operator asked for.")
     queue_depth: int | None = Field(default=None, ge=0, description="Outstanding requests, as last observed.")
-    last_request_time: datetime | None = Field(default=None, description="When the last request arrived.")
+    last_request_time: datetime | None = Field(
+        default=None, description="The last request's arrival or completion: the idle clock starts here."
+    )
+    last_scale_time: datetime | None = Field(default=None, description="When the autoscaler last changed replicas.")
     endpoint: str | None = Field(default=None, description="In-cluster URL of the cluster's Service.")
     selector: str | None = Field(default=None, description="Label selector of the pods (scale subresource).")
     observed_generation: int | None = Field(

@@ -64,6 +64,11 @@ def to_structural(schema: JsonSchema, defs: dict[str, JsonSchema] | None = None)
     for key in _KEPT_KEYS:
         if key in schema and not (key == "default" and schema[key] is None):
             result[key] = schema[key]
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        # JSON Schema 2020 gives the bound itself; OpenAPI v3 (the apiserver's dialect) a flag on the limit.
+        if isinstance(result.get(bound), int | float) and not isinstance(result.get(bound), bool):
+            result[limit] = result[bound]
+            result[bound] = True
 
     properties = schema.get("properties")
     if properties is not None:

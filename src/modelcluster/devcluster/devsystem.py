@@ -112,7 +112,15 @@ def dev(name: str, pod_commands: Path, sample: bool) -> None:
     key = dev_key(executable, env, kubeconfig.parent / "api-key")
     log("starting the operator and the gateway (Ctrl-C stops them; `make cluster-down` stops the cluster)")
     operator = subprocess.Popen(
-        [str(executable), "operator", "--no-leader-elect", "--metrics-port=8082", "--health-port=8081"], env=env
+        [
+            str(executable),
+            "operator",
+            "--no-leader-elect",
+            "--metrics-port=8082",
+            "--health-port=8081",
+            f"--gateway-metrics-url=http://127.0.0.1:{GATEWAY_PORT}/metrics",
+        ],
+        env=env,
     )
     gateway = subprocess.Popen([str(executable), "gateway", f"--port={GATEWAY_PORT}"], env=env)
     if sample:

@@ -14,10 +14,20 @@ import click
 
 from modelcluster.catalog import CatalogFileError, load_catalog
 from modelcluster.operator.config import LeaderElectionConfig, OperatorConfig
+from modelcluster.operator.scaling_config import AutoscalerConfig
 
 
 def _default_identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+def _service(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    namespace, _, name = value.partition("/")
+    if not namespace or not name:
+        raise click.BadParameter("expected NAMESPACE/NAME", param_hint="--gateway-service")
+    return namespace, name
 
 
 @click.command()
@@ -63,6 +73,19 @@ def _default_identity() -> str:
 @click.option("--lease-namespace", envvar="POD_NAMESPACE", default="modelcluster-system", show_default=True)
 @click.option("--lease-name", default="modelcluster-operator", show_default=True)
 @click.option("--identity", default=_default_identity, help="Holder identity in the Lease. Default: $POD_NAME.")
+@click.option("--autoscale/--no-autoscale", default=True, show_default=True, help="Run the central autoscaler.")
+@click.option("--scale-tick", type=float, default=1.0, show_default=True, help="Seconds between autoscaler ticks.")
+@click.option(
+    "--gateway-metrics-url",
+    "gateway_urls",
+    multiple=True,
+    help="/metrics URL of a gateway whose demand the autoscaler reads (repeatable).",
+)
+@click.option(
+    "--gateway-service",
+    default=None,
+    help="NAMESPACE/NAME of the gateway Service: its ready endpoints' /metrics are read each tick.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def operator(
     namespaces: tuple[str, ...],
@@ -75,6 +98,10 @@ def operator(
     lease_namespace: str,
     lease_name: str,
     identity: str,
+    autoscale: bool,
+    scale_tick: float,
+    gateway_urls: tuple[str, ...],
+    gateway_service: str | None,
     verbose: bool,
 ) -> None:
     """Run the ModelCluster operator (in a pod, or against the cluster in KUBECONFIG)."""
@@ -99,6 +126,11 @@ def operator(
         leader_election=LeaderElectionConfig(
             enabled=leader_elect, namespace=lease_namespace, name=lease_name, identity=identity
         ),
+        autoscaler=AutoscalerConfig(
+            tick_s=scale_tick, gateway_urls=gateway_urls, gateway_service=_service(gateway_service)
+        )
+        if autoscale
+        else None,
     )
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running
 

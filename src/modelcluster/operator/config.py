@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from modelcluster.operator.scaling_config import AutoscalerConfig
 from modelcluster.operator.workload import PodOptions
 
 FIELD_MANAGER = "modelcluster-operator"
@@ -34,6 +35,7 @@ class OperatorConfig:
     workers: int = 256
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
     pods: PodOptions = field(default_factory=PodOptions)
+    autoscaler: AutoscalerConfig | None = field(default_factory=AutoscalerConfig)  # None: replicas stay as created
 
     @property
     def clusterwide(self) -> bool:

@@ -101,7 +101,7 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             kopf.warn(body, reason=spec_problem.reason, message=spec_problem.message)
         again = recheck_delay(derived)
         if again is not None and namespace:
-            controller.request((namespace, name), apply=derived.reapply, delay=again)
+            controller.request((namespace, name), apply=False, delay=again)
 
     @kopf.on.event("apps", "v1", "deployments", id="deployment-event", labels=MANAGED_SELECTOR, registry=registry)
     async def deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:

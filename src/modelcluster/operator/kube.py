@@ -85,6 +85,10 @@ class Kube:
         self._custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
 
+    @property
+    def api_client(self) -> client.ApiClient:
+        return self._client
+
     def _plain(self, obj: Any) -> Body:
         plain = self._client.sanitize_for_serialization(obj)
         assert isinstance(plain, dict)

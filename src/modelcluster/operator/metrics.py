@@ -65,6 +65,9 @@ class ReconcileMetrics:
     errors: Counter
     time: Histogram
     leader: Gauge
+    autoscaler_tick: Histogram
+    autoscaler_decisions: Counter
+    autoscaler_target: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ReconcileMetrics:
@@ -94,6 +97,24 @@ class ReconcileMetrics:
                 "leader_election_master_status",
                 "Whether this process is the leader (1) or not (0)",
                 ["name"],
+                registry=registry,
+            ),
+            autoscaler_tick=Histogram(
+                "modelcluster_autoscaler_tick_seconds",
+                "Time of one autoscaler tick: scraping, deciding and writing for every cluster",
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+                registry=registry,
+            ),
+            autoscaler_decisions=Counter(
+                "modelcluster_autoscaler_scale_decisions_total",
+                "Replica changes made by the autoscaler, by reason (QueueDepth, LowerLoad, Idle, Waking, Starting)",
+                ["reason"],
+                registry=registry,
+            ),
+            autoscaler_target=Gauge(
+                "modelcluster_autoscaler_target_replicas",
+                "The replica count the autoscaler last set for a cluster",
+                ["namespace", "name"],
                 registry=registry,
             ),
         )

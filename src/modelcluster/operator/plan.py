@@ -13,7 +13,7 @@ from modelcluster.api import ModelClusterSpec, ModelClusterStatus
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.operator.labels import selector_string
 from modelcluster.operator.naming import is_dns1035_label
-from modelcluster.operator.replicas import desired_replicas, wake_remaining, woken_at
+from modelcluster.operator.replicas import desired_replicas, woken_at
 from modelcluster.operator.service import service_endpoint
 from modelcluster.operator.status import Problem
 from modelcluster.operator.workload import Owner, PodOptions, Workload
@@ -32,7 +32,6 @@ class Plan:
     endpoint: str | None = None
     selector: str | None = None
     problem: Problem | None = None
-    wake_remaining: float | None = None  # seconds until a wake stops holding the cluster up
 
 
 def _previous_status(body: Mapping[str, Any]) -> ModelClusterStatus | None:
@@ -78,7 +77,6 @@ def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions, now: da
         spec=spec,
         workload=Workload(owner=owner, placement=placement),
         replicas=desired_replicas(spec, previous, woken, now),
-        wake_remaining=wake_remaining(spec, woken, now),
         endpoint=service_endpoint(owner.name, owner.namespace, options.port),
         selector=selector_string(owner.name),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,8 @@ from modelcluster.operator.status import Derived, Observation, derive_status
 from modelcluster.operator.workload import PodOptions
 
 #: Status fields other writers own (the gateway and the autoscaler): never applied here.
-FOREIGN_STATUS_FIELDS = frozenset({"queueDepth", "lastRequestTime"})
+#: Written by the autoscaler under its own field manager.
+FOREIGN_STATUS_FIELDS = frozenset({"queueDepth", "lastRequestTime", "lastScaleTime"})
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,17 @@ class Reconciler:
         existing = await self.api.get_deployment(workload.namespace, workload.name)
         deployment = build_deployment(workload, self.pods)
         if existing is None:
-            # Created with the right count, so a cluster created at zero never starts a pod. The
-            # replicas apply below takes the field over; later applies of the body leave it alone.
+            # Created with the right count, so a cluster created at zero never starts a pod.
             deployment["spec"]["replicas"] = planned.replicas
         await self.api.apply(build_service(workload, self.pods), FIELD_MANAGER)
-        await self.api.apply(deployment, FIELD_MANAGER)
-        return await self.api.apply(
-            build_replicas_apply(workload.name, workload.namespace, planned.replicas), REPLICAS_FIELD_MANAGER
-        )
+        applied = await self.api.apply(deployment, FIELD_MANAGER)
+        if existing is None:
+            # The autoscaler's field manager takes the count over at once; from then on it alone writes
+            # it, and later applies of the body (which never carries it) leave it alone.
+            applied = await self.api.apply(
+                build_replicas_apply(workload.name, workload.namespace, planned.replicas), REPLICAS_FIELD_MANAGER
+            )
+        return applied
 
     async def observe(self, planned: Plan, now: datetime, deployment: dict[str, Any] | None = None) -> Derived:
         """Read the children (the Deployment unless just applied) and derive the status."""
@@ -73,7 +77,7 @@ class Reconciler:
             task=planned.workload.placement.task if planned.workload else None,
             endpoint=planned.endpoint,
             selector=planned.selector,
-            target_replicas=planned.replicas,
+            target_replicas=_deployment_replicas(deployment, planned.replicas),
             deployment=deployment,
             pods=pods,
             spec_problem=planned.problem,
@@ -97,11 +101,16 @@ class Reconciler:
         applied = await self.apply_children(planned) if apply else None
         derived = await self.observe(planned, now, applied)
         await self.write_status(planned, derived)
-        if planned.wake_remaining is not None:
-            # When the wake ends the replica count drops again: look (and apply) then.
-            pending = [t for t in (derived.recheck_after, planned.wake_remaining) if t is not None]
-            derived = replace(derived, recheck_after=min(pending), reapply=True)
         return derived
+
+
+def _deployment_replicas(deployment: Mapping[str, Any] | None, planned: int | None) -> int | None:
+    """The replica count in force: the Deployment's (the autoscaler's), or the planned one before it exists."""
+    if deployment is not None:
+        replicas = (deployment.get("spec") or {}).get("replicas")
+        if isinstance(replicas, int):
+            return replicas
+    return planned
 
 
 def owned_status(status: ModelClusterStatus) -> dict[str, Any]:

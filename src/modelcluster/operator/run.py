@@ -11,6 +11,7 @@ import kopf
 from kubernetes_asyncio import client
 
 from modelcluster.catalog import Catalog
+from modelcluster.operator.autoscaler import Autoscaler
 from modelcluster.operator.config import OperatorConfig
 from modelcluster.operator.handlers import Controller, build_registry
 from modelcluster.operator.health import HealthState, start_health_server
@@ -34,6 +35,11 @@ def _exit_on_lost_leadership() -> None:
 
 
 CONNECTION_POOL_SIZE = 32
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the autoscaler stopped", exc_info=task.exception())
 
 
 async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
@@ -77,6 +83,11 @@ async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
             controller.queue = WorkQueue(controller.converge_by_key)
             settings = kopf.OperatorSettings()
             configure(settings, config)
+            scaling: asyncio.Task[None] | None = None
+            if config.autoscaler is not None:
+                autoscaler = Autoscaler(kube, catalog, config.autoscaler, metrics)
+                scaling = asyncio.create_task(autoscaler.run(config.namespaces), name="autoscaler")
+                scaling.add_done_callback(_report_end)
             try:
                 await kopf.operator(
                     registry=build_registry(controller),
@@ -87,6 +98,9 @@ async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
                     stop_flag=stop,
                 )
             finally:
+                if scaling is not None:
+                    scaling.cancel()
+                    await asyncio.gather(scaling, return_exceptions=True)
                 await controller.queue.close()
                 if renewing is not None:
                     renewing.cancel()

@@ -59,7 +59,6 @@ class Derived:
     status: ModelClusterStatus
     recheck_after: float | None = None
     problems: tuple[Problem, ...] = field(default=())
-    reapply: bool = False  # the recheck must apply children too (a wake ends: replicas change)
 
 
 def parse_time(value: Any) -> datetime | None:

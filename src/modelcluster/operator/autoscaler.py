@@ -1,0 +1,416 @@
+"""The one central autoscaler: a single asyncio task that ticks about once a second.
+
+Each tick it scrapes the gateways' demand (summed over gateway replicas) and the runtime
+pods' queues, concurrency-limited and with short timeouts, runs the pure policy
+(:mod:`.scaling`) for every cluster, and server-side applies ``spec.replicas`` under its own
+field manager, only when the target changes. It is the only writer of that field after
+creation. The idle clock and the last scale time live in the ModelCluster status, so a
+restarted operator neither tears down a busy cluster nor wakes an idle one. A wake written by
+the gateway triggers a tick at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import aiohttp
+from kubernetes_asyncio import client
+
+from modelcluster.api import GROUP, PLURAL, VERSION, ModelClusterSpec
+from modelcluster.api.modelcluster import WAKE_ANNOTATION
+from modelcluster.catalog import Catalog, CatalogError, resolve
+from modelcluster.gateway.informer import run_informer
+from modelcluster.operator.kube import Kube, KubeError
+from modelcluster.operator.labels import INSTANCE, MANAGED_SELECTOR
+from modelcluster.operator.metrics import ReconcileMetrics
+from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
+from modelcluster.operator.scaling import History, Observed, ScalingSpec, decide, demand
+from modelcluster.operator.scaling_config import AutoscalerConfig
+from modelcluster.operator.signals import ClusterKey, ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
+from modelcluster.operator.status import parse_time
+
+logger = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+STATUS_FIELD_MANAGER = "modelcluster-autoscaler"
+EVENT_INTERVAL_S = 10.0
+STATUS_INTERVAL_S = 5.0
+#: Outstanding requests one replica should carry, by task family, unless the spec says otherwise.
+DEFAULT_TARGETS = {"llm": 1.0, "text": 8.0, "vision": 2.0, "audio": 2.0, "diffusion": 1.0}
+
+
+class Index:
+    """Objects by the cluster they belong to, kept by an informer."""
+
+    def __init__(self, key_of: Callable[[Mapping[str, Any]], ClusterKey | None]) -> None:
+        self.key_of = key_of
+        self.items: dict[ClusterKey, dict[str, Body]] = {}
+        self.on_change: Callable[[ClusterKey, Body, Body | None], None] | None = None
+
+    def reset(self, items: list[Body]) -> None:
+        self.items = {}
+        for item in items:
+            self.event("ADDED", item)
+
+    def event(self, kind: str, obj: Body) -> None:
+        key = self.key_of(obj)
+        if key is None:
+            return
+        name = str((obj.get("metadata") or {}).get("name"))
+        group = self.items.setdefault(key, {})
+        old = group.get(name)
+        if kind == "DELETED":
+            group.pop(name, None)
+            if not group:
+                del self.items[key]
+            return
+        group[name] = obj
+        if self.on_change is not None:
+            self.on_change(key, obj, old)
+
+    def one(self, key: ClusterKey) -> Body | None:
+        group = self.items.get(key)
+        return next(iter(group.values())) if group else None
+
+
+def _own_key(obj: Mapping[str, Any]) -> ClusterKey | None:
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace")), str(metadata.get("name")))
+
+
+def _owner_key(obj: Mapping[str, Any]) -> ClusterKey | None:
+    metadata = obj.get("metadata") or {}
+    instance = (metadata.get("labels") or {}).get(INSTANCE)
+    return (str(metadata.get("namespace")), str(instance)) if instance else None
+
+
+def _wake_of(body: Mapping[str, Any] | None) -> Any:
+    return (((body or {}).get("metadata") or {}).get("annotations") or {}).get(WAKE_ANNOTATION)
+
+
+def _timestamp(value: Any) -> float | None:
+    parsed = parse_time(value)
+    return parsed.timestamp() if parsed is not None else None
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+@dataclass
+class _Written:
+    at: float = 0.0
+    last_request: str | None = None
+    queue_depth: int | None = None
+
+
+class Autoscaler:
+    def __init__(
+        self, kube: Kube, catalog: Catalog, config: AutoscalerConfig, metrics: ReconcileMetrics | None = None
+    ) -> None:
+        self.kube = kube
+        self.catalog = catalog
+        self.config = config
+        self.metrics = metrics
+        self.clusters = Index(_own_key)
+        self.deployments = Index(_owner_key)
+        self.pods = Index(_owner_key)
+        self.clusters.on_change = self._cluster_changed
+        self.histories: dict[ClusterKey, History] = {}
+        self._gateway_reports: dict[str, tuple[float, dict[ClusterKey, ModelSignal]]] = {}
+        self._written: dict[ClusterKey, _Written] = {}
+        self._events: dict[ClusterKey, float] = {}
+        self._poke = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self.core = client.CoreV1Api(kube.api_client)  # events and gateway discovery
+        self.discovery = client.DiscoveryV1Api(kube.api_client)
+        self.custom = client.CustomObjectsApi(kube.api_client)
+        self.apps = client.AppsV1Api(kube.api_client)
+
+    def poke(self) -> None:
+        """Tick now (a wake arrived)."""
+        self._poke.set()
+
+    def _cluster_changed(self, key: ClusterKey, new: Body, old: Body | None) -> None:
+        if _wake_of(new) != _wake_of(old):
+            self.poke()
+
+    async def run(self, namespaces: tuple[str, ...] = ()) -> None:
+        """Watch clusters, Deployments and pods, then tick until cancelled."""
+        timeout = aiohttp.ClientTimeout(total=self.config.scrape_timeout_s)
+        connector = aiohttp.TCPConnector(limit=self.config.scrape_concurrency)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        selector = ",".join(f"{k}={v}" for k, v in MANAGED_SELECTOR.items())
+        synced = [asyncio.Event() for _ in range(3)]
+        watches = [
+            asyncio.create_task(
+                run_informer(
+                    self.kube,
+                    functools.partial(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
+                    self.clusters,
+                    synced[0],
+                    "ModelClusters (autoscaler)",
+                )
+            ),
+            asyncio.create_task(
+                run_informer(
+                    self.kube,
+                    self.apps.list_deployment_for_all_namespaces,
+                    self.deployments,
+                    synced[1],
+                    "Deployments (autoscaler)",
+                    label_selector=selector,
+                )
+            ),
+            asyncio.create_task(
+                run_informer(
+                    self.kube,
+                    self.core.list_pod_for_all_namespaces,
+                    self.pods,
+                    synced[2],
+                    "Pods (autoscaler)",
+                    label_selector=selector,
+                )
+            ),
+        ]
+        try:
+            await asyncio.gather(*(event.wait() for event in synced))
+            logger.info("autoscaler running (tick %.1fs)", self.config.tick_s)
+            while True:
+                started = time.monotonic()
+                self._poke.clear()
+                try:
+                    await self.tick(time.time())
+                except (KubeError, aiohttp.ClientError, ValueError, KeyError, TypeError):
+                    # One bad tick (an odd object, a failed call) must not end scaling for every cluster.
+                    logger.exception("autoscaler tick failed; the next tick tries again")
+                if self.metrics is not None:
+                    self.metrics.autoscaler_tick.observe(time.monotonic() - started)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._poke.wait(), max(0.0, self.config.tick_s - (time.monotonic() - started))
+                    )
+        finally:
+            for task in watches:
+                task.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
+            await self._session.close()
+
+    async def tick(self, now: float) -> None:
+        gateway = await self._gateway_demand(now)
+        runtime = await self._runtime_demand()
+        work = []
+        for key, group in list(self.clusters.items.items()):
+            body = next(iter(group.values()))
+            if (body.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            step = self.step(key, body, gateway.get(key), runtime.get(key, []), now)
+            if step is not None:
+                work.append(step)
+        if work:
+            await asyncio.gather(*work)
+        for key in set(self.histories) - set(self.clusters.items):
+            self.histories.pop(key, None)
+            self._written.pop(key, None)
+            self._events.pop(key, None)
+
+    def step(
+        self, key: ClusterKey, body: Body, gateway: ModelSignal | None, pods: list[PodSignal], now: float
+    ) -> Any | None:
+        """Decide for one cluster; the coroutine doing its writes, or None when nothing changes."""
+        deployment = self.deployments.one(key)
+        if deployment is None:
+            return None
+        try:
+            spec = ModelClusterSpec.model_validate(body.get("spec") or {})
+        except ValueError:
+            return None
+        status = body.get("status") or {}
+        metadata = body.get("metadata") or {}
+        replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
+        ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
+        activity = [
+            _timestamp(status.get("lastRequestTime")),
+            _timestamp(metadata.get("creationTimestamp")),
+            _timestamp((metadata.get("annotations") or {}).get(WAKE_ANNOTATION)),
+            gateway.last_request if gateway else None,
+            *(pod.last_request for pod in pods),
+        ]
+        last = max((a for a in activity if a), default=None)
+        observed = Observed(
+            replicas=replicas,
+            ready=ready,
+            gateway_outstanding=gateway.outstanding if gateway else 0,
+            gateway_held=gateway.held if gateway else 0,
+            runtime_busy=sum(pod.busy for pod in pods),
+            last_activity=last,
+        )
+        history = self.histories.get(key) or History(since=now, last_scale=_timestamp(status.get("lastScaleTime")))
+        decision = decide(self._scaling_spec(spec), observed, history, now, self.config.tunables)
+        self.histories[key] = decision.history
+        scale = decision.target != replicas
+        depth = demand(observed)
+        written = self._written.setdefault(key, _Written(last_request=status.get("lastRequestTime")))
+        last_iso = _iso(last) if last else None
+        status_due = scale or (
+            now - written.at >= STATUS_INTERVAL_S and (last_iso != written.last_request or depth != written.queue_depth)
+        )
+        if not scale and not status_due:
+            return None
+        return self._write(key, body, replicas, decision.target, decision.reason, last_iso, depth, scale, now)
+
+    def _scaling_spec(self, spec: ModelClusterSpec) -> ScalingSpec:
+        capacity = spec.capacity
+        try:
+            family = resolve(self.catalog, spec.model, spec.task).family
+        except CatalogError:
+            family = ""
+        target = spec.target_per_replica or DEFAULT_TARGETS.get(family, 1.0)
+        return ScalingSpec(
+            min=capacity.min,
+            desired=capacity.desired,
+            max=capacity.effective_max,
+            timeout_s=float(spec.timeout),
+            target_per_replica=float(target),
+        )
+
+    async def _write(
+        self,
+        key: ClusterKey,
+        body: Body,
+        current: int,
+        target: int,
+        reason: str,
+        last_iso: str | None,
+        depth: int,
+        scale: bool,
+        now: float,
+    ) -> None:
+        namespace, name = key
+        try:
+            if scale:
+                await self.kube.apply(build_replicas_apply(name, namespace, target), REPLICAS_FIELD_MANAGER)
+                logger.info("%s/%s: %d -> %d replicas (%s, queue %d)", namespace, name, current, target, reason, depth)
+                if self.metrics is not None:
+                    self.metrics.autoscaler_decisions.labels(reason=reason).inc()
+                    self.metrics.autoscaler_target.labels(namespace=namespace, name=name).set(target)
+                await self._event(key, body, current, target, reason, depth, now)
+            status: Body = {"queueDepth": depth}
+            if last_iso is not None:
+                status["lastRequestTime"] = last_iso
+            if scale:
+                status["lastScaleTime"] = _iso(now)
+            await self.kube.apply_cluster_status(namespace, name, status, STATUS_FIELD_MANAGER)
+            self._written[key] = _Written(at=now, last_request=last_iso, queue_depth=depth)
+        except KubeError as error:
+            logger.warning("%s/%s: scaling to %d failed: %s", namespace, name, target, error)
+
+    async def _event(
+        self, key: ClusterKey, body: Body, current: int, target: int, reason: str, depth: int, now: float
+    ) -> None:
+        """A Kubernetes Event for the decision: at most one per cluster per interval, always for 0 <-> n."""
+        to_or_from_zero = current == 0 or target == 0
+        if not to_or_from_zero and now - self._events.get(key, 0.0) < EVENT_INTERVAL_S:
+            return
+        self._events[key] = now
+        namespace, name = key
+        metadata = body.get("metadata") or {}
+        verb = "ScaledUp" if target > current else ("ScaledToZero" if target == 0 else "ScaledDown")
+        event = {
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "name": name,
+                "namespace": namespace,
+                "uid": metadata.get("uid"),
+            },
+            "reason": verb,
+            "message": f"{current} -> {target} replicas ({reason}, {depth} outstanding requests)",
+            "type": "Normal",
+            "source": {"component": "modelcluster-autoscaler"},
+            "firstTimestamp": _iso(now),
+            "lastTimestamp": _iso(now),
+            "count": 1,
+        }
+        try:
+            await self.kube.call(self.core.create_namespaced_event(namespace, cast(Any, event)))
+        except KubeError as error:
+            logger.debug("event for %s/%s not recorded: %s", namespace, name, error)
+
+    async def _get(self, url: str) -> str | None:
+        assert self._session is not None
+        try:
+            async with self._session.get(url) as response:
+                if response.status != 200:
+                    return None
+                return await response.text()
+        except (TimeoutError, aiohttp.ClientError):
+            return None
+
+    async def _gateway_urls(self) -> list[str]:
+        urls = list(self.config.gateway_urls)
+        if self.config.gateway_service is not None:
+            namespace, name = self.config.gateway_service
+            try:
+                slices = await self.kube.json(
+                    self.discovery.list_namespaced_endpoint_slice(
+                        namespace, label_selector=f"kubernetes.io/service-name={name}", _preload_content=False
+                    )
+                )
+            except KubeError as error:
+                logger.warning("finding the gateways failed: %s", error)
+                slices = {}
+            for slice_ in slices.get("items") or []:
+                for endpoint in slice_.get("endpoints") or []:
+                    if (endpoint.get("conditions") or {}).get("ready") is False:
+                        continue
+                    urls.extend(
+                        f"http://{address}:{self.config.gateway_port}/metrics"
+                        for address in endpoint.get("addresses") or []
+                    )
+        return urls
+
+    async def _gateway_demand(self, now: float) -> dict[ClusterKey, ModelSignal]:
+        urls = await self._gateway_urls()
+        texts = await asyncio.gather(*(self._get(url) for url in urls))
+        for url, text in zip(urls, texts, strict=True):
+            if text is not None:
+                self._gateway_reports[url] = (now, parse_gateway(text))
+        # An unreachable gateway counts with its last-known report for a while, then not at all.
+        fresh = [
+            report for url, (seen, report) in self._gateway_reports.items() if now - seen < self.config.gateway_stale_s
+        ]
+        self._gateway_reports = {
+            url: value for url, value in self._gateway_reports.items() if now - value[0] < self.config.gateway_stale_s
+        }
+        return sum_gateways(fresh)
+
+    async def _runtime_demand(self) -> dict[ClusterKey, list[PodSignal]]:
+        targets: list[tuple[ClusterKey, str]] = []
+        for key, group in self.pods.items.items():
+            for pod in group.values():
+                address = (pod.get("status") or {}).get("podIP")
+                if address and pod_ready(pod):
+                    targets.append((key, f"http://{address}:{self.config.runtime_port}/metrics"))
+        texts = await asyncio.gather(*(self._get(url) for _, url in targets))
+        found: dict[ClusterKey, list[PodSignal]] = {}
+        for (key, _), text in zip(targets, texts, strict=True):
+            if text is not None:
+                found.setdefault(key, []).append(parse_runtime(text))
+        return found

@@ -1,0 +1,20 @@
+"""Settings of the autoscaler loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelcluster.operator.scaling import Tunables
+
+
+@dataclass(frozen=True)
+class AutoscalerConfig:
+    tick_s: float = 1.0
+    gateway_urls: tuple[str, ...] = ()  # /metrics of each gateway (local runs)
+    gateway_service: tuple[str, str] | None = None  # (namespace, name): gateways found by their EndpointSlices
+    gateway_port: int = 8080
+    runtime_port: int = 8000
+    scrape_timeout_s: float = 0.5
+    scrape_concurrency: int = 64
+    gateway_stale_s: float = 30.0  # last-known values of an unreachable gateway are kept this long
+    tunables: Tunables = field(default_factory=Tunables)
