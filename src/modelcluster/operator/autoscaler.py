@@ -35,12 +35,14 @@ from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replica
 from modelcluster.operator.scaling import History, Observed, ScalingSpec, decide, demand
 from modelcluster.operator.scaling_config import AutoscalerConfig
 from modelcluster.operator.signals import ClusterKey, ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
-from modelcluster.operator.status import parse_time
+from modelcluster.operator.status import cold_start_times, parse_time
 
 logger = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 STATUS_FIELD_MANAGER = "modelcluster-autoscaler"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+MERGE_OPTIONS: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 EVENT_INTERVAL_S = 10.0
 STATUS_INTERVAL_S = 5.0
 #: Outstanding requests one replica should carry, by task family, unless the spec says otherwise.
@@ -131,6 +133,7 @@ class Autoscaler:
         self.deployments = Index(_owner_key)
         self.pods = Index(_owner_key)
         self.clusters.on_change = self._cluster_changed
+        self.pods.on_change = self._pod_changed
         self.histories: dict[ClusterKey, History] = {}
         self._gateway_reports: dict[str, tuple[float, dict[ClusterKey, ModelSignal]]] = {}
         self._written: dict[ClusterKey, _Written] = {}
@@ -145,6 +148,18 @@ class Autoscaler:
     def poke(self) -> None:
         """Tick now (a wake arrived)."""
         self._poke.set()
+
+    def _pod_changed(self, key: ClusterKey, new: Body, old: Body | None) -> None:
+        """A pod that just turned ready: its cold start, phase by phase, into the histogram."""
+        if self.metrics is None or not pod_ready(new) or (old is not None and pod_ready(old)):
+            return
+        times = cold_start_times(new)
+        steps = (("scheduled", "created", "PodScheduled"), ("started", "PodScheduled", "ContainerStarted"),
+                 ("loaded", "ContainerStarted", "ModelLoaded"), ("total", "created", "ModelLoaded"))  # fmt: skip
+        for phase, start, end in steps:
+            begin, finish = times[start], times[end]
+            if begin is not None and finish is not None:
+                self.metrics.cold_start.labels(phase=phase).observe(max(0.0, (finish - begin).total_seconds()))
 
     def _cluster_changed(self, key: ClusterKey, new: Body, old: Body | None) -> None:
         if _wake_of(new) != _wake_of(old):
@@ -219,7 +234,7 @@ class Autoscaler:
             body = next(iter(group.values()))
             if (body.get("metadata") or {}).get("deletionTimestamp"):
                 continue
-            step = self.step(key, body, gateway.get(key), runtime.get(key, []), now)
+            step = self.step(key, body, gateway.get(key), runtime.get(key, {}), now)
             if step is not None:
                 work.append(step)
         if work:
@@ -230,7 +245,7 @@ class Autoscaler:
             self._events.pop(key, None)
 
     def step(
-        self, key: ClusterKey, body: Body, gateway: ModelSignal | None, pods: list[PodSignal], now: float
+        self, key: ClusterKey, body: Body, gateway: ModelSignal | None, pods: dict[str, PodSignal], now: float
     ) -> Any | None:
         """Decide for one cluster; the coroutine doing its writes, or None when nothing changes."""
         deployment = self.deployments.one(key)
@@ -249,7 +264,7 @@ class Autoscaler:
             _timestamp(metadata.get("creationTimestamp")),
             _timestamp((metadata.get("annotations") or {}).get(WAKE_ANNOTATION)),
             gateway.last_request if gateway else None,
-            *(pod.last_request for pod in pods),
+            *(pod.last_request for pod in pods.values()),
         ]
         last = max((a for a in activity if a), default=None)
         observed = Observed(
@@ -257,7 +272,7 @@ class Autoscaler:
             ready=ready,
             gateway_outstanding=gateway.outstanding if gateway else 0,
             gateway_held=gateway.held if gateway else 0,
-            runtime_busy=sum(pod.busy for pod in pods),
+            runtime_busy=sum(pod.busy for pod in pods.values()),
             last_activity=last,
         )
         history = self.histories.get(key) or History(since=now, last_scale=_timestamp(status.get("lastScaleTime")))
@@ -272,7 +287,7 @@ class Autoscaler:
         )
         if not scale and not status_due:
             return None
-        return self._write(key, body, replicas, decision.target, decision.reason, last_iso, depth, scale, now)
+        return self._write(key, body, replicas, decision.target, decision.reason, last_iso, depth, scale, now, pods)
 
     def _scaling_spec(self, spec: ModelClusterSpec) -> ScalingSpec:
         capacity = spec.capacity
@@ -300,9 +315,12 @@ class Autoscaler:
         depth: int,
         scale: bool,
         now: float,
+        pods: dict[str, PodSignal],
     ) -> None:
         namespace, name = key
         try:
+            if scale and target < current:
+                await self._mark_victims(key, pods)
             if scale:
                 await self.kube.apply(build_replicas_apply(name, namespace, target), REPLICAS_FIELD_MANAGER)
                 logger.info("%s/%s: %d -> %d replicas (%s, queue %d)", namespace, name, current, target, reason, depth)
@@ -401,16 +419,30 @@ class Autoscaler:
         }
         return sum_gateways(fresh)
 
-    async def _runtime_demand(self) -> dict[ClusterKey, list[PodSignal]]:
-        targets: list[tuple[ClusterKey, str]] = []
+    async def _runtime_demand(self) -> dict[ClusterKey, dict[str, PodSignal]]:
+        targets: list[tuple[ClusterKey, str, str]] = []
         for key, group in self.pods.items.items():
-            for pod in group.values():
+            for name, pod in group.items():
                 address = (pod.get("status") or {}).get("podIP")
                 if address and pod_ready(pod):
-                    targets.append((key, f"http://{address}:{self.config.runtime_port}/metrics"))
-        texts = await asyncio.gather(*(self._get(url) for _, url in targets))
-        found: dict[ClusterKey, list[PodSignal]] = {}
-        for (key, _), text in zip(targets, texts, strict=True):
+                    targets.append((key, name, f"http://{address}:{self.config.runtime_port}/metrics"))
+        texts = await asyncio.gather(*(self._get(url) for _, _, url in targets))
+        found: dict[ClusterKey, dict[str, PodSignal]] = {}
+        for (key, name, _), text in zip(targets, texts, strict=True):
             if text is not None:
-                found.setdefault(key, []).append(parse_runtime(text))
+                found.setdefault(key, {})[name] = parse_runtime(text)
         return found
+
+    async def _mark_victims(self, key: ClusterKey, pods: dict[str, PodSignal]) -> None:
+        """Before a scale-down: pods not ready, then those with the fewest requests in flight, go first."""
+        namespace, _ = key
+        for name, pod in (self.pods.items.get(key) or {}).items():
+            cost = str(pods[name].busy if name in pods and pod_ready(pod) else -1000)
+            annotations = (pod.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(DELETION_COST) == cost:
+                continue
+            patch = {"metadata": {"annotations": {DELETION_COST: cost}}}
+            try:
+                await self.kube.call(self.core.patch_namespaced_pod(name, namespace, patch, **MERGE_OPTIONS))
+            except KubeError as error:
+                logger.debug("deletion cost of %s/%s not set: %s", namespace, name, error)

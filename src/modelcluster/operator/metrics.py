@@ -68,6 +68,7 @@ class ReconcileMetrics:
     autoscaler_tick: Histogram
     autoscaler_decisions: Counter
     autoscaler_target: Gauge
+    cold_start: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ReconcileMetrics:
@@ -115,6 +116,13 @@ class ReconcileMetrics:
                 "modelcluster_autoscaler_target_replicas",
                 "The replica count the autoscaler last set for a cluster",
                 ["namespace", "name"],
+                registry=registry,
+            ),
+            cold_start=Histogram(
+                "modelcluster_cold_start_seconds",
+                "Cold start of model pods by phase: scheduled, started (container), loaded (model, Ready), total",
+                ["phase"],
+                buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200),
                 registry=registry,
             ),
         )

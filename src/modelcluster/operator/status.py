@@ -235,9 +235,54 @@ def derive_status(obs: Observation, unschedulable_deadline: timedelta) -> Derive
         conditions=[
             _condition_with_history(ready_condition, previous, now),
             _condition_with_history(degraded_condition, previous, now),
+            *cold_start_conditions(obs.pods, obs.generation),
         ],
     )
     return Derived(status=status, recheck_after=recheck, problems=tuple(problems))
+
+
+#: The phases of a pod's cold start, each a condition whose lastTransitionTime is when it happened.
+COLD_START_PHASES = ("PodScheduled", "ContainerStarted", "ModelLoaded")
+
+
+def cold_start_times(pod: K8sObject) -> dict[str, datetime | None]:
+    """When ``pod`` was created, scheduled, its container started, and its model loaded (Ready: the runtime
+    turns ready once the model is loaded)."""
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c for c in _conditions(pod)}
+    scheduled = conditions.get("PodScheduled") or {}
+    ready = conditions.get("Ready") or {}
+    containers = status.get("containerStatuses") or []
+    running = ((containers[0].get("state") or {}).get("running") or {}) if containers else {}
+    return {
+        "created": parse_time((pod.get("metadata") or {}).get("creationTimestamp")),
+        "PodScheduled": parse_time(scheduled.get("lastTransitionTime")) if scheduled.get("status") == "True" else None,
+        "ContainerStarted": parse_time(running.get("startedAt")),
+        "ModelLoaded": parse_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None,
+    }
+
+
+def cold_start_conditions(pods: Sequence[K8sObject], generation: int) -> list[Condition]:
+    """The cold start of the newest pod, phase by phase, with the time each phase was reached."""
+    if not pods:
+        return []
+    newest = max(pods, key=lambda pod: str((pod.get("metadata") or {}).get("creationTimestamp") or ""))
+    name = (newest.get("metadata") or {}).get("name")
+    times = cold_start_times(newest)
+    conditions = []
+    for phase in COLD_START_PHASES:
+        reached = times[phase]
+        conditions.append(
+            Condition(
+                type=phase,
+                status=ConditionStatus.TRUE if reached else ConditionStatus.FALSE,
+                reason="Reached" if reached else "Pending",
+                message=f"pod {name}",
+                observed_generation=generation,
+                last_transition_time=reached or times["created"],
+            )
+        )
+    return conditions
 
 
 def status_changed(old: ModelClusterStatus | None, new: ModelClusterStatus) -> bool:
