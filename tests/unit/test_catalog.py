@@ -137,3 +137,8 @@ def test_unreadable_catalogs(tmp_path: Path, text: str) -> None:
 def test_missing_source(tmp_path: Path) -> None:
     with pytest.raises(CatalogFileError):
         load_catalog([tmp_path / "absent.yaml"])
+
+
+def test_a_model_may_name_its_own_image(catalog: Catalog) -> None:
+    assert resolve(catalog, "modelcluster/tiny-chat", None).image == "modelcluster.dev/local/runtime-llm:0.1.0"
+    assert resolve(catalog, "openai-community/gpt2", None).image == "ghcr.io/modelcluster/runtime-llm:0.1.0"

@@ -55,7 +55,7 @@ def resolve(catalog: Catalog, model_id: str, task: str | None) -> Placement:
         model_id=model_id,
         task=task,
         family=family,
-        image=catalog.families[family].image,
+        image=known.image if known is not None and known.image else catalog.families[family].image,
         tier=tier,
         known=known is not None,
     )

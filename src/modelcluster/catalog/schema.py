@@ -45,6 +45,9 @@ class KnownModel(_Model):
     task: str = Field(pattern=TASK_PATTERN)
     params: int | None = Field(default=None, gt=0, description="Parameter count.")
     tier: str | None = None
+    image: str | None = Field(
+        default=None, min_length=1, description="Runtime image for this model (default: its family's)."
+    )
 
     @model_validator(mode="after")
     def _id_shape(self) -> KnownModel:
