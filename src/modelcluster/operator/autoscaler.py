@@ -261,7 +261,6 @@ class Autoscaler:
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
         activity = [
             _timestamp(status.get("lastRequestTime")),
-            _timestamp(metadata.get("creationTimestamp")),
             _timestamp((metadata.get("annotations") or {}).get(WAKE_ANNOTATION)),
             gateway.last_request if gateway else None,
             *(pod.last_request for pod in pods.values()),
@@ -274,6 +273,7 @@ class Autoscaler:
             gateway_held=gateway.held if gateway else 0,
             runtime_busy=sum(pod.busy for pod in pods.values()),
             last_activity=last,
+            created_at=_timestamp(metadata.get("creationTimestamp")),
         )
         history = self.histories.get(key) or History(since=now, last_scale=_timestamp(status.get("lastScaleTime")))
         decision = decide(self._scaling_spec(spec), observed, history, now, self.config.tunables)

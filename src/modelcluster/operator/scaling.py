@@ -7,9 +7,9 @@ the spec) and a small history; the output is the target and the history to keep.
   over gateway replicas) and the gateways' held requests plus the runtime pods' own queue and
   in-flight counts (traffic that bypasses the gateway shows only there).
 - **Active** while there is demand, or while the last activity (a request's arrival or
-  completion, or a wake) is less than ``timeout`` seconds old. An idle cluster drops to
-  ``min``; a stopped one with demand comes straight back to ``max(desired, 1)`` or more
-  for the waiting queue.
+  completion, or a wake) is less than ``timeout`` seconds old, or the cluster is younger than
+  that. An idle cluster drops to ``min``; a stopped one with demand comes straight back to
+  ``max(desired, 1)`` or more for the waiting queue.
 - **Up at once**: the target rises on the first tick that needs more replicas. While no pod is
   ready yet, held requests alone size the target and starting pods count as capacity, so a
   slow cold start does not launch more pods than the queue needs. That size is remembered as
@@ -45,6 +45,7 @@ class Observed:
     gateway_held: int = 0
     runtime_busy: int = 0  # queue + in flight, summed over the cluster's pods
     last_activity: float | None = None  # unix time of the latest arrival/completion/wake seen anywhere
+    created_at: float | None = None  # a new cluster runs `desired` for `timeout` seconds even without requests
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,18 @@ def demand(observed: Observed) -> int:
     return max(observed.gateway_outstanding, observed.gateway_held + observed.runtime_busy)
 
 
-def is_active(observed: Observed, spec: ScalingSpec, now: float) -> bool:
+def recently_requested(observed: Observed, spec: ScalingSpec, now: float) -> bool:
+    """Demand now, or a request (or wake) less than ``timeout`` seconds ago."""
     if demand(observed) > 0:
         return True
     return observed.last_activity is not None and now - observed.last_activity < spec.timeout_s
+
+
+def is_active(observed: Observed, spec: ScalingSpec, now: float) -> bool:
+    """Recently requested, or created less than ``timeout`` seconds ago."""
+    if recently_requested(observed, spec, now):
+        return True
+    return observed.created_at is not None and now - observed.created_at < spec.timeout_s
 
 
 def idle_deadline(observed: Observed, spec: ScalingSpec) -> float | None:
@@ -94,7 +103,8 @@ def decide(
     if not is_active(observed, spec, now):
         target, reason = spec.min, "Idle"
         return _decided(target, reason, observed, replace(history, recommendations=kept), now)
-    floor = max(spec.desired, 1)
+    # Requests (or a wake) want at least one replica; a new cluster nobody has called yet runs `desired`.
+    floor = max(spec.desired, 1) if recently_requested(observed, spec, now) else spec.desired
     per_replica = max(spec.target_per_replica, 1e-9)
     if observed.ready == 0:
         # Cold: size by the waiting queue only; pods already starting count as capacity.
