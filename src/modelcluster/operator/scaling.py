@@ -59,6 +59,7 @@ class History:
 class Tunables:
     stabilization_s: float = 30.0
     down_step_s: float = 5.0
+    start_grace_s: float = 900.0  # how long past its idle deadline a cluster whose pods are still starting is kept
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ def decide(
     window_start = now - tunables.stabilization_s
     kept = tuple(r for r in history.recommendations if r[0] >= window_start)
     if not is_active(observed, spec, now):
+        if observed.ready == 0 and observed.replicas > spec.min and _still_starting(observed, spec, now, tunables):
+            # Never tear down pods that are still starting: a slow first start is not idleness.
+            return Decision(observed.replicas, "Starting", replace(history, recommendations=kept))
         target, reason = spec.min, "Idle"
         return _decided(target, reason, observed, replace(history, recommendations=kept), now)
     # Requests (or a wake) want at least one replica; a new cluster nobody has called yet runs `desired`.
@@ -132,6 +136,11 @@ def decide(
     if target >= current:
         return Decision(current, "Stabilizing", history)
     return _decided(target, "LowerLoad", observed, history, now)
+
+
+def _still_starting(observed: Observed, spec: ScalingSpec, now: float, tunables: Tunables) -> bool:
+    started = max((t for t in (observed.last_activity, observed.created_at) if t is not None), default=None)
+    return started is not None and now - started < spec.timeout_s + tunables.start_grace_s
 
 
 def _decided(target: int, reason: str, observed: Observed, history: History, now: float) -> Decision:
