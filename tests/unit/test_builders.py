@@ -13,6 +13,7 @@ from modelcluster.operator.naming import is_label_value, model_label_value
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply, desired_replicas
 from modelcluster.operator.service import build_service, service_endpoint
 from modelcluster.operator.workload import PodOptions, Workload
+from modelcluster.runtime.settings import RuntimeSettings
 
 WorkloadFactory = Callable[..., Workload]
 
@@ -35,7 +36,9 @@ def test_deployment_for_every_known_model(make_workload: WorkloadFactory, model_
     deployment = build_deployment(workload, OPTIONS)
     container = _container(deployment)
     tier = workload.placement.tier
-    assert container["image"] == CATALOG.families[workload.placement.family].image
+    known = CATALOG.model(model_id)
+    assert known is not None
+    assert container["image"] == (known.image or CATALOG.families[workload.placement.family].image)
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["MODEL_ID"] == model_id
     assert env["TASK"] == workload.placement.task
@@ -102,12 +105,27 @@ def test_cpu_tier_asks_for_no_gpu(tmp_path: Any) -> None:
     assert {"name": "DEVICE", "value": "cpu"} in _container(deployment)["env"]
 
 
-def test_draining(make_workload: WorkloadFactory) -> None:
+def test_draining(make_workload: WorkloadFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     deployment = build_deployment(make_workload(), OPTIONS)
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] == OPTIONS.termination_grace_seconds
-    pre_stop = _container(deployment)["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert 0 < pre_stop < OPTIONS.termination_grace_seconds
+    container = _container(deployment)
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace == OPTIONS.termination_grace_seconds == 330
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # The runtime reads its drain timings from the pod's env: a stop that waits out the preStop sleep,
+    # the drain delay and the longest request still ends before the grace period does.
+    for item in container["env"]:
+        monkeypatch.setenv(item["name"], item["value"])
+    runtime = RuntimeSettings()
+    assert runtime.drain_delay_s == OPTIONS.drain_delay_seconds > 0
+    assert runtime.drain_timeout_s == runtime.request_timeout_s == OPTIONS.request_timeout_seconds
+    assert 0 < pre_stop + runtime.drain_delay_s + runtime.drain_timeout_s < grace
+
+
+def test_unready_runtime_leaves_endpoints_within_its_drain_delay(make_workload: WorkloadFactory) -> None:
+    readiness = _container(build_deployment(make_workload(), OPTIONS))["readinessProbe"]
+    noticed_within = readiness["periodSeconds"] * readiness["failureThreshold"]
+    assert noticed_within <= 2 < OPTIONS.drain_delay_seconds
 
 
 @pytest.mark.parametrize("build", [build_deployment, build_service], ids=["deployment", "service"])
