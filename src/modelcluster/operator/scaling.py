@@ -103,8 +103,9 @@ def decide(
     kept = tuple(r for r in history.recommendations if r[0] >= window_start)
     if not is_active(observed, spec, now):
         if observed.ready == 0 and observed.replicas > spec.min and _still_starting(observed, spec, now, tunables):
-            # Never tear down pods that are still starting: a slow first start is not idleness.
-            return Decision(observed.replicas, "Starting", replace(history, recommendations=kept))
+            # Never tear down pods that are still starting: a slow first start is not idleness (max still holds).
+            target = min(observed.replicas, spec.max)
+            return _decided(target, "Starting", observed, replace(history, recommendations=kept), now)
         target, reason = spec.min, "Idle"
         return _decided(target, reason, observed, replace(history, recommendations=kept), now)
     # Requests (or a wake) want at least one replica; a new cluster nobody has called yet runs `desired`.

@@ -1,0 +1,1172 @@
+"""How fast the central autoscaler reacts, tears down and wakes, and what one tick costs, in one run.
+
+Figures and how each is taken (every time is this machine's clock when the benchmark saw the
+thing happen: watch events are timestamped on arrival, so none of them has the one-second
+granularity of the timestamps Kubernetes writes into objects):
+
+- **Reaction** (``--trials``, default 20): as many ModelClusters as trials, each with one ready
+  pod of a trivial server (a real process on a real pod address, answering ``POST /run`` after
+  ``--react-delay`` seconds), ``targetPerReplica`` 2, max 2. Per trial, at a random point of the
+  autoscaler's tick, one cluster gets a burst of ``--burst`` concurrent requests through the gateway,
+  so the gateway's outstanding gauge for the model exceeds what one replica should carry. Reaction =
+  from the moment that gauge went over the target to the Deployment's ``spec.replicas`` change arriving
+  on a watch. The moment is taken from 20 ms polls of the gateway's ``/metrics``: the sending time of
+  the last poll that did not show it yet, so the figure is at most one poll longer than the truth. The
+  time from the burst being sent is printed too. Each cluster is deleted after its trial.
+- **Teardown** (``--trials``, spread over ``--teardown-parallel`` clusters of the trivial server,
+  ``timeout`` ``--teardown-timeout`` s, min 0): from the answer of a cluster's last request to its
+  Deployment's ``spec.replicas`` 0 and to its status ``stopped``. Every round but a cluster's first
+  starts from ``stopped``, so those rounds are wakes of the trivial server as well: wake-to-first-answer
+  and "Ready -> first held answer" without any model load are printed for them.
+- **Wake-to-first-answer** (``--wake-trials``, default 5, after one warm-up wake that is not counted)
+  for ``sentence-transformers/all-MiniLM-L6-v2`` served by the real runtime from the offline hub cache
+  (cached weights, no network): from a ``POST`` to the stopped cluster to its answer, broken into
+  phases seen on watches: pod created, scheduled (``spec.nodeName``), container started (the pod
+  runner's ``running`` state), runtime healthy (the benchmark polls the pod's ``/health`` every 50 ms),
+  ``Ready`` condition, EndpointSlice endpoint ready, answer. The runtime's own model load time comes
+  from its ``/metrics`` (``modelcluster_runtime_model_load_seconds``). "Ready -> first held answer" is
+  the answer time minus the arrival of the watch event that set ``Ready``.
+- **Tick CPU** (``--tick-clusters`` 1,000, ``--tick-ticks`` 20): in a separate process, an
+  ``Autoscaler`` with in-memory tables (clusters, Deployments, ``--tick-pods`` ready pods each), a
+  stubbed scraper that returns synthetic ``/metrics`` text of two gateways and of every pod (the real
+  formats, new values each tick, built before the tick starts), and a Kubernetes stub whose writes do
+  nothing. ``time.process_time()`` around each ``tick()``; the HTTP work of a real scrape is not in it.
+
+Targets: reaction <= 1 s p95; teardown within ``timeout`` + 5 s (worst trial); first held answer
+<= 100 ms after Ready (worst trial); wake-to-first-answer no more than 2 s above the model's own load
+time (worst trial); tick <= 100 ms p95 at 1,000 clusters.
+
+Everything shares the machine's cores (control plane, operator, gateway, pods, this script), so
+figures taken on a busy machine vary; the load average is printed at the start and the end.
+
+    sudo .venv/bin/python benchmarks/autoscale.py                 # as root: pods need network namespaces
+    .venv/bin/python benchmarks/autoscale.py --trials 10 --wake-trials 3 --keep
+    .venv/bin/python benchmarks/autoscale.py --tick-only          # only the tick measurement, no cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import math
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway_overhead import Processes, _stop_on_sigterm, alive, free_port, http_status, kubectl, progress, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).resolve()
+CLUSTER_NAME = "asbench"
+TENANT = "asbench"
+KEY_NAMESPACE = "modelcluster-system"
+GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
+POD_IMAGE = "modelcluster.dev/bench/autoscale-pod:1"
+POD_PORT = 8000
+REACT_PREFIX = "asbench/react-"
+TEARDOWN_PREFIX = "asbench/teardown-"
+BENCH_TIER = {"name": "asbench", "gpuMemoryGB": 1, "gpus": 0, "cpu": "100m", "memory": "256Mi", "cache": "1Gi"}
+# A 1x1 PNG: the trivial server never reads it, the gateway only checks the body's shape.
+PNG_BODY = {
+    "base64": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+}
+TEXT_BODY = {"text": "wake up"}
+SCALE_TICK_S = 1.0
+ANSWER_TIMEOUT_S = 300.0
+
+TARGET_REACTION_P95_S = 1.0
+TARGET_TEARDOWN_SLACK_S = 5.0
+TARGET_READY_TO_ANSWER_S = 0.1
+TARGET_WAKE_OVER_LOAD_S = 2.0
+TARGET_TICK_P95_S = 0.1
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+# --- the trivial pod ---------------------------------------------------------------------------------------------
+
+
+def serve_pod(port: int) -> None:
+    """A model pod without a model: ``/run`` answers after a delay, ``/health`` at once, runtime ``/metrics``."""
+    from aiohttp import web
+
+    from modelcluster.runtime.metrics import RuntimeMetrics
+
+    model = os.environ.get("MODEL_ID", "")
+    delay = float(os.environ.get("BENCH_REACT_DELAY_S", "3")) if model.startswith(REACT_PREFIX) else 0.0
+    metrics = RuntimeMetrics(os.environ.get("TASK", "image-classification"), model)
+    metrics.model_loaded.set(1)
+
+    async def run(request: web.Request) -> web.Response:
+        await request.read()
+        metrics.touch()
+        metrics.in_flight.inc()
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            metrics.in_flight.dec()
+            metrics.touch()
+        return web.json_response({"error": None, "output": [{"label": "cat", "score": 1.0}]})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"error": None, "output": "ready"})
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_post("/run", run)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", prometheus)
+    web.run_app(app, host="0.0.0.0", port=port, access_log=None, print=None)
+
+
+# --- watches -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    at: float  # time.time() when the event arrived here
+    kind: str
+    obj: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+
+class Watched:
+    """Every event of one kind of object in the tenant namespace, timestamped on arrival, in a thread."""
+
+    def __init__(self, what: str, list_call: Callable[..., Any], *args: Any) -> None:
+        self.what = what
+        self.list_call = list_call
+        self.args = args
+        self.events: list[Seen] = []
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.condition = threading.Condition()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"watch-{what}", daemon=True)
+
+    def start(self) -> Watched:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _run(self) -> None:
+        import urllib3
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        version: str | None = None
+        while not self.stopping.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(self.list_call, *self.args, resource_version=version, timeout_seconds=30):
+                    at = time.time()
+                    obj = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        version = None
+                        break
+                    version = obj["metadata"]["resourceVersion"]
+                    seen = Seen(at, event["type"], obj)
+                    with self.condition:
+                        self.events.append(seen)
+                        if seen.kind == "DELETED":
+                            self.latest.pop(seen.name, None)
+                        else:
+                            self.latest[seen.name] = obj
+                        self.condition.notify_all()
+                    if self.stopping.is_set():
+                        return
+            except ApiException as error:
+                if error.status == 410:
+                    version = None
+                else:
+                    time.sleep(0.5)
+            except (urllib3.exceptions.HTTPError, OSError):
+                time.sleep(0.5)
+
+    def first(self, match: Callable[[Seen], bool], after: float, timeout: float) -> Seen | None:
+        """The first event at or after ``after`` that ``match``es, waiting up to ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        index = 0
+        with self.condition:
+            while True:
+                for seen in self.events[index:]:
+                    if seen.at >= after and match(seen):
+                        return seen
+                index = len(self.events)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.condition.wait(remaining)
+
+    def until(self, check: Callable[[dict[str, dict[str, Any]]], bool], timeout: float, what: str) -> None:
+        """Wait until ``check`` holds for the latest objects by name (checked again at least every 0.2 s, so
+        it may look at other watches too)."""
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while not check(self.latest):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+                self.condition.wait(min(remaining, 0.2))
+
+
+@dataclass
+class Watches:
+    deployments: Watched
+    clusters: Watched
+    pods: Watched
+    slices: Watched
+
+    def stop(self) -> None:
+        for watched in (self.deployments, self.clusters, self.pods, self.slices):
+            watched.stop()
+
+
+def start_watches(kubeconfig: Path) -> Watches:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    api = k8s_config.new_client_from_config(str(kubeconfig))
+    return Watches(
+        deployments=Watched("deployments", k8s.AppsV1Api(api).list_namespaced_deployment, TENANT).start(),
+        clusters=Watched(
+            "modelclusters", k8s.CustomObjectsApi(api).list_namespaced_custom_object, GROUP, VERSION, TENANT, PLURAL
+        ).start(),
+        pods=Watched("pods", k8s.CoreV1Api(api).list_namespaced_pod, TENANT).start(),
+        slices=Watched("endpointslices", k8s.DiscoveryV1Api(api).list_namespaced_endpoint_slice, TENANT).start(),
+    )
+
+
+def replicas_of(obj: dict[str, Any]) -> int:
+    return int((obj.get("spec") or {}).get("replicas") or 0)
+
+
+def ready_replicas_of(obj: dict[str, Any]) -> int:
+    return int((obj.get("status") or {}).get("readyReplicas") or 0)
+
+
+def instance_of(obj: dict[str, Any]) -> str | None:
+    from modelcluster.operator.labels import INSTANCE
+
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(INSTANCE)
+
+
+def pod_is_ready(obj: dict[str, Any]) -> bool:
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def container_running(obj: dict[str, Any]) -> bool:
+    statuses = (obj.get("status") or {}).get("containerStatuses") or []
+    return any((s.get("state") or {}).get("running") for s in statuses)
+
+
+def endpoint_ready(slice_: dict[str, Any], pod: str) -> bool:
+    for endpoint in slice_.get("endpoints") or []:
+        if (endpoint.get("targetRef") or {}).get("name") == pod and (endpoint.get("conditions") or {}).get("ready"):
+            return True
+    return False
+
+
+# --- the system under test ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class System:
+    kubeconfig: Path
+    gateway_url: str
+    key: str
+    work: Path
+    custom: Any  # kubernetes CustomObjectsApi
+    http: Any  # httpx.Client
+    logs: dict[str, Path] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # status and body of every answer that was not 200
+
+    def model_url(self, model: str) -> str:
+        return f"{self.gateway_url}/models/v2/{model}"
+
+    def post(self, model: str, body: dict[str, Any], timeout: float = ANSWER_TIMEOUT_S) -> int:
+        headers = {"Authorization": f"Key {self.key}"}
+        answer = self.http.post(self.model_url(model), headers=headers, json=body, timeout=timeout)
+        if answer.status_code != 200:
+            self.failures.append(
+                f"{model} at {datetime.now(UTC):%H:%M:%S.%f}: {answer.status_code} {answer.text[:300]}"
+            )
+        return int(answer.status_code)
+
+    def create_cluster(self, model: str, spec: dict[str, Any]) -> str:
+        from modelcluster.operator.naming import object_name
+
+        name = object_name(model)
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelCluster",
+            "metadata": {"name": name},
+            "spec": {"model": model, **spec},
+        }
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, TENANT, PLURAL, body)
+        return name
+
+    def delete_cluster(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, TENANT, PLURAL, name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+def write_inputs(work: Path, react: int, teardown: int, react_delay: float) -> tuple[Path, Path]:
+    """Pod commands (the project's, plus the trivial server) and a catalog serving the bench models with it."""
+    import yaml
+
+    commands = yaml.safe_load((REPO / "e2e" / "pod-commands.yaml").read_text())
+    commands[POD_IMAGE] = {
+        "command": ["python3", str(SCRIPT), "--serve-pod"],
+        "env": {"BENCH_REACT_DELAY_S": str(react_delay)},
+    }
+    pod_commands = work / "pod-commands.yaml"
+    pod_commands.write_text(yaml.safe_dump(commands, sort_keys=False))
+    models = [f"{REACT_PREFIX}{i:02d}" for i in range(react)] + [f"{TEARDOWN_PREFIX}{i}" for i in range(teardown)]
+    catalog = work / "catalog.yaml"
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "families": {"vision": {"image": POD_IMAGE}},
+                "tiers": [BENCH_TIER],
+                "models": [{"id": m, "task": "image-classification", "tier": BENCH_TIER["name"]} for m in models],
+            }
+        )
+    )
+    return pod_commands, catalog
+
+
+def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> System:
+    import httpx
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from modelcluster.devcluster import controlplane
+    from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
+    from modelcluster.devcluster.tools import ensure_tools
+
+    pod_commands, catalog = write_inputs(work, args.trials, args.teardown_parallel, args.react_delay)
+    ensure_tools()
+    config = ClusterConfig(name=CLUSTER_NAME, pod_commands=load_pod_commands(pod_commands))
+    if controlplane.running(config):
+        progress(f"stopping the running cluster {CLUSTER_NAME} (it may hold other pod commands)")
+        controlplane.down(config)
+    progress(f"starting the local control plane {CLUSTER_NAME} ...")
+    kubeconfig = controlplane.up(config)
+    progress("control plane ready; installing the CRD")
+    kubectl(kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev")
+    kubectl(kubeconfig, "create", "namespace", KEY_NAMESPACE, check=False)
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    cli = str(Path(sys.executable).with_name("modelcluster"))
+    gateway_port, health, metrics = free_port(), free_port(), free_port()
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    logs = {"operator": work / "operator.log", "gateway": work / "gateway.log"}
+    operator = processes.start(
+        "operator",
+        [
+            cli,
+            "operator",
+            "--no-leader-elect",
+            f"--metrics-port={metrics}",
+            f"--health-port={health}",
+            f"--catalog={catalog}",
+            f"--scale-tick={SCALE_TICK_S}",
+            f"--gateway-metrics-url={gateway_url}/metrics",
+        ],
+        logs["operator"],
+        env,
+    )
+
+    def operator_ready() -> bool:
+        alive(operator, "the operator", logs["operator"])
+        return http_status("GET", f"http://127.0.0.1:{health}/readyz") == 200
+
+    progress("waiting for the operator ...")
+    wait_for(operator_ready, 90, "the operator to become ready")
+    gateway = processes.start(
+        "gateway",
+        [
+            cli,
+            "gateway",
+            "--host=127.0.0.1",
+            f"--port={gateway_port}",
+            f"--key-namespace={KEY_NAMESPACE}",
+            f"--catalog={catalog}",
+            "--hold-timeout=240",
+        ],
+        logs["gateway"],
+        env,
+    )
+
+    def gateway_ready() -> bool:
+        alive(gateway, "the gateway", logs["gateway"])
+        return http_status("GET", f"{gateway_url}/ready") == 200
+
+    progress("waiting for the gateway ...")
+    wait_for(gateway_ready, 60, "the gateway to become ready")
+    created = subprocess.run(
+        [cli, "keys", "create", f"--tenant={TENANT}", "--concurrency=100000", f"--namespace={KEY_NAMESPACE}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = created.stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Key {key}"}
+    progress("waiting for the gateway to learn the key ...")
+    wait_for(lambda: http_status("GET", f"{gateway_url}/models/v2/list/tasks", headers) == 200, 30, "the key")
+    api = k8s_config.new_client_from_config(str(kubeconfig))
+    http = httpx.Client(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+    return System(kubeconfig, gateway_url, key, work, k8s.CustomObjectsApi(api), http, logs)
+
+
+# --- reaction ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reaction:
+    seconds: float | None  # queue over the target -> spec.replicas changed (None: no change within 30 s)
+    from_burst: float | None  # burst sent -> spec.replicas changed
+    gauge_seconds: float | None  # burst sent -> first poll showing the gauge over the target
+    answered: int
+    ok: int
+
+
+def poll_gauge(system: System, key: tuple[str, str], threshold: float, since: float, deadline: float) -> float | None:
+    """When the gateway's outstanding gauge of ``key`` went above ``threshold``, at the earliest (20 ms polls).
+
+    That is when the last poll that did not show it yet was sent (``since`` if the first one did): the
+    crossing happened after it, so a reaction counted from here is at most one poll longer than the truth.
+    """
+    import httpx
+
+    from modelcluster.operator.signals import parse_gateway
+
+    before = since
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            sent = time.time()
+            try:
+                text = http.get(f"{system.gateway_url}/metrics").text
+            except httpx.HTTPError:
+                text = ""
+            signal = parse_gateway(text).get(key)
+            if signal is not None and signal.outstanding > threshold:
+                return before
+            before = sent
+            time.sleep(0.02)
+    return None
+
+
+def measure_reaction(system: System, watches: Watches, args: argparse.Namespace) -> list[Reaction]:
+    models = [f"{REACT_PREFIX}{i:02d}" for i in range(args.trials)]
+    spec = {
+        "capacity": {"min": 1, "desired": 1, "max": 2},
+        "targetPerReplica": args.target_per_replica,
+        "timeout": 600,
+    }
+    progress(f"reaction: creating {len(models)} clusters of the trivial server (1 pod each) ...")
+    names = [system.create_cluster(model, spec) for model in models]
+    watches.deployments.until(
+        lambda latest: all(n in latest and ready_replicas_of(latest[n]) >= 1 for n in names),
+        240,
+        "every reaction cluster to have a ready pod",
+    )
+    results: list[Reaction] = []
+    with ThreadPoolExecutor(max_workers=args.burst + 1) as pool:
+        for index, (model, name) in enumerate(zip(models, names, strict=True)):
+            time.sleep(random.uniform(0.0, SCALE_TICK_S))  # bursts fall anywhere in the autoscaler's tick
+            started = time.time()
+            deadline = time.monotonic() + 10 + args.react_delay
+            gauge = pool.submit(poll_gauge, system, (TENANT, name), args.target_per_replica, started, deadline)
+            answers = [pool.submit(system.post, model, PNG_BODY) for _ in range(args.burst)]
+            change = watches.deployments.first(
+                lambda seen, name=name: seen.name == name and replicas_of(seen.obj) != 1, started, 30
+            )
+            codes = [answer.result() for answer in answers]
+            seen_at = gauge.result()
+            result = Reaction(
+                seconds=change.at - seen_at if change and seen_at else None,
+                from_burst=change.at - started if change else None,
+                gauge_seconds=seen_at - started if seen_at else None,
+                answered=len(codes),
+                ok=sum(1 for code in codes if code == 200),
+            )
+            results.append(result)
+            reaction = f"{result.seconds:.3f} s" if result.seconds is not None else "no change or gauge not seen"
+            burst = f"{result.from_burst:.3f} s" if result.from_burst is not None else "—"
+            gauge_text = f"{result.gauge_seconds * 1000:.0f} ms" if result.gauge_seconds is not None else "not seen"
+            progress(
+                f"  reaction {index + 1}/{len(models)}: {reaction} from the queue, {burst} from the burst "
+                f"(gauge over target {gauge_text} after the burst; {result.ok}/{result.answered} answered 200)"
+            )
+            system.delete_cluster(name)
+    return results
+
+
+# --- teardown ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Teardown:
+    to_zero: float | None  # last answer -> spec.replicas 0
+    to_stopped: float | None  # last answer -> status stopped
+    woke: bool  # the round started from a stopped cluster
+    wake_to_answer: float | None
+    ready_to_answer: float | None
+    code: int
+
+
+def teardown_rounds(
+    system: System, watches: Watches, model: str, name: str, rounds: int, timeout: float
+) -> list[Teardown]:
+    results: list[Teardown] = []
+    for round_index in range(rounds):
+        latest = watches.clusters.latest.get(name) or {}
+        woke = ((latest.get("status") or {}).get("status") == "stopped") and round_index > 0
+        posted = time.time()
+        code = system.post(model, PNG_BODY)
+        done = time.time()
+        ready = (
+            watches.pods.first(lambda seen: instance_of(seen.obj) == name and pod_is_ready(seen.obj), posted, 0)
+            if woke
+            else None
+        )
+        deadline = timeout + 60
+        zero = watches.deployments.first(lambda seen: seen.name == name and replicas_of(seen.obj) == 0, done, deadline)
+        stopped = watches.clusters.first(
+            lambda seen: seen.name == name and (seen.obj.get("status") or {}).get("status") == "stopped",
+            done,
+            deadline,
+        )
+        results.append(
+            Teardown(
+                to_zero=zero.at - done if zero else None,
+                to_stopped=stopped.at - done if stopped else None,
+                woke=woke,
+                wake_to_answer=done - posted if woke else None,
+                ready_to_answer=done - ready.at if ready else None,
+                code=code,
+            )
+        )
+        last = results[-1]
+        progress(
+            f"  teardown {name} round {round_index + 1}/{rounds}: answer {code}"
+            + (f" after a wake of {last.wake_to_answer:.2f} s" if last.wake_to_answer is not None else "")
+            + f"; replicas 0 after {last.to_zero if last.to_zero is not None else float('nan'):.2f} s, "
+            f"stopped after {last.to_stopped if last.to_stopped is not None else float('nan'):.2f} s"
+        )
+    return results
+
+
+def measure_teardown(system: System, watches: Watches, args: argparse.Namespace) -> list[Teardown]:
+    parallel = max(1, min(args.teardown_parallel, args.trials))
+    rounds = math.ceil(args.trials / parallel)
+    models = [f"{TEARDOWN_PREFIX}{i}" for i in range(parallel)]
+    spec = {"capacity": {"min": 0, "desired": 1, "max": 1}, "timeout": args.teardown_timeout}
+    progress(
+        f"teardown: {parallel} clusters (timeout {args.teardown_timeout} s, min 0) x {rounds} rounds, side by side ..."
+    )
+    names = [system.create_cluster(model, spec) for model in models]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = [
+            pool.submit(teardown_rounds, system, watches, model, name, rounds, args.teardown_timeout)
+            for model, name in zip(models, names, strict=True)
+        ]
+        results = [trial for future in futures for trial in future.result()]
+    for name in names:
+        system.delete_cluster(name)
+    return results[: args.trials]
+
+
+# --- wake-to-first-answer ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wake:
+    total: float
+    phases: dict[str, float | None]  # phase name -> seconds since the POST
+    load_seconds: float | None
+    code: int
+
+    @property
+    def ready_to_answer(self) -> float | None:
+        ready = self.phases.get("Ready condition")
+        return self.total - ready if ready is not None else None
+
+
+PHASES = (
+    "pod created",
+    "scheduled",
+    "container started",
+    "runtime healthy",
+    "Ready condition",
+    "endpoint ready",
+)
+
+
+def poll_health(address: str, deadline: float) -> float | None:
+    """The first time the runtime at ``address`` answers ``/health`` 200 (50 ms polls, pod address only)."""
+    import httpx
+
+    url = f"http://{address}:{POD_PORT}/health"
+    with httpx.Client(timeout=0.5) as http:
+        while time.monotonic() < deadline:
+            try:
+                if http.get(url).status_code == 200:
+                    return time.time()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+    return None
+
+
+def load_seconds_of(address: str) -> float | None:
+    import httpx
+
+    try:
+        text = httpx.get(f"http://{address}:{POD_PORT}/metrics", timeout=5.0).text
+    except httpx.HTTPError:
+        return None
+    found = re.search(r"^modelcluster_runtime_model_load_seconds (\S+)", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def one_wake(system: System, watches: Watches, model: str, name: str) -> Wake:
+    posted = time.time()
+    health: dict[str, float | None] = {}
+
+    def follow_pod() -> None:
+        seen = watches.pods.first(
+            lambda s: instance_of(s.obj) == name and bool((s.obj.get("status") or {}).get("podIP")), posted, 240
+        )
+        if seen is not None:
+            health["at"] = poll_health(seen.obj["status"]["podIP"], time.monotonic() + 240)
+
+    follower = threading.Thread(target=follow_pod, daemon=True)
+    follower.start()
+    code = system.post(model, TEXT_BODY)
+    answered = time.time()
+    follower.join(timeout=5)
+    created = watches.pods.first(lambda s: instance_of(s.obj) == name and s.kind == "ADDED", posted, 0)
+    pod = created.name if created else None
+
+    def at(match: Callable[[Seen], bool], watched: Watched | None = None) -> float | None:
+        seen = (watched or watches.pods).first(match, posted, 0) if pod else None
+        return seen.at - posted if seen else None
+
+    phases: dict[str, float | None] = {
+        "pod created": created.at - posted if created else None,
+        "scheduled": at(lambda s: s.name == pod and bool((s.obj.get("spec") or {}).get("nodeName"))),
+        "container started": at(lambda s: s.name == pod and container_running(s.obj)),
+        "runtime healthy": health["at"] - posted if health.get("at") else None,
+        "Ready condition": at(lambda s: s.name == pod and pod_is_ready(s.obj)),
+        "endpoint ready": at(lambda s: endpoint_ready(s.obj, str(pod)), watches.slices),
+    }
+    address = ((watches.pods.latest.get(str(pod)) or {}).get("status") or {}).get("podIP")
+    load = load_seconds_of(address) if address else None
+    return Wake(total=answered - posted, phases=phases, load_seconds=load, code=code)
+
+
+def measure_wake(system: System, watches: Watches, args: argparse.Namespace) -> list[Wake]:
+    from modelcluster.devcluster.offline_models import MODEL_ID
+
+    spec = {"capacity": {"min": 0, "desired": 1, "max": 1}, "timeout": args.teardown_timeout}
+    progress(f"wake: {MODEL_ID} (real runtime, offline hub cache), 1 warm-up + {args.wake_trials} wakes ...")
+    name = system.create_cluster(MODEL_ID, spec)
+    results: list[Wake] = []
+    for index in range(args.wake_trials + 1):
+
+        def stopped_and_gone(latest: dict[str, dict[str, Any]]) -> bool:
+            status = (watches.clusters.latest.get(name) or {}).get("status") or {}
+            return status.get("status") == "stopped" and not any(instance_of(p) == name for p in latest.values())
+
+        watches.pods.until(stopped_and_gone, 300, f"{name} stopped with no pod left")
+        wake = one_wake(system, watches, MODEL_ID, name)
+        label = "warm-up" if index == 0 else f"{index}/{args.wake_trials}"
+        load = f"{wake.load_seconds:.2f} s" if wake.load_seconds is not None else "?"
+        progress(f"  wake {label}: answer {wake.code} after {wake.total:.2f} s (model load {load})")
+        if index:
+            results.append(wake)
+    system.delete_cluster(name)
+    return results
+
+
+# --- tick CPU (own process) --------------------------------------------------------------------------------------
+
+
+def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dict[str, Any]:
+    """Time ``Autoscaler.tick`` over in-memory tables with synthetic metrics (run in a process of its own)."""
+    from kubernetes_asyncio import client as async_client
+
+    from modelcluster.catalog import load_catalog
+    from modelcluster.gateway.metrics import GatewayMetrics
+    from modelcluster.operator.autoscaler import Autoscaler
+    from modelcluster.operator.kube import Kube
+    from modelcluster.operator.labels import INSTANCE
+    from modelcluster.operator.scaling_config import AutoscalerConfig
+    from modelcluster.runtime.metrics import RuntimeMetrics
+
+    rng = random.Random(seed)
+    models = [
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "openai-community/gpt2",
+        "google/vit-base-patch16-224",
+        "facebook/bart-large-mnli",
+    ]
+    gateways = ("http://127.0.0.1:9/metrics?gateway=0", "http://127.0.0.1:9/metrics?gateway=1")
+
+    class NoWrites(Kube):
+        writes = 0
+
+        async def apply(self, body: dict[str, Any], field_manager: str) -> dict[str, Any]:
+            self.writes += 1
+            follow(body)
+            return body
+
+        async def apply_cluster_status(
+            self, namespace: str, name: str, status: dict[str, Any], field_manager: str
+        ) -> None:
+            self.writes += 1
+
+        async def call(self, request: Any) -> Any:
+            if inspect.iscoroutine(request):
+                request.close()
+            self.writes += 1
+            return None
+
+    tables: list[Any] = []
+
+    def follow(body: dict[str, Any]) -> None:
+        """The Deployment takes the applied replica count (what the informer would show a moment later)."""
+        if not tables:
+            return
+        metadata = body["metadata"]
+        group = tables[0].deployments.items.get((metadata["namespace"], metadata["name"])) or {}
+        for deployment in group.values():
+            replicas = body["spec"]["replicas"]
+            deployment["spec"]["replicas"] = replicas
+            deployment["status"]["readyReplicas"] = replicas
+
+    def iso(stamp: float) -> str:
+        return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    template = RuntimeMetrics("feature-extraction", models[0])
+    for stage in ("queue_wait", "inference", "total"):
+        template.stage_seconds.labels(stage=stage).observe(0.01)
+    template.batch_size.observe(4)
+    template.requests.labels(status="200").inc()
+    runtime_text = template.render().decode()
+
+    def runtime_metrics(busy: int, last: float) -> str:
+        return (
+            runtime_text.replace(
+                "modelcluster_runtime_queue_depth 0.0", f"modelcluster_runtime_queue_depth {busy // 2}"
+            )
+            .replace("modelcluster_runtime_in_flight_requests 0.0", f"modelcluster_runtime_in_flight_requests {busy}")
+            .replace(
+                "modelcluster_runtime_last_request_timestamp_seconds 0.0",
+                f"modelcluster_runtime_last_request_timestamp_seconds {last!r}",
+            )
+        )
+
+    async def main() -> dict[str, Any]:
+        api_client = async_client.ApiClient()
+        kube = NoWrites(api_client)
+        autoscaler = Autoscaler(kube, load_catalog(), AutoscalerConfig(gateway_urls=gateways))
+        tables.append(autoscaler)
+        start = time.time()
+        bodies, deployments, pods = [], [], []
+        addresses: list[tuple[tuple[str, str], str]] = []
+        for index in range(clusters):
+            namespace, name = f"tenant-{index % 50}", f"cluster-{index:05d}"
+            bodies.append(
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "ModelCluster",
+                    "metadata": {
+                        "name": name,
+                        "namespace": namespace,
+                        "uid": f"uid-{index}",
+                        "creationTimestamp": iso(start - 3600),
+                    },
+                    "spec": {
+                        "model": models[index % len(models)],
+                        "capacity": {"min": 0, "desired": 1, "max": 8},
+                        "timeout": 300,
+                    },
+                    "status": {"lastRequestTime": iso(start - 30), "queueDepth": 0},
+                }
+            )
+            labels = {INSTANCE: name}
+            deployments.append(
+                {
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    "spec": {"replicas": pods_per_cluster},
+                    "status": {"readyReplicas": pods_per_cluster},
+                }
+            )
+            for replica in range(pods_per_cluster):
+                serial = index * pods_per_cluster + replica
+                address = f"127.{1 + serial // 65536}.{serial // 256 % 256}.{serial % 256}"  # never contacted
+                pods.append(
+                    {
+                        "metadata": {"name": f"{name}-{replica}", "namespace": namespace, "labels": labels},
+                        "status": {"podIP": address, "conditions": [{"type": "Ready", "status": "True"}]},
+                    }
+                )
+                addresses.append(((namespace, name), f"http://{address}:8000/metrics"))
+        autoscaler.clusters.reset(bodies)
+        autoscaler.deployments.reset(deployments)
+        autoscaler.pods.reset(pods)
+
+        keys = [(body["metadata"]["namespace"], body["metadata"]["name"]) for body in bodies]
+        base = {key: rng.choice((0, 0, 1, 2, 3, 5, 8, 13)) for key in keys}  # each cluster's usual load
+        registries = {url: GatewayMetrics() for url in gateways}
+        for metrics in registries.values():
+            for key in keys:
+                metrics.model_latency.labels(*key).observe(rng.random())  # as a gateway that served them has
+
+        def synthetic(now: float) -> dict[str, str]:
+            """This tick's /metrics of both gateways and every pod: the real formats, demand moving a little."""
+            texts: dict[str, str] = {}
+            for url, metrics in registries.items():
+                for key in keys:
+                    outstanding = max(0, base[key] + rng.randint(-1, 1))
+                    metrics.outstanding.labels(*key).set(outstanding)
+                    metrics.held.labels(*key).set(outstanding // 4)
+                    metrics.last_request.labels(*key).set(now - rng.random() * 5)
+                texts[url] = metrics.render().decode()
+            for _, url in addresses:
+                texts[url] = runtime_metrics(rng.randint(0, 2), now - rng.random() * 5)
+            return texts
+
+        current: dict[str, str] = {}
+
+        async def fake_get(url: str) -> str | None:
+            return current.get(url)
+
+        autoscaler._get = fake_get
+        cpu: list[float] = []
+        wall: list[float] = []
+        for tick in range(ticks + 1):
+            now = start + tick * SCALE_TICK_S
+            current.clear()
+            current.update(synthetic(now))
+            began_cpu, began_wall = time.process_time(), time.perf_counter()
+            await autoscaler.tick(now)
+            cpu.append(time.process_time() - began_cpu)
+            wall.append(time.perf_counter() - began_wall)
+        await api_client.close()
+        return {
+            "clusters": clusters,
+            "pods": len(pods),
+            "gateway_lines": sum(text.count("\n") for url, text in current.items() if url in gateways),
+            "first_cpu": cpu[0],
+            "cpu": cpu[1:],
+            "wall": wall[1:],
+            "writes_per_tick": kube.writes / (ticks + 1),
+        }
+
+    return asyncio.run(main())
+
+
+def measure_tick(args: argparse.Namespace) -> dict[str, Any]:
+    progress(
+        f"tick CPU: {args.tick_clusters} clusters x {args.tick_pods} ready pods, "
+        f"{args.tick_ticks} ticks after one warm-up (separate process) ..."
+    )
+    argv = [
+        sys.executable,
+        str(SCRIPT),
+        "--tick-json",
+        f"--tick-clusters={args.tick_clusters}",
+        f"--tick-ticks={args.tick_ticks}",
+        f"--tick-pods={args.tick_pods}",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- the report --------------------------------------------------------------------------------------------------
+
+
+def stats(values: list[float]) -> str:
+    if not values:
+        return "—"
+    return f"{percentile(values, 50):8.3f} {percentile(values, 95):8.3f} {max(values):8.3f}"
+
+
+def row(figure: str, values: list[float], of: int, target: str, ok: bool | None) -> str:
+    counted = f"{len(values)}/{of}"
+    mark = "—" if ok is None else verdict(ok)
+    return f"{figure:<46} {counted:>7} {stats(values):>26}   {target:<34} {mark}"
+
+
+def print_report(
+    args: argparse.Namespace,
+    reactions: list[Reaction],
+    teardowns: list[Teardown],
+    wakes: list[Wake],
+    tick: dict[str, Any] | None,
+    load_at_start: float,
+) -> None:
+    print()
+    print(
+        f"Run: --trials {args.trials} (reaction, teardown), --wake-trials {args.wake_trials} (+1 warm-up), "
+        f"burst {args.burst} requests held {args.react_delay:g} s each by the pod, targetPerReplica "
+        f"{args.target_per_replica:g}, teardown timeout {args.teardown_timeout} s on {args.teardown_parallel} clusters "
+        f"side by side, autoscaler tick {SCALE_TICK_S:g} s; tick CPU at {args.tick_clusters} clusters x "
+        f"{args.tick_pods} pods over {args.tick_ticks} ticks."
+    )
+    print(
+        f"{os.cpu_count()} CPUs; 1-minute load average {load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} now."
+    )
+    header = f"{'figure (seconds)':<46} {'trials':>7} {'p50':>8} {'p95':>8} {'max':>8}   {'target':<34} verdict"
+    print(header)
+    print("-" * len(header))
+    if reactions:
+        reacted = [r.seconds for r in reactions if r.seconds is not None]
+        ok = len(reacted) == len(reactions) and percentile(reacted, 95) <= TARGET_REACTION_P95_S
+        print(row("reaction: queue over target -> replicas changed", reacted, len(reactions), "p95 <= 1 s", ok))
+        burst = [r.from_burst for r in reactions if r.from_burst is not None]
+        print(row("  (burst sent -> replicas changed)", burst, len(reactions), "", None))
+        gauge = [r.gauge_seconds for r in reactions if r.gauge_seconds is not None]
+        print(row("  (burst sent -> gateway gauge over target)", gauge, len(reactions), "", None))
+    if teardowns:
+        bound = args.teardown_timeout + TARGET_TEARDOWN_SLACK_S
+        zero = [t.to_zero for t in teardowns if t.to_zero is not None]
+        stopped = [t.to_stopped for t in teardowns if t.to_stopped is not None]
+        target = f"max <= timeout + 5 = {bound:g} s"
+        print(
+            row(
+                "teardown: last answer -> spec.replicas 0",
+                zero,
+                len(teardowns),
+                target,
+                len(zero) == len(teardowns) and max(zero) <= bound,
+            )
+        )
+        print(
+            row(
+                "teardown: last answer -> status stopped",
+                stopped,
+                len(teardowns),
+                target,
+                len(stopped) == len(teardowns) and max(stopped) <= bound,
+            )
+        )
+        woken = [t for t in teardowns if t.woke]
+        trivial_wake = [t.wake_to_answer for t in woken if t.wake_to_answer is not None]
+        trivial_ready = [t.ready_to_answer for t in woken if t.ready_to_answer is not None]
+        print(row("wake-to-first-answer, trivial server (no model)", trivial_wake, len(woken), "", None))
+        print(
+            row(
+                "Ready -> first held answer, trivial server",
+                trivial_ready,
+                len(woken),
+                "max <= 0.1 s",
+                bool(trivial_ready) and max(trivial_ready) <= TARGET_READY_TO_ANSWER_S,
+            )
+        )
+    if wakes:
+        totals = [w.total for w in wakes]
+        loads = [w.load_seconds for w in wakes if w.load_seconds is not None]
+        over = [w.total - w.load_seconds for w in wakes if w.load_seconds is not None]
+        ready = [w.ready_to_answer for w in wakes if w.ready_to_answer is not None]
+        print(row("wake-to-first-answer, all-MiniLM-L6-v2", totals, len(wakes), "", None))
+        print(row("  model load (runtime's own figure)", loads, len(wakes), "", None))
+        print(
+            row(
+                "  wake-to-first-answer minus model load",
+                over,
+                len(wakes),
+                "max <= 2 s",
+                len(over) == len(wakes) and max(over) <= TARGET_WAKE_OVER_LOAD_S,
+            )
+        )
+        print(
+            row(
+                "Ready -> first held answer, MiniLM",
+                ready,
+                len(wakes),
+                "max <= 0.1 s",
+                len(ready) == len(wakes) and max(ready) <= TARGET_READY_TO_ANSWER_S,
+            )
+        )
+    if tick is not None:
+        print(
+            row(
+                f"tick CPU, {tick['clusters']} clusters / {tick['pods']} pods",
+                tick["cpu"],
+                len(tick["cpu"]),
+                "p95 <= 0.1 s",
+                percentile(tick["cpu"], 95) <= TARGET_TICK_P95_S,
+            )
+        )
+        print(row("  (tick wall time, same ticks)", tick["wall"], len(tick["wall"]), "", None))
+    if wakes:
+        print_phases(wakes)
+    if tick is not None:
+        print(
+            f"Tick: first tick {tick['first_cpu']:.3f} s CPU (not counted); {tick['gateway_lines']} lines of gateway "
+            f"/metrics and {tick['pods']} pod /metrics parsed per tick; {tick['writes_per_tick']:.0f} (stubbed) "
+            "writes per tick (replicas and status, stubbed; the stub Deployments follow the applied targets)."
+        )
+    not_ok = sum(r.answered - r.ok for r in reactions) + sum(1 for t in teardowns if t.code != 200)
+    not_ok += sum(1 for w in wakes if w.code != 200)
+    answered = sum(r.answered for r in reactions) + len(teardowns) + len(wakes)
+    print(f"Requests answered 200: {answered - not_ok}/{answered}")
+
+
+def print_phases(wakes: list[Wake]) -> None:
+    print()
+    print("Wake of all-MiniLM-L6-v2, seconds since the POST (each phase as first seen here; median, then per trial):")
+    columns = [*PHASES, "answer"]
+    print(f"{'':<8}" + "".join(f"{c:>19}" for c in columns) + f"{'model load':>13}")
+
+    def cell(value: float | None) -> str:
+        return f"{value:>19.3f}" if value is not None else f"{'—':>19}"
+
+    def median(name: str) -> float | None:
+        values = [w.phases[name] for w in wakes if w.phases.get(name) is not None]
+        return statistics.median(v for v in values if v is not None) if values else None
+
+    loads = [w.load_seconds for w in wakes if w.load_seconds is not None]
+    print(
+        f"{'median':<8}"
+        + "".join(cell(median(name)) for name in PHASES)
+        + cell(statistics.median(w.total for w in wakes))
+        + (f"{statistics.median(loads):>13.3f}" if loads else f"{'—':>13}")
+    )
+    for index, wake in enumerate(wakes, 1):
+        load = f"{wake.load_seconds:>13.3f}" if wake.load_seconds is not None else f"{'—':>13}"
+        print(
+            f"{'#' + str(index):<8}" + "".join(cell(wake.phases.get(name)) for name in PHASES) + cell(wake.total) + load
+        )
+    print(
+        "runtime healthy: the benchmark's own 50 ms /health polls of the pod; Ready condition: the pod runner's "
+        "readiness (startup probe every 10 s, then readiness), as the watch delivered it."
+    )
+
+
+def print_logs(logs: dict[str, Path]) -> None:
+    for name, path in logs.items():
+        text = path.read_text(errors="replace") if path.exists() else ""
+        noisy = [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+        print(f"{name} log {path}: {len(noisy)} warning/error line(s)")
+        for line in noisy[:5]:
+            print(f"  {line[:200]}")
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> None:
+    load_at_start = os.getloadavg()[0]
+    tick = measure_tick(args)
+    progress(
+        f"  tick CPU p50 {percentile(tick['cpu'], 50) * 1000:.1f} ms, p95 {percentile(tick['cpu'], 95) * 1000:.1f} ms"
+    )
+    if args.tick_only:
+        print_report(args, [], [], [], tick, load_at_start)
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the local cluster's pods live in network namespaces (or use --tick-only)")
+    work = Path(tempfile.mkdtemp(prefix="autoscale-bench-"))
+    progress(f"logs and configs in {work}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    processes = Processes()
+    watches: Watches | None = None
+    system: System | None = None
+    try:
+        system = start_system(work, processes, args)
+        watches = start_watches(system.kubeconfig)
+        reactions = measure_reaction(system, watches, args)
+        teardowns = measure_teardown(system, watches, args)
+        wakes = measure_wake(system, watches, args) if args.wake_trials else []
+        print_report(args, reactions, teardowns, wakes, tick, load_at_start)
+        for failure in system.failures:
+            print(f"not 200: {failure}")
+        print_logs(system.logs)
+    finally:
+        if watches is not None:
+            watches.stop()
+        if system is not None:
+            system.http.close()
+        progress("stopping the processes this run started ...")
+        processes.stop_all()
+        if not args.keep:
+            from modelcluster.devcluster import controlplane
+            from modelcluster.devcluster.config import ClusterConfig
+
+            progress(f"stopping the cluster {CLUSTER_NAME} ...")
+            controlplane.down(ClusterConfig(name=CLUSTER_NAME))
+        progress(f"done; logs in {work}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20, help="reaction trials and teardown trials (each)")
+    parser.add_argument("--wake-trials", type=int, default=5, help="MiniLM wakes (a real runtime each), 0 to skip")
+    parser.add_argument("--burst", type=int, default=8, help="concurrent requests per reaction trial")
+    parser.add_argument("--react-delay", type=float, default=3.0, help="seconds the pod holds each burst request")
+    parser.add_argument("--target-per-replica", type=float, default=2.0, help="targetPerReplica of reaction clusters")
+    parser.add_argument("--teardown-timeout", type=int, default=5, help="spec.timeout of teardown and wake clusters")
+    parser.add_argument("--teardown-parallel", type=int, default=4, help="teardown clusters measured side by side")
+    parser.add_argument("--tick-clusters", type=int, default=1000, help="clusters in the tick CPU measurement")
+    parser.add_argument("--tick-ticks", type=int, default=20, help="ticks timed (after one warm-up tick)")
+    parser.add_argument("--tick-pods", type=int, default=1, help="ready pods per cluster in the tick measurement")
+    parser.add_argument("--tick-only", action="store_true", help="only the tick CPU measurement (no cluster, no root)")
+    parser.add_argument("--keep", action="store_true", help="leave the local cluster running")
+    parser.add_argument("--serve-pod", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tick-json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_pod:
+        serve_pod(int(os.environ.get("PORT", POD_PORT)))
+    elif args.tick_json:
+        print(json.dumps(tick_cpu(args.tick_clusters, args.tick_ticks, args.tick_pods, seed=1)))
+    else:
+        with _stop_on_sigterm():
+            run(args)
+
+
+if __name__ == "__main__":
+    main()
