@@ -40,7 +40,8 @@ async def run(request: web.Request) -> web.StreamResponse:
     task = target.task or gateway.task_of(target)
     info = task_info(task)
     normalize(body, task, info.inputs)
-    if body.stream and not info.streamable:
+    if body.stream and not (info.streamable or info.media_generator):
+        # Media generators take `stream` with `json: false` (raw bytes), as the SDK sends it.
         raise InputError(f"{task} does not stream; send `stream: false`")
     await gateway.ensure(target)
     headers = dict(JSON_HEADERS)
