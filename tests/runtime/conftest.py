@@ -10,38 +10,17 @@ from typing import Any
 
 import httpx
 import pytest
+import tiny_builders
 from runtime_support import ServerHandle, free_port, wait_until
 
 from modelcluster.devcluster import tiny_models
-from modelcluster.devcluster.tiny_models import SENTENCES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def wordpiece_tokenizer(directory: Path) -> Any:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
-
-    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
-    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    raw.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
-    raw.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", raw.token_to_id("[CLS]")), ("[SEP]", raw.token_to_id("[SEP]"))],
-    )
-    tokenizer = BertTokenizerFast(
-        tokenizer_object=raw,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=128,
-    )
+    tokenizer = tiny_builders.wordpiece_tokenizer()
     tokenizer.save_pretrained(directory)
     return tokenizer
 
@@ -70,6 +49,19 @@ def bert_config(tokenizer: Any, **extra: Any) -> Any:
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(models_dir: Path) -> Callable[[str], Path]:
+    """A model of :mod:`tiny_builders` by the name of its builder, built at its first use in the session."""
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = getattr(tiny_builders, name)(models_dir / name)
+        return built[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")
@@ -160,10 +152,14 @@ def serve() -> Iterator[Callable[..., ServerHandle]]:
 
     started: list[ServerHandle] = []
 
-    def start(model_id: Path | str, task: str, wait_ready: bool = True, **overrides: Any) -> ServerHandle:
+    def start(
+        model_id: Path | str, task: str, wait_ready: bool = True, loader: Any = None, **overrides: Any
+    ) -> ServerHandle:
+        """``loader`` replaces the model loader (``(settings, progress) -> Handler``), e.g. to serve a stub."""
         port = free_port()
         settings = RuntimeSettings(model_id=str(model_id), task=task, port=port, **overrides)
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        app = create_app(settings) if loader is None else create_app(settings, loader=loader)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

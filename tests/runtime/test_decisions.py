@@ -12,12 +12,12 @@ from modelcluster.api.inference import Message, RunRequest
 from modelcluster.api.inputs import normalize
 from modelcluster.api.tasks import TASKS
 from modelcluster.runtime.errors import InputError, PayloadTooLarge, QueueFull
+from modelcluster.runtime.generation_params import rename_aliases
 from modelcluster.runtime.llm_engine import choose_engine, to_sampling_params
 from modelcluster.runtime.loading import resolve_device, resolve_dtype
 from modelcluster.runtime.media import decode_base64, resample
 from modelcluster.runtime.queueing import Job, RequestQueue, batch_target, select_batch
 from modelcluster.runtime.tasks import LOADERS, resolve_loader
-from modelcluster.runtime.tasks.generation import rename_aliases
 from modelcluster.runtime.tasks.text import best_span
 
 ISSUE_TASKS = [

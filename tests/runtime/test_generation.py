@@ -147,14 +147,24 @@ def test_chat(serve: Callable[..., ServerHandle], generation_models: dict[str, P
         assert wrong.status_code == 422
 
 
-def test_summarization_seq2seq(serve: Callable[..., ServerHandle], generation_models: dict[str, Path]) -> None:
-    server = serve(generation_models["seq2seq"], "summarization")
+@pytest.mark.parametrize("task", ["summarization", "text2text-generation", "translation"])
+def test_seq2seq_answers_a_string_and_streams_it(
+    serve: Callable[..., ServerHandle],
+    generation_models: dict[str, Path],
+    tiny_model: Callable[[str], Path],
+    task: str,
+) -> None:
+    """Bart for summarization and text2text-generation, T5 for translation."""
+    server = serve(tiny_model("t5") if task == "translation" else generation_models["seq2seq"], task)
+    body = {"text": "a dog ran in the park with a ball", "params": {"max_new_tokens": 6, "min_new_tokens": 3}}
     with server.client() as client:
-        params = {"max_new_tokens": 6, "min_new_tokens": 3}
-        response = client.post("/run", json={"text": "a dog ran in the park with a ball", "params": params})
+        response = client.post("/run", json=body)
         assert response.status_code == 200, response.text
-        assert isinstance(response.json()["output"], str)
-        with client.stream("POST", "/run", json={"text": "the cat sat", "params": params, "stream": True}) as streamed:
+        output = response.json()["output"]
+        assert isinstance(output, str) and output
+        with client.stream("POST", "/run", json={**body, "stream": True}) as streamed:
             assert streamed.status_code == 200
-            text = "".join(streamed.iter_text())
-        assert isinstance(text, str)
+            assert streamed.headers["content-type"].startswith("text/plain")
+            chunks = [chunk for chunk in streamed.iter_text() if chunk]
+    assert chunks
+    assert "".join(chunks) == output, "greedy decoding: the stream spells the whole answer"

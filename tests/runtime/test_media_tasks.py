@@ -1,4 +1,5 @@
-"""Audio and diffusion families over real HTTP with tiny models, and media-chat input parsing."""
+"""Audio classification and speech recognition, unconditional image generation, object detection and image
+features over real HTTP with tiny models."""
 
 from __future__ import annotations
 
@@ -8,20 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from media_samples import b64, wav
 from runtime_support import ServerHandle
-
-from modelcluster.api.inference import RunRequest
-from modelcluster.api.inputs import Payload
-
-
-def wav_b64(rate: int = 8000, seconds: float = 0.5) -> str:
-    import numpy as np
-    import soundfile
-
-    t = np.arange(int(rate * seconds)) / rate
-    buffer = io.BytesIO()
-    soundfile.write(buffer, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), rate, format="WAV")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +41,7 @@ def audio_classifier(serve: Callable[..., ServerHandle], models_dir: Path) -> Se
 
 def test_audio_classification(audio_classifier: ServerHandle) -> None:
     with audio_classifier.client() as client:
-        response = client.post("/run", json={"base64": wav_b64()})
+        response = client.post("/run", json={"base64": b64(wav())})
         assert response.status_code == 200, response.text
         output = response.json()["output"]
         assert {item["label"] for item in output} == {"speech", "music"}
@@ -101,45 +90,6 @@ def test_unconditional_image_generation(ddpm: ServerHandle) -> None:
         assert client.post("/run", json={"params": {"guidance_scale": 3}}).status_code == 422
 
 
-def test_media_chat_parses_blocks_and_decodes_media() -> None:
-    """No tiny image-text-to-text model is built here; the handler's input path runs without one."""
-    from PIL import Image
-
-    from modelcluster.api.inputs import MESSAGES, normalize
-    from modelcluster.runtime.errors import InputError
-    from modelcluster.runtime.tasks.multimodal import MediaChatHandler
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
-    image_b64 = base64.b64encode(buffer.getvalue()).decode()
-    body = {
-        "messages": [
-            {"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "What is this image?"},
-                    {"type": "image", "base64": image_b64},
-                    {"type": "audio", "url": "http://127.0.0.1:9/a.wav"},
-                ],
-            },
-        ]
-    }
-    payload: Payload = normalize(RunRequest.model_validate(body), "image-text-to-text", MESSAGES)
-    handler = MediaChatHandler("image-text-to-text", pipe=None, sampling_rate=16000)
-    refs = handler.media_refs(payload)
-    assert [(r.url, r.base64) for r in refs] == [(None, image_b64), ("http://127.0.0.1:9/a.wav", None)]
-    conversation = handler.prepare(payload, [buffer.getvalue(), base64.b64decode(wav_b64())])
-    user = conversation[1]["content"]
-    assert user[0] == {"type": "text", "text": "What is this image?"}
-    assert user[1]["image"].size == (4, 4)
-    assert user[2]["audio"].dtype.name == "float32"
-    assert user[2]["audio"].shape == (8000,)  # 0.5 s resampled from 8 kHz to 16 kHz
-    bad = RunRequest.model_validate({"messages": [{"role": "user", "content": [{"type": "image"}]}]})
-    with pytest.raises(InputError, match="exactly one of"):
-        handler.media_refs(normalize(bad, "image-text-to-text", MESSAGES))
-
-
 @pytest.fixture(scope="module")
 def speech_recognizer(serve: Callable[..., ServerHandle], models_dir: Path) -> ServerHandle:
     import json
@@ -174,17 +124,20 @@ def speech_recognizer(serve: Callable[..., ServerHandle], models_dir: Path) -> S
         num_conv_pos_embedding_groups=2,
         pad_token_id=0,
     )
-    Wav2Vec2ForCTC(config).save_pretrained(directory)
+    model = Wav2Vec2ForCTC(config)
+    with torch.no_grad():  # every frame says "a": the transcript of any audio is "a" once CTC merges the repeats
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.fill_(0.0)
+        model.lm_head.bias[vocab["a"]] = 10.0
+    model.save_pretrained(directory)
     return serve(directory, "automatic-speech-recognition")
 
 
 def test_speech_recognition_returns_text(speech_recognizer: ServerHandle) -> None:
     with speech_recognizer.client() as client:
-        response = client.post("/run", json={"input": wav_b64(rate=22050)})
+        response = client.post("/run", json={"input": b64(wav(rate=22050))})
         assert response.status_code == 200, response.text
-        text = response.json()["output"]
-        assert isinstance(text, str)
-        assert set(text) <= set("abcdefghij ")
+        assert response.json()["output"] == "a"
 
 
 def test_object_detection_and_image_features(

@@ -17,6 +17,14 @@ def run(server: ServerHandle, body: object) -> httpx.Response:
         return client.post("/run", json=body)
 
 
+def server_tokens(model_dir: Path, text: str) -> list[str]:
+    """The word pieces of ``text`` under the model's own tokenizer, without special tokens."""
+    from transformers import AutoTokenizer
+
+    tokens: list[str] = AutoTokenizer.from_pretrained(str(model_dir)).tokenize(text)
+    return tokens
+
+
 @pytest.fixture(scope="module")
 def minilm(serve: Callable[..., ServerHandle], minilm_dir: Path) -> ServerHandle:
     return serve(minilm_dir, "feature-extraction", max_batch_wait_ms=20)
@@ -47,12 +55,18 @@ def test_text_classification_sdk_input(serve: Callable[..., ServerHandle], text_
 
 def test_token_classification(serve: Callable[..., ServerHandle], text_models: dict[str, Path]) -> None:
     server = serve(text_models["token-classification"], "token-classification")
-    response = run(server, {"text": "John Doe is a software engineer at Google"})
+    text = "John Doe is a software engineer at Google"
+    response = run(server, {"text": text, "params": {"ignore_labels": []}})  # every token, "O" ones included
     assert response.status_code == 200, response.text
     output = response.json()["output"]
-    assert isinstance(output, list)
+    tokens = server_tokens(text_models["token-classification"], text)
+    assert [entity["word"] for entity in output] == tokens
+    assert [entity["index"] for entity in output] == list(range(1, len(tokens) + 1))  # after [CLS]
     for entity in output:
         assert {"entity", "score", "index", "word", "start", "end"} <= set(entity)
+        assert entity["entity"] in {"O", "B-PER", "I-PER"}
+        assert 0.0 < entity["score"] <= 1.0
+        assert text[entity["start"] : entity["end"]].lower() == entity["word"].removeprefix("##")
 
 
 def test_zero_shot_classification(serve: Callable[..., ServerHandle], text_models: dict[str, Path]) -> None:

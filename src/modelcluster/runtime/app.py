@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -25,21 +26,26 @@ from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.errors import (
     InferenceError,
     InputError,
+    InternalError,
     NotReady,
     PayloadTooLarge,
     RequestTimeout,
     RuntimeHTTPError,
 )
+from modelcluster.runtime.limits import check_request_size
 from modelcluster.runtime.loading import LoadProgress, load_handler, memory_report
 from modelcluster.runtime.metrics import RuntimeMetrics
-from modelcluster.runtime.queueing import Job, StreamEnd
+from modelcluster.runtime.queueing import DeadlineExceeded, Job, StreamEnd
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.tasks.base import Handler, MediaOutput, MediaRef, TokenUsage
+from modelcluster.runtime.urlfetch import UrlFetcher
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[RuntimeSettings, LoadProgress], Handler]
 MODEL_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass
@@ -49,7 +55,13 @@ class RuntimeState:
     progress: LoadProgress = field(default_factory=LoadProgress)
     handler: Handler | None = None
     scheduler: Scheduler | None = None
-    http: httpx.AsyncClient | None = None
+    fetcher: UrlFetcher | None = None
+    draining: bool = False
+
+    def start_draining(self) -> None:
+        """From now on ``/health`` answers 503 so readiness fails; requests are still served."""
+        self.draining = True
+        self.metrics.draining.set(1)
 
     def ready(self) -> tuple[Handler, Scheduler]:
         if self.handler is None or self.scheduler is None:
@@ -66,6 +78,7 @@ class RuntimeState:
             self.progress.update(phase="failed", error=f"{type(exc).__name__}: {exc}")
             self.metrics.errors.labels(kind="load").inc()
             return
+        handler.limits = self.settings.limits()
         scheduler = Scheduler(
             handler,
             self.metrics,
@@ -80,8 +93,32 @@ class RuntimeState:
         logger.info("model ready: %s (%s) on %s", self.settings.model_id, self.settings.task, self.progress.device)
 
 
+def new_request_id(given: str | None = None) -> str:
+    """The caller's ``X-Request-Id`` when it is a plain token, else a fresh one."""
+    if given is not None and REQUEST_ID_PATTERN.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def request_id_of(request: Request) -> str:
+    """The id the middleware gave this request (a fresh one for requests it did not see)."""
+    given = getattr(request.state, "request_id", None)
+    return given if isinstance(given, str) else new_request_id()
+
+
+def internal_error(
+    exc: BaseException, request_id: str, error: type[RuntimeHTTPError] = InferenceError
+) -> RuntimeHTTPError:
+    """A 500 that tells the caller only the request id; the details go to the log under that id."""
+    logger.error("internal error (request %s): %s: %s", request_id, type(exc).__name__, exc, exc_info=exc)
+    return error(f"internal error (request {request_id})")
+
+
 class RequestMetricsMiddleware:
-    """Counts answers by status and times whole ``/run`` requests (a stream until its last byte)."""
+    """Counts answers by status and times whole ``/run`` requests (a stream until its last byte).
+
+    Each ``/run`` request gets an id (``request.state.request_id``), answered in ``X-Request-Id``.
+    """
 
     def __init__(self, app: ASGIApp, metrics: RuntimeMetrics) -> None:
         self.app = app
@@ -93,10 +130,15 @@ class RequestMetricsMiddleware:
             return
         started = time.monotonic()
         status = {"code": 500}
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode())
+        request_id = new_request_id(given.decode("latin-1") if given is not None else None)
+        scope.setdefault("state", {})["request_id"] = request_id
 
         async def record(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode())]}
             await send(message)
 
         try:
@@ -117,13 +159,24 @@ async def read_body(request: Request, limit: int) -> bytes:
     return await media.collect_bytes(request.stream(), limit, "request body")
 
 
-def model_error(exc: BaseException) -> RuntimeHTTPError:
-    """Errors raised by model code: input-shaped ones answer 422, the rest 500."""
+def model_error(exc: BaseException, request_id: str | None = None) -> RuntimeHTTPError:
+    """Errors raised by model code: input-shaped ones answer 422, the rest 500 with only the request id."""
     if isinstance(exc, RuntimeHTTPError):
         return exc
     if isinstance(exc, MODEL_INPUT_ERRORS):
         return InputError(f"the model could not process this input: {type(exc).__name__}: {exc}")
-    return InferenceError(f"inference failed: {type(exc).__name__}: {exc}")
+    return internal_error(exc, request_id or new_request_id())
+
+
+def timeout_error(limit_s: float) -> RequestTimeout:
+    return RequestTimeout(f"the request took longer than {limit_s:g}s")
+
+
+def job_error(exc: BaseException, limit_s: float, request_id: str | None) -> RuntimeHTTPError:
+    """What a failed job answers: 504 past its deadline, else the model error."""
+    if isinstance(exc, DeadlineExceeded):
+        return timeout_error(limit_s)
+    return model_error(exc, request_id)
 
 
 def sse_event(payload: dict[str, Any]) -> str:
@@ -146,10 +199,11 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
     """The runtime's ASGI app; the model loads in the background once the app starts."""
     metrics = RuntimeMetrics(settings.task, settings.model_id)
     state = RuntimeState(settings=settings, metrics=metrics)
+    limits = settings.limits()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.http = httpx.AsyncClient(timeout=settings.url_fetch_timeout_s)
+        state.fetcher = UrlFetcher(settings.url_policy())
         loading = asyncio.create_task(state.load(loader), name="model-load")
         try:
             yield
@@ -157,7 +211,7 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
             loading.cancel()
             if state.scheduler is not None:
                 await state.scheduler.stop()
-            await state.http.aclose()
+            await state.fetcher.aclose()
 
     app = FastAPI(title="ModelCluster runtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = state
@@ -175,12 +229,16 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error")
         metrics.errors.labels(kind="internal").inc()
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        request_id = request_id_of(request)
+        response = error_response(500, internal_error(exc, request_id, InternalError).message)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
 
     @app.get("/health")
     async def health() -> JSONResponse:
+        if state.draining:
+            return error_response(503, "draining")
         state.ready()
         return JSONResponse({"error": None, "output": "ready"})
 
@@ -209,22 +267,36 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
     async def fetch(ref: MediaRef) -> bytes:
         if ref.base64 is not None:
             return media.decode_base64(ref.base64, settings.max_media_bytes)
-        assert ref.url is not None and state.http is not None
-        return await media.fetch_url(state.http, ref.url, settings.max_media_bytes)
+        assert ref.url is not None and state.fetcher is not None
+        return await state.fetcher.fetch(ref.url)
 
     @app.post("/run")
     async def run(request: Request) -> Response:
         metrics.touch()
+        request_id = request_id_of(request)
+        try:
+            return await answer(request, request_id)
+        except RuntimeHTTPError:
+            raise
+        except Exception as exc:
+            # answered 500 with only the request id here rather than by the server-error middleware, which
+            # re-raises, making the server drop the (keep-alive) connection
+            raise internal_error(exc, request_id, InternalError) from exc
+
+    async def answer(request: Request, request_id: str) -> Response:
         raw = await read_body(request, settings.max_body_bytes)
         body = parse_run_request(raw)
         handler, scheduler = state.ready()
         payload = normalize(body, settings.task, handler.spec)
         params = handler.check_params(body.params)
-        if body.stream and not handler.streamable:
+        if body.stream and not (handler.streamable or handler.info.media_generator):
+            # a media generator takes `stream` as the SDK sends it, with `json: false`: the media comes back raw
             raise InputError(f"{settings.task} does not stream; send `stream: false`")
+        refs = handler.media_refs(payload)
+        check_request_size(payload, len(refs), limits)
         scheduler.queue.reserve()
         try:
-            blobs = [await fetch(ref) for ref in handler.media_refs(payload)]
+            blobs = [await fetch(ref) for ref in refs]
             # decoding media is CPU work for a thread; text needs none
             item = (
                 await asyncio.to_thread(handler.prepare, payload, blobs) if blobs else handler.prepare(payload, blobs)
@@ -238,17 +310,17 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
         if handler.streamable and body.stream:
             sse = "text/event-stream" in request.headers.get("accept", "")
             return StreamingResponse(
-                stream_body(job, sse, settings.request_timeout_s),
+                stream_body(job, sse, settings.request_timeout_s, request_id),
                 media_type="text/event-stream" if sse else "text/plain; charset=utf-8",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         headers: dict[str, str] = {}
         if handler.streamable:
-            text, usage = await collect_text(job, settings.request_timeout_s)
+            text, usage = await collect_text(job, settings.request_timeout_s, request_id)
             output = handler.finish(item, params, text)
             headers = usage_headers(usage)
         else:
-            output = await wait_output(job, settings.request_timeout_s)
+            output = await wait_output(job, settings.request_timeout_s, request_id)
         if isinstance(output, MediaOutput):
             if body.json_output is False:
                 return Response(output.data, media_type=output.mime)
@@ -258,17 +330,19 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
     return app
 
 
-async def wait_output(job: Job, limit_s: float) -> Any:
+async def wait_output(job: Job, limit_s: float, request_id: str | None = None) -> Any:
+    """The output of a batch job; at its deadline the job is cancelled (the model stops) and the request 504s."""
+    remaining = limit_s if job.deadline is None else max(0.0, job.deadline - time.monotonic())
     try:
-        return await asyncio.wait_for(asyncio.shield(job.future), limit_s)
+        return await asyncio.wait_for(asyncio.shield(job.future), remaining)
     except TimeoutError as exc:
         job.cancel.set()
-        raise RequestTimeout(f"the request took longer than {limit_s:g}s") from exc
+        raise timeout_error(limit_s) from exc
     except asyncio.CancelledError:
         job.cancel.set()
         raise
     except Exception as exc:
-        raise model_error(exc) from exc
+        raise job_error(exc, limit_s, request_id) from exc
 
 
 async def next_chunk(job: Job, deadline: float) -> str | StreamEnd:
@@ -279,7 +353,7 @@ async def next_chunk(job: Job, deadline: float) -> str | StreamEnd:
     return await asyncio.wait_for(job.chunks.get(), remaining)
 
 
-async def collect_text(job: Job, limit_s: float) -> tuple[str, TokenUsage | None]:
+async def collect_text(job: Job, limit_s: float, request_id: str | None = None) -> tuple[str, TokenUsage | None]:
     """The joined text deltas of a stream job and its token usage."""
     deadline = time.monotonic() + limit_s
     parts: list[str] = []
@@ -288,17 +362,17 @@ async def collect_text(job: Job, limit_s: float) -> tuple[str, TokenUsage | None
             try:
                 chunk = await next_chunk(job, deadline)
             except TimeoutError as exc:
-                raise RequestTimeout(f"the request took longer than {limit_s:g}s") from exc
+                raise timeout_error(limit_s) from exc
             if isinstance(chunk, StreamEnd):
                 if chunk.error is not None:
-                    raise model_error(chunk.error) from chunk.error
+                    raise job_error(chunk.error, limit_s, request_id) from chunk.error
                 return "".join(parts), chunk.usage
             parts.append(chunk)
     finally:
         job.cancel.set()
 
 
-def stream_body(job: Job, sse: bool, timeout: float) -> AsyncIterator[str]:
+def stream_body(job: Job, sse: bool, timeout: float, request_id: str | None = None) -> AsyncIterator[str]:
     """Text deltas as they come (raw by default, SSE when asked); leaving early stops the generation.
 
     An SSE stream that finishes sends the token usage as its last event before ``[DONE]``; the raw text has none.
@@ -311,12 +385,12 @@ def stream_body(job: Job, sse: bool, timeout: float) -> AsyncIterator[str]:
                 try:
                     chunk = await next_chunk(job, deadline)
                 except TimeoutError:
-                    message = f"the request took longer than {timeout:g}s"
+                    message = timeout_error(timeout).message
                     yield sse_event(error_body(message)) if sse else f"\n[error] {message}"
                     return
                 if isinstance(chunk, StreamEnd):
                     if chunk.error is not None:
-                        message = model_error(chunk.error).message
+                        message = job_error(chunk.error, timeout, request_id).message
                         yield sse_event(error_body(message)) if sse else f"\n[error] {message}"
                     elif sse:
                         if chunk.usage is not None:

@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from modelcluster.runtime.queueing import Job, RequestQueue, StreamEnd, batch_target
+from modelcluster.runtime.queueing import DeadlineExceeded, Job, RequestQueue, StreamEnd, batch_target
 from modelcluster.runtime.tasks.base import TokenUsage
 
 if TYPE_CHECKING:
@@ -87,10 +87,7 @@ class Scheduler:
         assert job.chunks is not None
         self.metrics.in_flight.inc()
         started = time.monotonic()
-
-        def should_stop() -> bool:
-            return job.cancel.is_set() or (job.deadline is not None and time.monotonic() > job.deadline)
-
+        should_stop = job.should_stop
         end = StreamEnd()
         try:
             async for delta in self.handler.astream(job.item, job.params, should_stop):
@@ -104,6 +101,8 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - written into the stream by the request that owns it
             end = StreamEnd(exc)
         finally:
+            if job.expired:
+                end = StreamEnd(DeadlineExceeded())
             self.queue.unreserve()
             self.metrics.in_flight.dec()
             self.metrics.stage_seconds.labels(stage="inference").observe(time.monotonic() - started)
@@ -149,32 +148,37 @@ class Scheduler:
                 self.metrics.stage_seconds.labels(stage="inference").observe(time.monotonic() - started)
 
     async def _run_batch(self, jobs: list[Job], loop: asyncio.AbstractEventLoop) -> None:
+        """One model call for the batch; it is asked to stop once every job in it should stop (gave up or
+        passed its deadline), and a job past its deadline answers 504 even when the model returned."""
         items = [job.item for job in jobs]
+
+        def should_stop() -> bool:
+            return all(job.should_stop() for job in jobs)
+
         try:
-            outputs = await loop.run_in_executor(self._executor, self.handler.run_batch, items, jobs[0].params)
+            outputs = await loop.run_in_executor(
+                self._executor, self.handler.run_until, items, jobs[0].params, should_stop
+            )
         except Exception as exc:  # noqa: BLE001 - handed to each waiting request, which answers with its error body
             for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                _fail(job, exc)
             return
         if len(outputs) != len(jobs):
             error = RuntimeError(f"the model returned {len(outputs)} outputs for {len(jobs)} inputs")
             for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(error)
+                _fail(job, error)
             return
         for job, output in zip(jobs, outputs, strict=True):
-            if not job.future.done():
+            if job.expired:
+                _fail(job, DeadlineExceeded())
+            elif not job.future.done():
                 job.future.set_result(output)
 
     def _run_stream(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """Runs in the inference thread: generate, pushing each text delta and then the end (error or usage)."""
         assert job.chunks is not None
         chunks = job.chunks
-
-        def should_stop() -> bool:
-            return job.cancel.is_set() or (job.deadline is not None and time.monotonic() > job.deadline)
-
+        should_stop = job.should_stop
         end = StreamEnd()
         try:
             for delta in self.handler.stream(job.item, job.params, should_stop):
@@ -189,8 +193,16 @@ class Scheduler:
             end = StreamEnd(exc)
         if should_stop():
             self.metrics.streams_cancelled.inc()
+        if job.expired:  # a stream cut by its deadline ends with the timeout, not as if it had finished
+            end = StreamEnd(DeadlineExceeded())
         loop.call_soon_threadsafe(chunks.put_nowait, end)
         loop.call_soon_threadsafe(_resolve, job.future)
+
+
+def _fail(job: Job, exc: BaseException) -> None:
+    """Answer a job with an error; one past its deadline (stopped early, or too late) with ``DeadlineExceeded``."""
+    if not job.future.done():
+        job.future.set_exception(DeadlineExceeded() if job.expired else exc)
 
 
 def _resolve(future: asyncio.Future[Any]) -> None:

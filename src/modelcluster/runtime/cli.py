@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
+import sys
 from typing import Any
 
 import click
+
+# Idle keep-alive connections stay open longer than the gateway keeps them pooled (60 s), so the
+# gateway, not the runtime, closes them: no request is sent on a connection the runtime just closed.
+KEEP_ALIVE_S = 75
 
 
 @click.command("runtime")
@@ -17,8 +24,10 @@ import click
 def runtime(model_id: str | None, task: str | None, host: str, port: int, log_level: str) -> None:
     """Run the inference server; every other setting comes from the environment (see docs/runtime.md)."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from modelcluster.runtime.app import create_app
+    from modelcluster.runtime.server import DrainingServer
     from modelcluster.runtime.settings import RuntimeSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -28,4 +37,23 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
     if task:
         overrides["task"] = task
     settings = RuntimeSettings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level, access_log=False)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
+    )
+    server = DrainingServer(config, drain_delay_s=settings.drain_delay_s, on_drain=app.state.runtime.start_draining)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+    # The app has shut down. Skip the interpreter's teardown: collecting torch's and transformers' objects
+    # takes seconds, and it would wait for an inference thread a drain timeout left running.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -10,6 +10,7 @@ RuntimeHTTPError = ApiError
 __all__ = [
     "InferenceError",
     "InputError",
+    "InternalError",
     "NotReady",
     "PayloadTooLarge",
     "QueueFull",
@@ -38,3 +39,10 @@ class InferenceError(ApiError):
 
     status_code = 500
     kind = "inference"
+
+
+class InternalError(ApiError):
+    """Anything else that failed while answering a request: the caller sees only the request id."""
+
+    status_code = 500
+    kind = "internal"

@@ -13,6 +13,7 @@ from typing import Any
 
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
+from modelcluster.runtime.generation_params import VLLM, accepted_names, check_generation_params
 from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
 
 # generate() names -> vLLM SamplingParams names
@@ -56,8 +57,9 @@ def use_vllm(requested: str, device: str) -> bool:
     return choose_engine(requested, vllm_installed(), device) == "vllm"
 
 
-def to_sampling_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Map generate()-style params onto vLLM's SamplingParams; ``do_sample: false`` means greedy."""
+def to_sampling_params(params: dict[str, Any], default_max_tokens: int = 256) -> dict[str, Any]:
+    """Map generate()-style params onto vLLM's SamplingParams; ``do_sample: false`` means greedy, whatever
+    ``temperature`` says (as in ``generate()``)."""
     mapped: dict[str, Any] = {}
     for key, value in params.items():
         target = VLLM_PARAM_NAMES.get(key)
@@ -65,12 +67,11 @@ def to_sampling_params(params: dict[str, Any]) -> dict[str, Any]:
             raise InputError(
                 f"unknown param for the vLLM engine: {key} (accepted: {', '.join(sorted(VLLM_PARAM_NAMES))})"
             )
-        if target == "do_sample":
-            if value is False:
-                mapped["temperature"] = 0.0
-            continue
-        mapped[target] = value
-    mapped.setdefault("max_tokens", 256)
+        if target != "do_sample":
+            mapped[target] = value
+    if params.get("do_sample") is False:
+        mapped["temperature"] = 0.0
+    mapped.setdefault("max_tokens", default_max_tokens)
     return mapped
 
 
@@ -89,10 +90,20 @@ class VllmHandler(Handler):
 
     def __init__(self, task: str, engine: Any, tokenizer: Any, sampling_params_class: Any) -> None:
         self.task = task
-        self.params = frozenset(VLLM_PARAM_NAMES) | ({"return_full_text"} if task == "text-generation" else set())
+        self.params = accepted_names(VLLM) | ({"return_full_text"} if task == "text-generation" else set())
         self.engine = engine
         self.tokenizer = tokenizer
         self.sampling_params_class = sampling_params_class
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The generation allowlist for vLLM, with its bounds; ``return_full_text`` for text-generation."""
+        own = self.params - accepted_names(VLLM)
+        checked = check_generation_params(
+            params, self.limits, engine=VLLM, what=f"param(s) for {self.task}", passthrough=own
+        )
+        if not isinstance(checked.get("return_full_text", True), bool):
+            raise InputError("return_full_text must be true or false")
+        return checked
 
     def prepare(self, payload: Payload, media: list[bytes]) -> Any:
         if self.task == "chat":
@@ -113,7 +124,9 @@ class VllmHandler(Handler):
         self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]
     ) -> AsyncIterator[str | TokenUsage]:
         sampling = self.sampling_params_class(
-            **to_sampling_params({k: v for k, v in params.items() if k != "return_full_text"})
+            **to_sampling_params(
+                {k: v for k, v in params.items() if k != "return_full_text"}, min(256, self.limits.max_new_tokens)
+            )
         )
         request_id = uuid.uuid4().hex
         sent = 0

@@ -8,16 +8,17 @@ import io
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from modelcluster.runtime.errors import InputError, PayloadTooLarge
+from modelcluster.runtime.limits import DEFAULT_LIMITS, over_limit
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     from PIL import Image
+
+T = TypeVar("T")
 
 
 def decode_base64(data: str, max_bytes: int) -> bytes:
@@ -48,22 +49,6 @@ async def collect_bytes(chunks: AsyncIterator[bytes], limit: int, what: str) -> 
     return b"".join(parts)
 
 
-async def fetch_url(client: httpx.AsyncClient, url: str, max_bytes: int) -> bytes:
-    """Download media, refusing non-http schemes, error statuses and bodies over ``max_bytes``."""
-    if not url.startswith(("http://", "https://")):
-        raise InputError("`url` must be an http or https URL")
-    try:
-        async with client.stream("GET", url, follow_redirects=True) as response:
-            if response.status_code >= 400:
-                raise InputError(f"`url` answered HTTP {response.status_code}")
-            data = await collect_bytes(response.aiter_bytes(), max_bytes, "media at `url`")
-    except httpx.HTTPError as exc:
-        raise InputError(f"`url` could not be fetched: {type(exc).__name__}: {exc}") from exc
-    if not data:
-        raise InputError("`url` returned an empty body")
-    return data
-
-
 def load_image(data: bytes) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
@@ -75,22 +60,35 @@ def load_image(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_audio(data: bytes, sampling_rate: int) -> npt.NDArray[np.float32]:
-    """Decode audio to mono float32 at ``sampling_rate`` (soundfile first, then PyAV for mp3/aac/...)."""
+def load_audio(
+    data: bytes, sampling_rate: int, max_seconds: float = DEFAULT_LIMITS.max_audio_seconds
+) -> npt.NDArray[np.float32]:
+    """Decode audio to mono float32 at ``sampling_rate`` (soundfile first, then PyAV for mp3/aac/...).
+
+    Audio longer than ``max_seconds`` answers 422, found from the header when it says, else while decoding.
+    """
     import numpy as np
 
     soundfile: Any = import_module("soundfile")
     try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+            rate = int(sound.samplerate)
+            _check_audio_seconds(sound.frames / rate if rate else 0.0, max_seconds)
+            samples = sound.read(dtype="float32", always_2d=True)
         mono = samples.mean(axis=1)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        mono, rate = _decode_audio_av(data)
+        mono, rate = _decode_audio_av(data, max_seconds)
     if mono.size == 0:
         raise InputError("the audio has no samples")
     return resample(mono.astype(np.float32), int(rate), sampling_rate)
 
 
-def _decode_audio_av(data: bytes) -> tuple[npt.NDArray[np.float32], int]:
+def _check_audio_seconds(seconds: float, max_seconds: float) -> None:
+    if seconds > max_seconds:
+        raise over_limit("the audio length in seconds", round(seconds, 1), "max_audio_seconds", max_seconds)
+
+
+def _decode_audio_av(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int]:
     import av
     import numpy as np
 
@@ -101,7 +99,14 @@ def _decode_audio_av(data: bytes) -> tuple[npt.NDArray[np.float32], int]:
                 raise InputError("the media is not audio that can be decoded")
             stream = container.streams.audio[0]
             rate = int(stream.rate or 16000)
-            parts = [frame.to_ndarray().astype(np.float32) for frame in container.decode(stream)]
+            if stream.duration is not None and stream.time_base is not None:
+                _check_audio_seconds(float(stream.duration * stream.time_base), max_seconds)
+            parts = []
+            decoded = 0
+            for frame in container.decode(stream):
+                decoded += frame.samples
+                _check_audio_seconds(decoded / rate, max_seconds)
+                parts.append(frame.to_ndarray().astype(np.float32))
     except av.FFmpegError as exc:
         raise InputError("the media is not audio that can be decoded") from exc
     if not parts:
@@ -121,8 +126,50 @@ def resample(samples: npt.NDArray[np.float32], rate: int, target: int) -> npt.ND
     return np.interp(positions, np.arange(samples.shape[0]), samples).astype(np.float32)
 
 
-def load_video_frames(data: bytes, max_frames: int) -> list[Image.Image]:
-    """Decode up to ``max_frames`` frames spread evenly over the video."""
+class FrameSampler(Generic[T]):
+    """Chooses ``count`` frames spread evenly over a video while it decodes, holding at most ``2 * count``.
+
+    With the frame total known the chosen indices are computed up front. Otherwise every ``stride``-th frame is
+    kept and, whenever ``2 * count`` are held, every other one is dropped and the stride doubles; the ``count``
+    returned are spread over those.
+    """
+
+    def __init__(self, count: int, total: int | None = None) -> None:
+        self.count = count
+        self.targets = {i * total // count for i in range(count)} if total and total > count else None
+        self.stride = 1
+        self.kept: list[T] = []
+
+    def wants(self, index: int) -> bool:
+        if self.targets is not None:
+            return index in self.targets
+        return index % self.stride == 0
+
+    def done(self, index: int) -> bool:
+        """Whether no frame from ``index`` on can be chosen."""
+        return self.targets is not None and index > max(self.targets)
+
+    def keep(self, item: T) -> None:
+        self.kept.append(item)
+        if self.targets is None and len(self.kept) >= 2 * self.count:
+            self.kept, self.stride = self.kept[::2], self.stride * 2
+
+    def chosen(self) -> list[T]:
+        if len(self.kept) <= self.count:
+            return list(self.kept)
+        if self.count == 1:
+            return [self.kept[0]]
+        last = len(self.kept) - 1
+        return [self.kept[round(i * last / (self.count - 1))] for i in range(self.count)]
+
+
+def load_video_frames(
+    data: bytes, max_frames: int, max_decoded: int = DEFAULT_LIMITS.max_video_frames
+) -> list[Image.Image]:
+    """Up to ``max_frames`` frames spread evenly over the video, sampled while decoding (see :class:`FrameSampler`):
+    only the sampled frames become images. A video of more than ``max_decoded`` frames answers 422, from its header
+    when it says, else once decoding passes the limit.
+    """
     import av
 
     try:
@@ -130,15 +177,44 @@ def load_video_frames(data: bytes, max_frames: int) -> list[Image.Image]:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
                 raise InputError("the media is not a video that can be decoded")
-            frames = [frame.to_image() for frame in container.decode(video=0)]
+            stream = container.streams.video[0]
+            total = int(stream.frames or 0)
+            _check_video_frames(total, max_decoded)
+            sampler: FrameSampler[Image.Image] = FrameSampler(max_frames, total or None)
+            for index, frame in enumerate(container.decode(stream)):
+                _check_video_frames(index + 1, max_decoded, "the number of video frames decoded")
+                if sampler.done(index):
+                    break
+                if sampler.wants(index):
+                    sampler.keep(frame.to_image())
     except av.FFmpegError as exc:
         raise InputError("the media is not a video that can be decoded") from exc
+    frames = sampler.chosen()
     if not frames:
         raise InputError("the video has no frames")
-    if len(frames) <= max_frames:
-        return frames
-    step = len(frames) / max_frames
-    return [frames[int(i * step)] for i in range(max_frames)]
+    return frames
+
+
+def probe_video(data: bytes, max_decoded: int = DEFAULT_LIMITS.max_video_frames) -> None:
+    """Check that the media is a video within ``max_decoded`` frames, decoding only its first frame."""
+    import av
+
+    try:
+        container: Any
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise InputError("the media is not a video that can be decoded")
+            stream = container.streams.video[0]
+            _check_video_frames(int(stream.frames or 0), max_decoded)
+            if next(iter(container.decode(stream)), None) is None:
+                raise InputError("the video has no frames")
+    except av.FFmpegError as exc:
+        raise InputError("the media is not a video that can be decoded") from exc
+
+
+def _check_video_frames(count: int, max_decoded: int, what: str = "the number of video frames") -> None:
+    if count > max_decoded:
+        raise over_limit(what, count, "max_video_frames", max_decoded)
 
 
 def encode_png(image: Image.Image) -> bytes:

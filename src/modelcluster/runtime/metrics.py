@@ -42,6 +42,9 @@ class RuntimeMetrics:
             f"{prefix}_model_load_seconds", "Time taken to load the model.", registry=self.registry
         )
         self.model_loaded = Gauge(f"{prefix}_model_loaded", "1 once the model is loaded.", registry=self.registry)
+        self.draining = Gauge(
+            f"{prefix}_draining", "1 from SIGTERM on: unready, finishing in-flight work.", registry=self.registry
+        )
         self.last_request = Gauge(
             f"{prefix}_last_request_timestamp_seconds", "Unix time of the last /run request.", registry=self.registry
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ class StreamEnd:
 
     error: BaseException | None = None
     usage: TokenUsage | None = None
+
+
+class DeadlineExceeded(Exception):
+    """A job that ran past its deadline: its request answers 504 whatever the model returned."""
 
 
 @dataclass(eq=False)
@@ -38,6 +43,17 @@ class Job:
     @property
     def abandoned(self) -> bool:
         return self.cancel.is_set() or self.future.done()
+
+    @property
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def should_stop(self) -> bool:
+        """Whether work on the job should stop: its request gave up (client gone, timeout) or its deadline passed.
+
+        Called from the inference thread; reads only thread-safe state.
+        """
+        return self.cancel.is_set() or self.expired
 
 
 def select_batch(jobs: Sequence[Job], max_size: int, batchable: bool) -> list[int]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from modelcluster.runtime.limits import DEFAULT_LIMITS, Limits
+from modelcluster.runtime.urlfetch import UrlPolicy
 
 Engine = Literal["auto", "transformers", "vllm"]
 
@@ -33,10 +36,55 @@ class RuntimeSettings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1)
     max_batch_wait_ms: float = Field(default=5.0, ge=0)
     request_timeout_s: float = Field(default=300.0, gt=0)
+    drain_delay_s: float = Field(
+        default=5.0, ge=0, description="After SIGTERM: unready but still serving, while routers drop this pod."
+    )
+    drain_timeout_s: float = Field(
+        default=300.0, gt=0, description="After the drain delay: longest wait for in-flight requests and streams."
+    )
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_media_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    url_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    url_fetch_timeout_s: float = Field(default=30.0, gt=0, description="Total time for fetching one media URL.")
+    url_max_redirects: int = Field(default=5, ge=0, le=20)
+    url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs, IPs or host names (`*.suffix` too) that media URLs may reach although they are internal; "
+        "comma-separated. Cloud metadata addresses stay refused.",
+    )
+    max_media_blocks: int = Field(default=DEFAULT_LIMITS.max_media_blocks, ge=1)
+    max_items: int = Field(default=DEFAULT_LIMITS.max_items, ge=1, description="`text` list items / labels.")
+    max_video_frames: int = Field(default=DEFAULT_LIMITS.max_video_frames, ge=1, description="Frames decoded.")
+    max_audio_seconds: float = Field(default=DEFAULT_LIMITS.max_audio_seconds, gt=0)
+    max_new_tokens: int = Field(default=DEFAULT_LIMITS.max_new_tokens, ge=1)
+    max_num_beams: int = Field(default=DEFAULT_LIMITS.max_num_beams, ge=1)
+    max_image_side: int = Field(default=DEFAULT_LIMITS.max_image_side, ge=8, description="Generated pixels a side.")
+    max_diffusion_steps: int = Field(default=DEFAULT_LIMITS.max_diffusion_steps, ge=1)
+    max_diffusion_frames: int = Field(default=DEFAULT_LIMITS.max_diffusion_frames, ge=1)
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; unset keeps its default.")
+
+    @field_validator("url_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("url_allowlist")
+    @classmethod
+    def _valid_allowlist(cls, value: list[str]) -> list[str]:
+        UrlPolicy.from_allowlist(value)  # raises ValueError naming a malformed entry
+        return value
+
+    def limits(self) -> Limits:
+        return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})
+
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy.from_allowlist(
+            self.url_allowlist,
+            timeout_s=self.url_fetch_timeout_s,
+            max_redirects=self.url_max_redirects,
+            max_bytes=self.max_media_bytes,
+        )
 
     @field_validator("dtype")
     @classmethod

@@ -10,6 +10,17 @@ from typing import Any
 from modelcluster.api.inputs import InputSpec, Payload
 from modelcluster.api.tasks import TaskInfo, task_info
 from modelcluster.runtime.errors import InputError
+from modelcluster.runtime.limits import DEFAULT_LIMITS, Limits
+
+StopCheck = Callable[[], bool]
+
+
+def never_stop() -> bool:
+    return False
+
+
+class Stopped(Exception):
+    """Raised by a handler that stopped work early because its ``should_stop`` turned true."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +67,15 @@ class MediaOutput:
 class Handler:
     """A task served by a loaded model.
 
-    ``prepare`` runs in a worker thread (it decodes media); ``run_batch`` and ``stream`` run in the inference thread.
-    ``stream`` and ``astream`` yield text deltas and, when the generation ran to its end, one ``TokenUsage`` last.
+    ``prepare`` runs in a worker thread (it decodes media); ``run_until`` (``run_batch``) and ``stream`` run in the
+    inference thread. ``stream`` and ``astream`` yield text deltas and, when the generation ran to its end, one
+    ``TokenUsage`` last. ``limits`` are set by the loader from the settings.
     """
 
     task: str = ""
     params: frozenset[str] = frozenset()
     concurrent: bool = False  # True: requests bypass the inference thread (the engine batches them itself)
+    limits: Limits = DEFAULT_LIMITS
 
     @property
     def info(self) -> TaskInfo:
@@ -99,6 +112,11 @@ class Handler:
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
+
+    def run_until(self, items: list[Any], params: dict[str, Any], should_stop: StopCheck) -> list[Any]:
+        """``run_batch`` for the scheduler: handlers whose work is long (generation, denoising) override this to
+        stop early, returning partial outputs or raising :class:`Stopped`, once ``should_stop()`` is true."""
+        return self.run_batch(items, params)
 
     def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str | TokenUsage]:
         raise NotImplementedError(f"{self.task} does not stream")

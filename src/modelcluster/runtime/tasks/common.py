@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from modelcluster.runtime.tasks.base import LoadContext
+from modelcluster.runtime.tasks.base import LoadContext, StopCheck
 
 
 def build_pipeline(ctx: LoadContext, pipeline_task: str, **extra: Any) -> Any:
@@ -15,6 +15,19 @@ def build_pipeline(ctx: LoadContext, pipeline_task: str, **extra: Any) -> Any:
     kwargs.update(ctx.loading_kwargs)
     kwargs.update(extra)
     return pipeline(pipeline_task, model=str(ctx.model_dir), device=ctx.device, **kwargs)
+
+
+def stopping_criteria(should_stop: StopCheck) -> Any:
+    """A transformers ``StoppingCriteriaList`` that ends ``generate()`` at the next token once ``should_stop()``."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopWhenAsked(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+            stop = should_stop()
+            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+    return StoppingCriteriaList([StopWhenAsked()])
 
 
 def jsonable(value: Any) -> Any:

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 from typing import Any
 
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime import media
 from modelcluster.runtime.errors import InputError
-from modelcluster.runtime.tasks.base import Handler, LoadContext, MediaOutput
+from modelcluster.runtime.limits import check_diffusion_params
+from modelcluster.runtime.tasks.base import Handler, LoadContext, MediaOutput, StopCheck, Stopped, never_stop
 
 COMMON_PARAMS = frozenset({"num_inference_steps", "guidance_scale", "negative_prompt", "height", "width", "seed"})
+
+
+def stop_callback(should_stop: StopCheck) -> Any:
+    """A diffusers ``callback_on_step_end`` that ends the denoising loop once ``should_stop()``."""
+
+    def callback(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if should_stop():
+            raise Stopped(f"stopped after {step + 1} steps")
+        return callback_kwargs
+
+    return callback
 
 
 def pipeline_kwargs(params: dict[str, Any], device: str) -> dict[str, Any]:
@@ -32,15 +45,28 @@ class DiffusionHandler(Handler):
         self.device = device
         self.params = params
 
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Known params, with image size, steps and frames under their limits."""
+        checked = super().check_params(params)
+        check_diffusion_params(checked, self.limits)
+        return checked
+
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
         if self.spec.required and (not isinstance(payload.text, str) or not payload.text.strip()):
             raise InputError(f"{self.task} takes one non-empty string in `text`")
         return payload.text
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
+        return self.run_until(items, params, never_stop)
+
+    def run_until(self, items: list[Any], params: dict[str, Any], should_stop: StopCheck) -> list[Any]:
+        """Pipelines that take ``callback_on_step_end`` stop between denoising steps once every request gave up."""
+        stoppable = "callback_on_step_end" in inspect.signature(self.pipe.__call__).parameters
         outputs = []
         for prompt in items:
             kwargs = pipeline_kwargs(params, self.device)
+            if stoppable:
+                kwargs["callback_on_step_end"] = stop_callback(should_stop)
             if prompt is not None:
                 kwargs["prompt"] = prompt
             outputs.append(self.render(self.pipe(**kwargs)))

@@ -9,6 +9,9 @@ from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.tasks.base import Handler, LoadContext, as_text_list
 
+#: Texts per forward pass: a batch of requests (each up to ``MAX_ITEMS`` texts) runs as several passes of this size.
+FORWARD_BATCH = 32
+
 
 class EmbeddingHandler(Handler):
     """``text`` as a string answers one vector ``[float...]``; a list of strings answers ``[[float...]...]``."""
@@ -64,7 +67,7 @@ def load_embeddings(ctx: LoadContext) -> Handler:
         def encode(texts: list[str], normalize: bool) -> list[list[float]]:
             array = model.encode(
                 texts,
-                batch_size=max(1, len(texts)),
+                batch_size=max(1, min(FORWARD_BATCH, len(texts))),
                 normalize_embeddings=normalize,
                 convert_to_numpy=True,
                 show_progress_bar=False,
@@ -82,6 +85,12 @@ def load_embeddings(ctx: LoadContext) -> Handler:
     encoder.to(ctx.device).eval()
 
     def mean_pool(texts: list[str], normalize: bool) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), FORWARD_BATCH):
+            vectors.extend(mean_pool_pass(texts[start : start + FORWARD_BATCH], normalize))
+        return vectors
+
+    def mean_pool_pass(texts: list[str], normalize: bool) -> list[list[float]]:
         batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(ctx.device)
         with torch.inference_mode():
             hidden = encoder(**batch).last_hidden_state

@@ -15,30 +15,9 @@ from typing import Any
 
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime.errors import InputError
+from modelcluster.runtime.generation_params import accepted_names, check_generation_params
 from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
-
-# OpenAI-style names accepted as aliases of generate() arguments.
-PARAM_ALIASES = {"max_tokens": "max_new_tokens", "min_tokens": "min_new_tokens"}
-# generate() arguments that would break the one-text-per-request contract or the stream.
-REFUSED_PARAMS = frozenset({"num_return_sequences", "streamer", "return_dict_in_generate", "output_scores"})
-
-
-def generation_param_names() -> frozenset[str]:
-    transformers: Any = importlib.import_module("transformers")
-    names = (
-        set(transformers.GenerationConfig().to_dict()) - REFUSED_PARAMS - {"transformers_version", "_from_model_config"}
-    )
-    return frozenset(names | set(PARAM_ALIASES))
-
-
-def rename_aliases(params: dict[str, Any]) -> dict[str, Any]:
-    renamed: dict[str, Any] = {}
-    for key, value in params.items():
-        target = PARAM_ALIASES.get(key, key)
-        if target in renamed:
-            raise InputError(f"`{key}` and `{target}` mean the same; send one")
-        renamed[target] = value
-    return renamed
+from modelcluster.runtime.tasks.common import stopping_criteria
 
 
 class TokenCounter:
@@ -69,30 +48,28 @@ class GenerationHandler(Handler):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
-        self.params = generation_param_names()
+        self.params = accepted_names()
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return rename_aliases(super().check_params(params))
+        """The generation allowlist with its bounds (``max_new_tokens`` up to ``MAX_NEW_TOKENS``...)."""
+        own = self.params - accepted_names()
+        return check_generation_params(
+            params, self.limits, what=f"param(s) for {self.task}", passthrough=own, streaming=True
+        )
 
     def encode(self, item: Any) -> dict[str, Any]:
         raise NotImplementedError
 
     def stream(self, item: Any, params: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[str | TokenUsage]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        class StopWhenAsked(StoppingCriteria):
-            def __call__(
-                self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
-            ) -> torch.BoolTensor:
-                return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+        from transformers import TextIteratorStreamer
 
         encoded = self.encode(item)
         streamer: Any = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         counter = TokenCounter(streamer)
         errors: list[BaseException] = []
         kwargs = dict(params)
-        kwargs.setdefault("max_new_tokens", 256)
+        kwargs.setdefault("max_new_tokens", min(256, self.limits.max_new_tokens))
         if self.tokenizer.pad_token_id is None and self.tokenizer.eos_token_id is not None:
             kwargs.setdefault("pad_token_id", self.tokenizer.eos_token_id)
 
@@ -102,7 +79,7 @@ class GenerationHandler(Handler):
                     self.model.generate(
                         **encoded,
                         streamer=counter,
-                        stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
+                        stopping_criteria=stopping_criteria(should_stop),
                         **kwargs,
                     )
             except Exception as exc:  # noqa: BLE001 - re-raised in the consuming thread below

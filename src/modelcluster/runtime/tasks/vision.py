@@ -9,8 +9,10 @@ from typing import Any
 
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime import media
-from modelcluster.runtime.tasks.base import Handler, LoadContext
-from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_input
+from modelcluster.runtime.generation_params import accepted_names, check_generation_params
+from modelcluster.runtime.limits import check_video_sampling
+from modelcluster.runtime.tasks.base import Handler, LoadContext, StopCheck, never_stop
+from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_input, stopping_criteria
 
 
 def png_base64(image: Any) -> str:
@@ -109,27 +111,31 @@ class ImageTextGenerationHandler(Handler):
     """image-to-text (captioning) and visual-question-answering on an image-text-to-text model's ``generate``."""
 
     def __init__(self, task: str, model: Any, processor: Any, device: str) -> None:
-        from modelcluster.runtime.tasks.generation import generation_param_names
-
         self.task = task
         self.model = model
         self.processor = processor
         self.device = device
-        self.params = generation_param_names()
+        self.params = accepted_names()
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return check_generation_params(params, self.limits, what=f"param(s) for {self.task}")
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
         return (media.load_image(media_blobs[0]), payload.question)
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
+        return self.run_until(items, params, never_stop)
+
+    def run_until(self, items: list[Any], params: dict[str, Any], should_stop: StopCheck) -> list[Any]:
         import torch
 
         outputs = []
         for image, question in items:
             prompt = self._prompt(question)
             encoded = self.processor(images=image, text=prompt, return_tensors="pt").to(self.device)
-            kwargs = {"max_new_tokens": 64, **params}
+            kwargs = {"max_new_tokens": min(64, self.limits.max_new_tokens), **params}
             with torch.inference_mode():
-                generated = self.model.generate(**encoded, **kwargs)
+                generated = self.model.generate(**encoded, stopping_criteria=stopping_criteria(should_stop), **kwargs)
             if "input_ids" in encoded and not self.model.config.is_encoder_decoder:
                 generated = generated[:, encoded["input_ids"].shape[1] :]
             text = self.processor.batch_decode(generated, skip_special_tokens=True)[0].strip()
@@ -155,18 +161,35 @@ class VideoClassificationHandler(Handler):
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
 
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        checked = super().check_params(params)
+        check_video_sampling(checked, int(getattr(self.pipe.model.config, "num_frames", 16)), self.limits)
+        return checked
+
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
-        media.load_video_frames(media_blobs[0], 1)  # rejects non-video early
+        media.probe_video(media_blobs[0], self.limits.max_video_frames)  # rejects non-video and long video early
         return media_blobs[0]
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         outputs = []
         for data in items:
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "input.mp4"
-                path.write_bytes(data)
-                outputs.append(jsonable(self.pipe(str(path), **params)))
+            if getattr(self.pipe, "video_processor", None) is None:  # the pipeline decodes a file with PyAV
+                with tempfile.TemporaryDirectory() as folder:
+                    path = Path(folder) / "input.mp4"
+                    path.write_bytes(data)
+                    outputs.append(jsonable(self.pipe(str(path), **params)))
+            else:
+                outputs.append(jsonable(self.pipe(self.frames(data, params), **params)))
         return outputs
+
+    def frames(self, data: bytes, params: dict[str, Any]) -> Any:
+        """The video decoded here with PyAV: a video processor given a file would need torchcodec, which the runtime
+        does not have. Like the processor, ``num_frames`` frames spread evenly over the whole video."""
+        import numpy as np
+
+        count = int(params.get("num_frames", getattr(self.pipe.model.config, "num_frames", 16)))
+        frames = media.load_video_frames(data, count, self.limits.max_video_frames)
+        return np.stack([np.asarray(frame) for frame in frames])
 
 
 def load_image_classification(ctx: LoadContext) -> Handler:
@@ -192,7 +215,9 @@ def load_depth_estimation(ctx: LoadContext) -> Handler:
 
 def load_mask_generation(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "mask-generation")
-    params = frozenset({"points_per_batch", "pred_iou_thresh", "stability_score_thresh", "crops_n_layers"})
+    params = frozenset(
+        {"points_per_batch", "points_per_crop", "pred_iou_thresh", "stability_score_thresh", "crops_n_layers"}
+    )
     return MaskGenerationHandler(ctx.task, pipe, params)
 
 
@@ -214,7 +239,7 @@ def load_zero_shot_object_detection(ctx: LoadContext) -> Handler:
 
 def load_document_question_answering(ctx: LoadContext) -> Handler:
     pipe = build_pipeline(ctx, "document-question-answering")
-    params = frozenset({"top_k", "max_answer_len", "max_seq_len", "lang"})
+    params = frozenset({"top_k", "max_answer_len", "max_seq_len", "lang", "word_boxes"})
     return DocumentQuestionHandler(ctx.task, pipe, params)
 
 

@@ -1,0 +1,686 @@
+"""Tiny models for every task family, written offline with ``save_pretrained``: random weights from seeded configs,
+tokenizers and processors built locally. Each builder writes one model directory in well under a second and a
+megabyte; the runtime then loads it through its real loading path.
+
+Generative models carry a generation config that suppresses special and unprintable tokens, so that their
+(arbitrary) answers are never empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from modelcluster.devcluster import tiny_models
+from modelcluster.devcluster.tiny_models import SENTENCES
+
+SEED = 0
+
+#: One chat template for the multimodal models: media blocks become the model's media tokens.
+MEDIA_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% elif c['type'] == 'image' %}IMAGE"
+    "{% elif c['type'] == 'video' %}VIDEO"
+    "{% elif c['type'] == 'audio' %}AUDIO{% endif %}"
+    "{% endfor %}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+@contextmanager
+def seeded() -> Iterator[None]:
+    """Weights drawn from ``SEED``, leaving the global random state as it was."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        yield
+
+
+def media_chat_template(image: str = "", video: str = "", audio: str = "") -> str:
+    """The chat template with each kind of media block rendered as the model's media tokens."""
+    return MEDIA_CHAT_TEMPLATE.replace("IMAGE", image).replace("VIDEO", video).replace("AUDIO", audio)
+
+
+def printable_generation(tokenizer: Any, **defaults: Any) -> Any:
+    """A generation config that never emits special or unprintable tokens (the end of sequence stays allowed)."""
+    from transformers import GenerationConfig
+
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    pieces = {index: tokenizer.decode([index], skip_special_tokens=True) for index in range(len(tokenizer))}
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos, "pad_token_id": tokenizer.pad_token_id}
+    return GenerationConfig(suppress_tokens=tiny_models.unprintable_token_ids(pieces, {eos}), **{**ids, **defaults})
+
+
+def wordpiece_tokenizer() -> Any:
+    """A BERT WordPiece tokenizer trained on a few sentences ([PAD], [UNK], [CLS], [SEP], [MASK])."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    raw.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
+    raw.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", raw.token_to_id("[CLS]")), ("[SEP]", raw.token_to_id("[SEP]"))],
+    )
+    return BertTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+
+
+def clip_tokenizer(max_length: int = 64) -> Any:
+    """A CLIP tokenizer without merges: every byte-level character (alone or ending a word) is a token."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    characters = sorted(set(bytes_to_unicode().values()))
+    pieces = [*characters, *(character + "</w>" for character in characters), "<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(
+        vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=max_length
+    )
+
+
+def t5_tokenizer() -> Any:
+    """A T5 (Unigram) tokenizer over the words of a few sentences and single characters."""
+    from transformers import T5Tokenizer
+
+    words = sorted({word for sentence in SENTENCES for word in sentence.split()} | {"happy", "rock", "music"})
+    characters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,?!'"
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
+    vocab += [("\u2581" + word, -1.0) for word in words] + [(character, -5.0) for character in characters]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def bpe_tokenizer(*special: str) -> Any:
+    """The byte-level BPE tokenizer of ``modelcluster/tiny-chat`` with extra special tokens."""
+    tokenizer = tiny_models.bpe_tokenizer()
+    if special:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(special)})
+    return tokenizer
+
+
+def llama_text_config(tokenizer: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        **extra,
+    }
+
+
+# --- text -----------------------------------------------------------------------------------------------------------
+
+
+def t5(directory: Path) -> Path:
+    """T5 for translation (and any text-to-text task)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = t5_tokenizer()
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=1,
+        num_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    with seeded():
+        model = T5ForConditionalGeneration(config)
+    model.generation_config = printable_generation(tokenizer, decoder_start_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+# --- vision ---------------------------------------------------------------------------------------------------------
+
+
+def segformer(directory: Path) -> Path:
+    """SegFormer for semantic segmentation: three labels, 32x32 inputs."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    labels = {0: "background", 1: "cat", 2: "dog"}
+    config = SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        id2label=labels,
+        label2id={label: index for index, label in labels.items()},
+    )
+    with seeded():
+        SegformerForSemanticSegmentation(config).save_pretrained(directory)
+    SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
+    return directory
+
+
+def glpn(directory: Path) -> Path:
+    """GLPN for depth estimation."""
+    from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
+
+    config = GLPNConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        head_in_index=-1,
+    )
+    with seeded():
+        GLPNForDepthEstimation(config).save_pretrained(directory)
+    GLPNImageProcessor(size_divisor=32).save_pretrained(directory)
+    return directory
+
+
+def sam(directory: Path) -> Path:
+    """SAM for mask generation, on 64-pixel inputs."""
+    from transformers import (
+        SamConfig,
+        SamImageProcessor,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamProcessor,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
+
+    vision = SamVisionConfig(
+        hidden_size=16,
+        output_channels=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=16,
+        window_size=2,
+        global_attn_indexes=[1],
+        num_pos_feats=8,
+        mlp_dim=32,
+    )
+    prompt = SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4)
+    decoder = SamMaskDecoderConfig(
+        hidden_size=16, mlp_dim=32, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=16
+    )
+    config = SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    with seeded():
+        SamModel(config).save_pretrained(directory)
+    image_processor = SamImageProcessor(
+        size={"longest_edge": 64},
+        pad_size={"height": 64, "width": 64},
+        mask_size={"longest_edge": 16},
+        mask_pad_size={"height": 16, "width": 16},
+    )
+    SamProcessor(image_processor=image_processor).save_pretrained(directory)
+    return directory
+
+
+def blip(directory: Path) -> Path:
+    """BLIP captioning (no chat template: the question, if any, is the text prompt)."""
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    tokenizer = wordpiece_tokenizer()
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "encoder_hidden_size": 32,
+        "intermediate_size": 64,
+        "projection_dim": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 64,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.cls_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "projection_dim": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    with seeded():
+        model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=32))
+    model.generation_config = printable_generation(tokenizer, bos_token_id=tokenizer.cls_token_id)
+    model.save_pretrained(directory)
+    BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    ).save_pretrained(directory)
+    return directory
+
+
+def llava(directory: Path) -> Path:
+    """Llava (CLIP vision tower, Llama text model) with a chat template: image-text-to-text and VQA."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = bpe_tokenizer("<image>")
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=LlamaConfig(**llama_text_config(tokenizer)),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=16,  # (32 / 8) ** 2 patches
+    )
+    with seeded():
+        model = LlavaForConditionalGeneration(config)
+    model.generation_config = printable_generation(tokenizer)
+    model.save_pretrained(directory)
+    LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=media_chat_template(image="<image>"),
+    ).save_pretrained(directory)
+    return directory
+
+
+def layoutlm(directory: Path) -> Path:
+    """LayoutLM for extractive document question answering over given words and boxes."""
+    from transformers import LayoutLMConfig, LayoutLMForQuestionAnswering
+
+    tokenizer = wordpiece_tokenizer()
+    config = LayoutLMConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with seeded():
+        LayoutLMForQuestionAnswering(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def clip_configs() -> tuple[dict[str, Any], dict[str, Any]]:
+    tokenizer = clip_tokenizer()
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 64,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    return text, vision
+
+
+def clip(directory: Path) -> Path:
+    """CLIP for zero-shot image classification."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    text, vision = clip_configs()
+    with seeded():
+        CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(directory)
+    CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=clip_tokenizer(),
+    ).save_pretrained(directory)
+    return directory
+
+
+def owlvit(directory: Path) -> Path:
+    """OWL-ViT for zero-shot object detection: one box per 8x8 patch of a 32x32 input, 16 in all."""
+    from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
+
+    text, vision = clip_configs()
+    with seeded():
+        OwlViTForObjectDetection(
+            OwlViTConfig(text_config=text, vision_config=vision, projection_dim=32)
+        ).save_pretrained(directory)
+    OwlViTProcessor(
+        image_processor=OwlViTImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=clip_tokenizer(),
+    ).save_pretrained(directory)
+    return directory
+
+
+def videomae(directory: Path) -> Path:
+    """VideoMAE for video classification: four 32x32 frames."""
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEImageProcessor
+
+    labels = {0: "walking", 1: "running", 2: "dancing"}
+    config = VideoMAEConfig(
+        image_size=32,
+        patch_size=8,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label=labels,
+        label2id={label: index for index, label in labels.items()},
+    )
+    with seeded():
+        VideoMAEForVideoClassification(config).save_pretrained(directory)
+    VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(directory)
+    return directory
+
+
+def qwen2_vl(directory: Path) -> Path:
+    """Qwen2-VL for video-text-to-text: frames merged into tokens of 16x16 pixels."""
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    special = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+    tokenizer = bpe_tokenizer(*special)
+    start, end, image, video = (tokenizer.convert_tokens_to_ids(token) for token in special)
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}  # sums to head_dim / 2
+    config = Qwen2VLConfig(
+        text_config=llama_text_config(tokenizer, rope_parameters=rope),
+        vision_config={
+            "depth": 1,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=image,
+        video_token_id=video,
+        vision_start_token_id=start,
+        vision_end_token_id=end,
+    )
+    with seeded():
+        model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config = printable_generation(tokenizer)
+    model.save_pretrained(directory)
+    pixels = {
+        "size": {"shortest_edge": 16 * 16, "longest_edge": 32 * 32},
+        "patch_size": 8,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        video_processor=Qwen2VLVideoProcessor(**pixels),
+        tokenizer=tokenizer,
+        chat_template=media_chat_template(
+            image="<|vision_start|><|image_pad|><|vision_end|>", video="<|vision_start|><|video_pad|><|vision_end|>"
+        ),
+    ).save_pretrained(directory)
+    return directory
+
+
+# --- audio ----------------------------------------------------------------------------------------------------------
+
+
+def qwen2_audio(directory: Path) -> Path:
+    """Qwen2-Audio for audio-text-to-text: 16 mel bins over one-second windows."""
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    tokenizer = bpe_tokenizer("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
+    config = Qwen2AudioConfig(
+        audio_config={
+            "num_mel_bins": 16,
+            "encoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 32,
+            "d_model": 16,
+            "max_source_positions": 50,  # 100 mel frames a second, halved by the encoder's convolution
+        },
+        text_config={"model_type": "qwen2", **llama_text_config(tokenizer)},
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    with seeded():
+        model = Qwen2AudioForConditionalGeneration(config)
+    model.generation_config = printable_generation(tokenizer)
+    model.save_pretrained(directory)
+    Qwen2AudioProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=16, sampling_rate=16000, chunk_length=1),
+        tokenizer=tokenizer,
+        chat_template=media_chat_template(audio="<|audio_bos|><|AUDIO|><|audio_eos|>"),
+    ).save_pretrained(directory)
+    return directory
+
+
+def vits(directory: Path) -> Path:
+    """VITS for text-to-speech (characters in, a 16 kHz waveform out)."""
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = {
+        "<pad>": 0,
+        " ": 1,
+        **{character: 2 + index for index, character in enumerate("abcdefghijklmnopqrstuvwxyz'")},
+    }
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    VitsTokenizer(
+        str(directory / "vocab.json"), pad_token="<pad>", unk_token="<pad>", phonemize=False, add_blank=True
+    ).save_pretrained(directory)
+    config = VitsConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        ffn_dim=32,
+        flow_size=16,
+        spectrogram_bins=17,
+        upsample_initial_channel=16,
+        upsample_rates=[4, 4],
+        upsample_kernel_sizes=[8, 8],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        depth_separable_num_layers=1,
+        duration_predictor_filter_channels=16,
+        duration_predictor_num_flows=1,
+        prior_encoder_num_flows=1,
+        prior_encoder_num_wavenet_layers=1,
+        posterior_encoder_num_wavenet_layers=1,
+        sampling_rate=16000,
+        pad_token_id=0,
+    )
+    with seeded():
+        VitsModel(config).save_pretrained(directory)
+    return directory
+
+
+#: MusicGen: each generated step is one EnCodec frame of ``MUSICGEN_HOP`` samples; the delay pattern of its
+#: ``MUSICGEN_CODEBOOKS`` codebooks costs ``MUSICGEN_CODEBOOKS - 1`` steps.
+MUSICGEN_HOP = 16
+MUSICGEN_CODEBOOKS = 2
+MUSICGEN_RATE = 16000
+
+
+def musicgen(directory: Path) -> Path:
+    """MusicGen (T5 text encoder, EnCodec audio codec) for text-to-audio."""
+    from transformers import (
+        EncodecConfig,
+        EncodecFeatureExtractor,
+        GenerationConfig,
+        MusicgenConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        T5Config,
+    )
+    from transformers.models.musicgen.configuration_musicgen import MusicgenDecoderConfig
+
+    tokenizer = t5_tokenizer()
+    codebook_size = 16
+    text_encoder = T5Config(
+        vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, pad_token_id=0
+    )
+    audio_encoder = EncodecConfig(
+        hidden_size=8,
+        num_filters=4,
+        num_residual_layers=1,
+        upsampling_ratios=[4, 4],  # MUSICGEN_HOP samples a frame
+        codebook_size=codebook_size,
+        codebook_dim=8,
+        sampling_rate=MUSICGEN_RATE,
+        target_bandwidths=[20.0],  # 2 quantizers at 1000 frames a second
+        num_lstm_layers=1,
+        compress=1,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=codebook_size,
+        max_position_embeddings=64,
+        num_hidden_layers=1,
+        ffn_dim=32,
+        num_attention_heads=2,
+        hidden_size=16,
+        num_codebooks=MUSICGEN_CODEBOOKS,
+        pad_token_id=codebook_size,
+        bos_token_id=codebook_size,
+    )
+    config = MusicgenConfig(
+        text_encoder=text_encoder.to_dict(), audio_encoder=audio_encoder.to_dict(), decoder=decoder.to_dict()
+    )
+    with seeded():
+        model = MusicgenForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=codebook_size, pad_token_id=codebook_size, max_new_tokens=8, do_sample=False
+    )
+    model.save_pretrained(directory)
+    MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=MUSICGEN_RATE), tokenizer=tokenizer
+    ).save_pretrained(directory)
+    return directory
+
+
+# --- diffusion ------------------------------------------------------------------------------------------------------
+
+
+def diffusion_parts() -> dict[str, Any]:
+    """The VAE, CLIP text encoder, tokenizer and scheduler shared by the tiny image and video pipelines."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = clip_tokenizer(max_length=32)
+    with seeded():
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                max_position_embeddings=32,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        vae = AutoencoderKL(
+            block_out_channels=(8,),
+            layers_per_block=1,
+            norm_num_groups=4,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",),
+            up_block_types=("UpDecoderBlock2D",),
+            sample_size=8,
+        )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=10, beta_schedule="linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
+    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+
+
+def unet_blocks(dimensions: int) -> dict[str, Any]:
+    suffix = f"{dimensions}D"
+    return {
+        "sample_size": 8,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": (8, 16),
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+        "cross_attention_dim": 16,
+        "attention_head_dim": 2,
+        "down_block_types": (f"CrossAttnDownBlock{suffix}", f"DownBlock{suffix}"),
+        "up_block_types": (f"UpBlock{suffix}", f"CrossAttnUpBlock{suffix}"),
+    }
+
+
+def stable_diffusion(directory: Path) -> Path:
+    """Stable Diffusion (UNet, VAE with a scale factor of 1, CLIP text encoder): 8x8 images by default."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    with seeded():
+        unet = UNet2DConditionModel(**unet_blocks(2))
+    StableDiffusionPipeline(
+        unet=unet, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **diffusion_parts()
+    ).save_pretrained(directory)
+    return directory
+
+
+def text_to_video_sd(directory: Path) -> Path:
+    """The text-to-video Stable Diffusion pipeline with a 3D UNet: 8x8 frames by default."""
+    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
+
+    with seeded():
+        unet = UNet3DConditionModel(**unet_blocks(3))
+    TextToVideoSDPipeline(unet=unet, **diffusion_parts()).save_pretrained(directory)
+    return directory
