@@ -10,7 +10,7 @@ import pytest
 from modelcluster.devcluster.binaries import staging_replaces, version_ldflags
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.nodes import GPU_RESOURCE, node_pool
-from modelcluster.devcluster.podrunner import container_env
+from modelcluster.devcluster.podrunner import container_env, termination_grace
 from modelcluster.devcluster.podstatus import ContainerView, pod_status
 from modelcluster.devcluster.probes import ProbeSpec, ProbeState, resolve_port
 from modelcluster.devcluster.stages import IMAGE_QUERY, exclude_images
@@ -166,6 +166,21 @@ def test_probe_state_needs_thresholds_to_flip() -> None:
     assert not state.passing
     assert state.failed_out
     assert state.next_at == 4.0
+
+
+@pytest.mark.parametrize(
+    ("metadata", "spec", "grace"),
+    [
+        ({}, {"terminationGracePeriodSeconds": 330}, 330.0),  # honoured whole, however long
+        ({"deletionGracePeriodSeconds": 5}, {"terminationGracePeriodSeconds": 330}, 5.0),  # delete --grace-period
+        ({"deletionGracePeriodSeconds": 0}, {"terminationGracePeriodSeconds": 330}, 0.0),
+        ({}, {}, 30.0),  # the API's default
+    ],
+)
+def test_termination_grace_is_the_deletions_else_the_pods(
+    metadata: dict[str, Any], spec: dict[str, Any], grace: float
+) -> None:
+    assert termination_grace({"metadata": metadata, "spec": spec}) == grace
 
 
 def test_container_env_resolves_literals_and_downward_api_fields() -> None:

@@ -42,7 +42,10 @@ from modelcluster.devcluster.probes import ProbeSpec, ProbeState, check
 TICK = 0.1
 BACKOFF_START = 10.0
 BACKOFF_MAX = 300.0
-MAX_GRACE = 30.0
+DEFAULT_GRACE = 30.0
+# A container a failed probe restarts is stopped inside the runner's loop: bound how long that blocks it.
+MAX_BLOCKING_GRACE = 30.0
+PROBE_KINDS = ("startup", "readiness", "liveness")
 
 
 def _now() -> str:
@@ -51,6 +54,15 @@ def _now() -> str:
 
 def _log(message: str) -> None:
     print(f"{_now()} podrunner: {message}", flush=True)
+
+
+def termination_grace(pod: dict[str, Any]) -> float:
+    """Seconds from SIGTERM to SIGKILL: the deletion's own grace period, else the pod's, else the default."""
+    deletion = pod["metadata"].get("deletionGracePeriodSeconds")
+    if deletion is not None:
+        return float(deletion)
+    spec = pod["spec"].get("terminationGracePeriodSeconds")
+    return float(DEFAULT_GRACE if spec is None else spec)
 
 
 def container_env(container: dict[str, Any], pod: dict[str, Any], pod_ip: str) -> dict[str, str]:
@@ -208,7 +220,6 @@ class PodRunner:
         netns = podnet.namespace_name(self.config, meta["uid"])
         podnet.create(self.config, netns, address)
         others = [c for c in pod["spec"]["containers"] if c["name"] != container["name"]]
-        grace = pod["spec"].get("terminationGracePeriodSeconds")
         local = LocalPod(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -218,7 +229,7 @@ class PodRunner:
             container=container,
             others=others,
             command=self.config.pod_commands[container["image"]],
-            grace=min(float(30 if grace is None else grace), MAX_GRACE),
+            grace=termination_grace(pod),
             start_time=_now(),
             log_path=self.logs / f"{meta['namespace']}_{meta['name']}.log",
             readiness=ProbeSpec.parse(container.get("readinessProbe"), container),
@@ -272,7 +283,12 @@ class PodRunner:
             process.wait()
 
     def terminate(self, local: LocalPod) -> None:
-        """Start a graceful stop: SIGTERM now, SIGKILL when the grace period is over."""
+        """Start a graceful stop: SIGTERM now, SIGKILL when the grace period is over.
+
+        Its deletion timestamp alone makes the EndpointSlice controller list the pod as not ready and
+        terminating; readiness is still probed meanwhile, as a kubelet does (a draining runtime turns unready).
+        """
+        local.grace = termination_grace(local.pod)
         local.terminating_until = time.monotonic() + local.grace
         if local.process is not None and local.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -302,6 +318,8 @@ class PodRunner:
             if local.terminating_until is not None:
                 if not local.running or now >= local.terminating_until:
                     self.finish(local, delete_object=True)
+                else:
+                    self.run_probes(local, now, kinds=("readiness",))
                 continue
             if local.process is not None and local.process.poll() is not None:
                 self.on_exit(local, now)
@@ -323,10 +341,10 @@ class PodRunner:
         _log(f"{local.namespace}/{local.name}: exited with {code}; restarting in {backoff:.0f}s")
         self.report(local)
 
-    def run_probes(self, local: LocalPod, now: float) -> None:
+    def run_probes(self, local: LocalPod, now: float, kinds: tuple[str, ...] = PROBE_KINDS) -> None:
         changed = False
         startup = local.probes.get("startup")
-        for kind in ("startup", "readiness", "liveness"):
+        for kind in kinds:
             state = local.probes.get(kind)
             if state is None or now < state.next_at:
                 continue
@@ -338,7 +356,7 @@ class PodRunner:
             changed |= state.record(ok, message, now)
             if kind in ("liveness", "startup") and not ok and state.failed_out:
                 _log(f"{local.namespace}/{local.name}: {kind} probe failed: {message}; killing the container")
-                self.kill_process(local, grace=local.grace)
+                self.kill_process(local, grace=min(local.grace, MAX_BLOCKING_GRACE))
                 self.on_exit(local, time.monotonic())
                 return
         if changed:

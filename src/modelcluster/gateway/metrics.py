@@ -62,7 +62,7 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "modelcluster_gateway_upstream_errors_total",
-            "Failures talking to model pods, by kind (connect, timeout, protocol).",
+            "Failures talking to model pods, by kind (connect, disconnect, timeout, protocol).",
             ("kind",),
             registry=r,
         )

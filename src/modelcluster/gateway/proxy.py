@@ -1,15 +1,18 @@
 """Forwarding one request to a model pod: pooled keep-alive connections, bytes passed through.
 
 A connection refused before the request was sent is retried on another pod; a
-stream is copied chunk by chunk as it arrives, and a client that goes away closes
-the upstream connection so the runtime sees the disconnect and stops generating.
+request whose pooled connection the pod closed before any byte of the answer (idle,
+or draining) is sent once more, to another pod when there is one. A stream is
+copied chunk by chunk as it arrives, and a client that goes away closes the
+upstream connection so the runtime sees the disconnect and stops generating.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -74,7 +77,9 @@ class Proxy:
         """POST ``body`` to ``/run`` of a pod of ``key``; the caller must close the returned upstream."""
         assert self.session is not None
         tried: frozenset[str] = frozenset()
-        for _ in range(self.attempts):
+        refused = 0
+        resent = False
+        while refused < self.attempts:
             endpoint = await self.router.acquire(key, tried)
             try:
                 response = await self.session.post(endpoint.url + RUN_PATH, data=body, headers=dict(headers))
@@ -83,6 +88,7 @@ class Proxy:
                 self.metrics.upstream_errors.labels("connect").inc()
                 logger.info("connecting to %s failed (%s); trying another pod", endpoint.pod or endpoint.url, error)
                 tried |= {endpoint.url}
+                refused += 1
                 continue
             except TimeoutError as error:
                 self.router.release(key, endpoint)
@@ -90,6 +96,13 @@ class Proxy:
                 raise GatewayTimeout("the model did not answer in time") from error
             except aiohttp.ClientError as error:
                 self.router.release(key, endpoint)
+                if not resent and closed_before_answer(error):
+                    # A pooled connection the pod closed (idle, or leaving): nothing was answered, send once more.
+                    resent = True
+                    self.metrics.upstream_errors.labels("disconnect").inc()
+                    logger.info("%s closed the connection unanswered (%r); sending again", endpoint.pod, error)
+                    tried = resend_exclusions(tried, endpoint, self.router.endpoints.ready(key))
+                    continue
                 self.metrics.upstream_errors.labels("protocol").inc()
                 raise BadGateway(f"the model's pod failed to answer: {type(error).__name__}") from error
             except BaseException:
@@ -133,6 +146,23 @@ class Proxy:
             return out
         finally:
             upstream.close(reuse=finished)
+
+
+def closed_before_answer(error: aiohttp.ClientError) -> bool:
+    """Whether a request failed on a connection that closed or reset before any byte of the answer came."""
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return True
+    return (
+        isinstance(error, aiohttp.ClientOSError)
+        and not isinstance(error, aiohttp.ClientConnectorError)
+        and error.errno in (errno.ECONNRESET, errno.EPIPE)
+    )
+
+
+def resend_exclusions(tried: frozenset[str], failed: Endpoint, ready: Sequence[Endpoint]) -> frozenset[str]:
+    """Pods to skip when sending again after ``failed`` closed the connection: it too, while another is ready."""
+    avoid = tried | {failed.url}
+    return avoid if any(endpoint.url not in avoid for endpoint in ready) else tried
 
 
 def _is_stream(response: aiohttp.ClientResponse) -> bool:

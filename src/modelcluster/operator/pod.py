@@ -14,6 +14,10 @@ CACHE_VOLUME = "model-cache"
 TMP_VOLUME = "tmp"
 SHM_VOLUME = "dshm"
 STARTUP_PERIOD_SECONDS = 10
+# A runtime that turns unready (draining, from SIGTERM on) leaves the endpoints within 1-2 s,
+# well inside its drain delay.
+READINESS_PERIOD_SECONDS = 1
+READINESS_FAILURES = 2
 
 
 def _env(workload: Workload, options: PodOptions) -> list[dict[str, str]]:
@@ -25,6 +29,10 @@ def _env(workload: Workload, options: PodOptions) -> list[dict[str, str]]:
         {"name": "DEVICE", "value": "cuda" if placement.tier.gpus > 0 else "cpu"},
         {"name": "HF_HOME", "value": options.cache_dir},
         {"name": "HOME", "value": "/tmp"},
+        # The grace period is derived from these: keep the runtime's timings and the pod's in step.
+        {"name": "REQUEST_TIMEOUT_S", "value": str(options.request_timeout_seconds)},
+        {"name": "DRAIN_DELAY_S", "value": str(options.drain_delay_seconds)},
+        {"name": "DRAIN_TIMEOUT_S", "value": str(options.request_timeout_seconds)},
     ]
 
 
@@ -38,7 +46,8 @@ def _resources(workload: Workload, options: PodOptions) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _probe(options: PodOptions, period: int, failures: int) -> dict[str, Any]:
+def _probe(period: int, failures: int) -> dict[str, Any]:
+    # A slow answer fails only after the timeout (a busy CPU runtime); a 503 (loading, draining) fails at once.
     return {
         "httpGet": {"path": HEALTH_PATH, "port": PORT_NAME},
         "periodSeconds": period,
@@ -69,9 +78,9 @@ def _container(workload: Workload, options: PodOptions) -> dict[str, Any]:
         "ports": [{"name": PORT_NAME, "containerPort": options.port, "protocol": "TCP"}],
         "env": _env(workload, options),
         "resources": _resources(workload, options),
-        "startupProbe": _probe(options, STARTUP_PERIOD_SECONDS, startup_failures),
-        "readinessProbe": _probe(options, 5, 3),
-        "livenessProbe": _probe(options, 20, 3),
+        "startupProbe": _probe(STARTUP_PERIOD_SECONDS, startup_failures),
+        "readinessProbe": _probe(READINESS_PERIOD_SECONDS, READINESS_FAILURES),
+        "livenessProbe": _probe(20, 3),
         "lifecycle": {"preStop": {"sleep": {"seconds": options.pre_stop_sleep_seconds}}},
         "securityContext": _container_security(options),
         "volumeMounts": [

@@ -35,13 +35,25 @@ class PodOptions:
 
     port: int = 8000
     cache_dir: str = "/models/cache"
-    termination_grace_seconds: int = 60
-    pre_stop_sleep_seconds: int = 10
+    request_timeout_seconds: int = 300  # the runtime's longest request, also how long its drain waits for them
+    pre_stop_sleep_seconds: int = 10  # endpoint removal reaches routers while the runtime still serves
+    drain_delay_seconds: int = 5  # after SIGTERM the runtime serves this long more (SIGTERM may come with no preStop)
+    termination_margin_seconds: int = 15  # for the process to exit once its last request is done
     startup_timeout_seconds: int = 1800
     gpu_node_label: str = "nvidia.com/gpu.present"
     gpu_resource: str = "nvidia.com/gpu"
     image_pull_policy: str = "IfNotPresent"
     run_as_user: int = 10001
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        """The pod's grace period: the preStop sleep, the runtime's drain delay, its longest request, a margin."""
+        return (
+            self.pre_stop_sleep_seconds
+            + self.drain_delay_seconds
+            + self.request_timeout_seconds
+            + self.termination_margin_seconds
+        )
 
 
 @dataclass(frozen=True)
