@@ -34,6 +34,27 @@ def eventually(probe: Callable[[], T | None], timeout: float = 60.0, interval: f
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or probe!r}; last value: {last!r}")
 
 
+def serving(process: subprocess.Popen[bytes] | None, what: str, ready_url: str) -> bool:
+    """Whether a component process answers its readiness URL with 200 (failing if it has exited)."""
+    if process is None or process.poll() is not None:
+        raise AssertionError(f"the {what} exited with {process and process.returncode}")
+    try:
+        return httpx.get(ready_url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def terminate(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass(frozen=True)
 class Cluster:
     """The cluster under test: its kubeconfig, an API client and, when local, its config."""
@@ -97,12 +118,7 @@ class OperatorProcess:
         eventually(self._ready, timeout=90, what=f"the operator to become ready (log: {log.name})")
 
     def _ready(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise AssertionError(f"the operator exited with {self.process and self.process.returncode}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return serving(self.process, "operator", f"http://127.0.0.1:{self.health_port}/readyz")
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5.0).text
@@ -113,13 +129,7 @@ class OperatorProcess:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 class GatewayProcess:
@@ -154,24 +164,13 @@ class GatewayProcess:
         eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")
 
     def _ready(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise AssertionError(f"the gateway exited with {self.process and self.process.returncode}")
-        try:
-            return httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return serving(self.process, "gateway", f"{self.url}/ready")
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5.0).text
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def create_key(cluster: Cluster, tenant: str, concurrency: int = 16) -> str:
