@@ -14,7 +14,7 @@ from modelcluster.devcluster.offline_models import MODEL_ID as MINILM
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
 from modelcluster.operator.naming import object_name
 
-from support import Cluster, GatewayProcess, eventually
+from support import Cluster, GatewayProcess, create_key, eventually
 
 pytestmark = pytest.mark.cluster
 START_TIMEOUT = 240  # a runtime process imports torch and loads its model on a 2-core machine
@@ -151,11 +151,13 @@ def test_least_outstanding_spreads_a_burst_and_counters_return_to_zero(
     )
     served_before = {address: served(address) for address in pod_addresses(cluster, tenant.namespace, MINILM)}
     assert len(served_before) == 2
+    wide = Tenant(tenant.namespace, create_key(cluster, tenant.namespace, concurrency=64))  # 40 at once
+    eventually(lambda: api(gateway, wide, "GET", "list/tasks").status_code == 200, timeout=30, what="the new key")
     answers: list[int] = []
     threads = [
         threading.Thread(
             target=lambda i=i: answers.append(
-                api(gateway, tenant, "POST", MINILM, json={"text": f"burst {i}"}, timeout=60).status_code
+                api(gateway, wide, "POST", MINILM, json={"text": f"burst {i}"}, timeout=60).status_code
             )
         )
         for i in range(40)
