@@ -11,7 +11,6 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,7 @@ from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.controlplane import free_port
 from modelcluster.devcluster.tools import ensure_tools
 
-from support import TEST_CATALOG, Cluster, GatewayProcess, OperatorProcess, create_key, eventually
+from support import TEST_CATALOG, Cluster, GatewayProcess, OperatorProcess, Tenant, create_key, eventually
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,18 +117,6 @@ def gateway(
         yield process
     finally:
         process.stop()
-
-
-@dataclass(frozen=True)
-class Tenant:
-    """A tenant namespace with its own API key."""
-
-    namespace: str
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Key {self.key}"}
 
 
 def _new_tenant(cluster: Cluster, gateway: GatewayProcess) -> Tenant:

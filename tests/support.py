@@ -173,6 +173,18 @@ class GatewayProcess:
         terminate(self.process)
 
 
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant namespace with its own API key."""
+
+    namespace: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Key {self.key}"}
+
+
 def create_key(cluster: Cluster, tenant: str, concurrency: int = 16) -> str:
     """A new API key for ``tenant`` (its namespace is created too), from the real CLI."""
     argv = [

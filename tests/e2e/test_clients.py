@@ -17,9 +17,7 @@ import pytest
 from bytez import Bytez  # type: ignore[import-untyped]
 from kubernetes.client.exceptions import ApiException
 
-from conftest import Tenant
-
-from support import Cluster, GatewayProcess, create_key, eventually
+from support import Cluster, GatewayProcess, Tenant, create_key, eventually
 
 pytestmark = pytest.mark.cluster
 

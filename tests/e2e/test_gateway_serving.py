@@ -9,12 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Tenant
 from modelcluster.devcluster.offline_models import MODEL_ID as MINILM
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
 from modelcluster.operator.naming import object_name
 
-from support import Cluster, GatewayProcess, create_key, eventually
+from support import Cluster, GatewayProcess, Tenant, create_key, eventually
 
 pytestmark = pytest.mark.cluster
 START_TIMEOUT = 240  # a runtime process imports torch and loads its model on a 2-core machine

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Tenant
-
-from support import GatewayProcess
+from support import GatewayProcess, Tenant
 
 pytestmark = pytest.mark.cluster
 

@@ -14,11 +14,10 @@ import httpx
 import pytest
 from kubernetes import client as k8s
 
-from conftest import Tenant
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
 from modelcluster.operator.naming import object_name
 
-from support import Cluster, GatewayProcess, create_key, eventually
+from support import Cluster, GatewayProcess, Tenant, create_key, eventually
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"

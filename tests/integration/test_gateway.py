@@ -9,11 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Tenant
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.operator.naming import object_name
 
-from support import GIANT_MODEL, Cluster, GatewayProcess, create_key, eventually
+from support import GIANT_MODEL, Cluster, GatewayProcess, Tenant, create_key, eventually
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
