@@ -227,7 +227,7 @@ def test_operator_killed_during_a_burst_converges_without_duplicates(
         items = objects(cluster).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
         return len(items) == 50 and all((i.get("status") or {}).get("status") == "stopped" for i in items)
 
-    eventually(converged, timeout=180, interval=1.0, what="all 50 clusters to converge")
+    eventually(converged, timeout=400, interval=1.0, what="all 50 clusters to converge")
     names = {object_name(model) for model in models}
     deployments = cluster.apps.list_namespaced_deployment(namespace, label_selector=MANAGED).items
     services = cluster.core.list_namespaced_service(namespace, label_selector=MANAGED).items
