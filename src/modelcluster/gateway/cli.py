@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from modelcluster.catalog import CatalogFileError, load_catalog
+from modelcluster.cli_support import catalog_or_exit, configure_logging
 from modelcluster.gateway.settings import DEFAULT_PORT, GatewaySettings
 
 
@@ -42,15 +42,9 @@ def gateway(
     verbose: bool,
 ) -> None:
     """Serve the Bytez model API (and OpenAI-compatible routes) over the cluster's ModelClusters."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    try:
-        catalog = load_catalog(catalog_paths)
-    except (CatalogFileError, ValueError) as error:
-        raise click.ClickException(f"invalid catalog: {error}") from error
+    catalog = catalog_or_exit(catalog_paths)
     settings = GatewaySettings(
         host=host,
         port=port,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from modelcluster.catalog import CatalogFileError, load_catalog
+from modelcluster.cli_support import catalog_or_exit, configure_logging
 from modelcluster.operator.config import LeaderElectionConfig, OperatorConfig
 from modelcluster.operator.scaling_config import AutoscalerConfig
 
@@ -105,17 +105,11 @@ def operator(
     verbose: bool,
 ) -> None:
     """Run the ModelCluster operator (in a pod, or against the cluster in KUBECONFIG)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
     if not verbose:
         # kopf logs a line per handled event at INFO; under load that is most of the output.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    try:
-        catalog = load_catalog(catalog_paths)
-    except (CatalogFileError, ValueError) as error:
-        raise click.ClickException(f"invalid catalog: {error}") from error
+    catalog = catalog_or_exit(catalog_paths)
     config = OperatorConfig(
         namespaces=namespaces,
         catalog_paths=catalog_paths,
