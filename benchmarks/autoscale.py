@@ -742,6 +742,7 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
     from modelcluster.operator.kube import Kube
     from modelcluster.operator.labels import INSTANCE
     from modelcluster.operator.scaling_config import AutoscalerConfig
+    from modelcluster.operator.store import Store
     from modelcluster.runtime.metrics import RuntimeMetrics
 
     rng = random.Random(seed)
@@ -810,7 +811,7 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
     async def main() -> dict[str, Any]:
         api_client = async_client.ApiClient()
         kube = NoWrites(api_client)
-        autoscaler = Autoscaler(kube, load_catalog(), AutoscalerConfig(gateway_urls=gateways))
+        autoscaler = Autoscaler(kube, load_catalog(), AutoscalerConfig(gateway_urls=gateways), Store())
         tables.append(autoscaler)
         start = time.time()
         bodies, deployments, pods = [], [], []

@@ -101,6 +101,16 @@ def operator(
         process.stop()
 
 
+@pytest.fixture
+def operator_aside(operator: OperatorProcess) -> Iterator[None]:
+    """The session's operator stops for one test that runs operators of its own and must know who wrote what."""
+    operator.stop()
+    try:
+        yield
+    finally:
+        operator.start()
+
+
 @pytest.fixture(scope="session")
 def gateway(
     cluster: Cluster,

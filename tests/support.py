@@ -74,9 +74,17 @@ class Cluster:
 
 # A catalog entry for the operator under test: a model needing more GPUs than any node has.
 GIANT_MODEL = "test-org/giant-model"
+REJECTED_MODEL = "test-org/rejected-model"
 TEST_CATALOG = {
-    "tiers": [{"name": "giant", "gpuMemoryGB": 1280, "gpus": 16, "cpu": "64", "memory": "512Gi", "cache": "64Gi"}],
-    "models": [{"id": GIANT_MODEL, "task": "text-generation", "params": 1_000_000_000, "tier": "giant"}],
+    "tiers": [
+        {"name": "giant", "gpuMemoryGB": 1280, "gpus": 16, "cpu": "64", "memory": "512Gi", "cache": "64Gi"},
+        # The apiserver refuses a negative CPU request (422): a child object it rejects (never chosen by size).
+        {"name": "broken", "gpuMemoryGB": 9999, "gpus": 0, "cpu": "-1", "memory": "1Gi", "cache": "1Gi"},
+    ],
+    "models": [
+        {"id": GIANT_MODEL, "task": "text-generation", "params": 1_000_000_000, "tier": "giant"},
+        {"id": REJECTED_MODEL, "task": "text-classification", "params": 1_000_000, "tier": "broken"},
+    ],
 }
 
 

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.operator.naming import object_name
 
-from support import GIANT_MODEL, Cluster, OperatorProcess, eventually
+from support import GIANT_MODEL, REJECTED_MODEL, Cluster, OperatorProcess, eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -237,3 +237,88 @@ def test_operator_killed_during_a_burst_converges_without_duplicates(
         owners = child.metadata.owner_references
         assert len(owners) == 1
         assert owners[0].name == child.metadata.name
+
+
+def test_a_hand_edited_deployment_and_a_deleted_service_are_restored(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    model = "acme/drifting-model"
+    name = object_name(model)
+    create(cluster, namespace, model_cluster(model, task="text-classification", capacity={"desired": 0, "max": 1}))
+    deployment = eventually(lambda: deployment_of(cluster, namespace, name), what="the Deployment")
+    image = deployment.spec.template.spec.containers[0].image
+    eventually(lambda: cluster.core.list_namespaced_service(namespace).items, what="the Service")
+
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "runtime", "image": "someone/else:1"}]}}}}
+    cluster.apps.patch_namespaced_deployment(name, namespace, patch)
+    eventually(
+        lambda: deployment_of(cluster, namespace, name).spec.template.spec.containers[0].image == image,  # type: ignore[union-attr]
+        timeout=30,
+        what="the operator to restore the edited image",
+    )
+
+    cluster.core.delete_namespaced_service(name, namespace)
+    eventually(
+        lambda: any(s.metadata.name == name and s.metadata.deletion_timestamp is None
+                    for s in cluster.core.list_namespaced_service(namespace).items),
+        timeout=30,
+        what="the operator to create the deleted Service again",
+    )  # fmt: skip
+
+
+def test_a_child_the_apiserver_rejects_is_reported(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    name = object_name(REJECTED_MODEL)
+    create(cluster, namespace, model_cluster(REJECTED_MODEL, capacity={"desired": 0, "max": 1}))
+    status = eventually(
+        lambda: (s := status_of(cluster, namespace, name)).get("reason") == "ChildRejected" and s,
+        timeout=30,
+        what="status reason ChildRejected",
+    )
+    assert status["status"] == "failed"
+    assert "cpu" in status["message"]
+    assert status.get("observedGeneration") is None, "the rejected generation is not claimed as observed"
+    events = cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    assert any(e.reason == "ChildRejected" and e.type == "Warning" for e in events)
+    assert deployment_of(cluster, namespace, name) is None
+
+
+def test_a_restarted_operator_writes_nothing_for_converged_clusters(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    models = [f"quiet-org/model-{index}" for index in range(5)]
+    for model in models:
+        create(cluster, namespace, model_cluster(model, task="text-classification", capacity={"desired": 0, "max": 1}))
+
+    def versions() -> dict[str, str]:
+        items = objects(cluster).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        found = {f"mc/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items
+                 if (i.get("status") or {}).get("status") == "stopped"}  # fmt: skip
+        found |= {f"deploy/{d.metadata.name}": d.metadata.resource_version
+                  for d in cluster.apps.list_namespaced_deployment(namespace).items}  # fmt: skip
+        found |= {f"svc/{s.metadata.name}": s.metadata.resource_version
+                  for s in cluster.core.list_namespaced_service(namespace).items}  # fmt: skip
+        return found
+
+    previous: dict[str, str] = {}
+
+    def settled() -> dict[str, str] | None:
+        """The versions once every object exists and two reads two seconds apart agree."""
+        nonlocal previous
+        now, earlier, previous = versions(), previous, versions()
+        return now if len(now) == 3 * len(models) and now == earlier else None
+
+    before = eventually(settled, timeout=90, interval=2.0, what="the clusters to converge and settle")
+    operator.stop()
+    operator.start()
+
+    def counted(prefix: str) -> float:
+        lines = operator.metrics().splitlines()
+        return sum(float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith(prefix))
+
+    # Every cluster on the control plane is reconciled at least once after the start (these five among them),
+    # and the autoscaler has looked at every cluster a few times.
+    everywhere = len(objects(cluster).list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"])
+    eventually(lambda: counted("controller_runtime_reconcile_total{") >= everywhere, timeout=60,
+               what="the restarted operator to reconcile")  # fmt: skip
+    eventually(lambda: counted("modelcluster_autoscaler_tick_seconds_count") >= 3, timeout=60, what="3 ticks")
+    assert versions() == before

@@ -2,62 +2,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import kopf
-import pytest
 import yaml
 from click.testing import CliRunner
 
 from modelcluster.cli import main
 from modelcluster.operator.config import OperatorConfig
-from modelcluster.operator.handlers import Controller, build_registry
+from modelcluster.operator.handlers import build_registry
 from modelcluster.operator.kopf_settings import configure
 from modelcluster.operator.kube import KubeError
-from modelcluster.operator.leader import LeaseRecord, expired, lease_spec, may_take, micro_time
-from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.queue import WorkQueue
-from modelcluster.operator.reconcile import Reconciler
+from modelcluster.operator.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def test_micro_time_has_six_fraction_digits() -> None:
-    assert micro_time(NOW) == "2026-01-01T12:00:00.000000Z"
-
-
-@pytest.mark.parametrize(
-    ("record", "identity", "allowed"),
-    [
-        (None, "me", True),
-        (LeaseRecord("me", NOW, 15, 0), "me", True),
-        (LeaseRecord("other", NOW, 15, 0), "me", False),
-        (LeaseRecord("other", NOW - timedelta(seconds=16), 15, 0), "me", True),
-        (LeaseRecord(None, None, 15, 0), "me", True),
-    ],
-)
-def test_may_take(record: LeaseRecord | None, identity: str, allowed: bool) -> None:
-    assert may_take(record, identity, NOW) is allowed
-
-
-def test_lease_spec_counts_transitions() -> None:
-    taken = lease_spec(LeaseRecord("other", NOW - timedelta(minutes=1), 15, 3), "me", NOW, 15)
-    assert taken["holderIdentity"] == "me" and taken["leaseTransitions"] == 4 and "acquireTime" in taken
-    renewed = lease_spec(LeaseRecord("me", NOW, 15, 4), "me", NOW, 15)
-    assert renewed["leaseTransitions"] == 4 and "acquireTime" not in renewed
-    assert lease_spec(None, "me", NOW, 15)["leaseTransitions"] == 0
-
-
-def test_lease_record_from_api() -> None:
-    record = LeaseRecord.from_lease(
-        {"spec": {"holderIdentity": "x", "renewTime": "2026-01-01T12:00:00.000000Z", "leaseDurationSeconds": 15}}
-    )
-    assert record == LeaseRecord("x", NOW, 15, 0)
-    assert not expired(record, NOW + timedelta(seconds=14))
-    assert expired(record, NOW + timedelta(seconds=15))
 
 
 async def test_queue_coalesces_and_retries() -> None:
@@ -113,14 +73,12 @@ def test_kopf_settings_are_set_on_purpose() -> None:
     assert settings.scanning.disabled is True
 
 
-def test_registry_has_the_handlers(default_catalog: Any) -> None:
-    reconciler = Reconciler(api=None, catalog=default_catalog, pods=None, unschedulable_deadline=timedelta())  # type: ignore[arg-type]
-    controller = Controller(api=None, reconciler=reconciler, metrics=ReconcileMetrics.create())  # type: ignore[arg-type]
-    registry = build_registry(controller)
-    changing = {str(handler.id) for handler in registry._changing.get_all_handlers()}
-    assert changing == {"reconcile"}
+def test_registry_only_watches_modelclusters() -> None:
+    registry = build_registry(Store())
+    # No change-detecting handlers: nothing of kopf's is written onto the objects, nothing replays on restart.
+    assert not registry._changing.get_all_handlers()
     watching = {str(handler.id) for handler in registry._watching.get_all_handlers()}
-    assert watching == {"deployment-event", "service-event", "pod-event"}
+    assert watching == {"modelcluster-event"}
     assert registry is not kopf.get_default_registry()
 
 

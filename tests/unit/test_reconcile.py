@@ -1,61 +1,86 @@
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from modelcluster.catalog import Catalog
+from modelcluster.operator.children import SPEC_HASH_ANNOTATION
 from modelcluster.operator.config import FIELD_MANAGER
-from modelcluster.operator.handlers import Controller, recheck_delay
+from modelcluster.operator.controller import Controller, recheck_delay
 from modelcluster.operator.kube import Body, KubeError
 from modelcluster.operator.metrics import ReconcileMetrics
-from modelcluster.operator.reconcile import Reconciler
+from modelcluster.operator.reconcile import Memory, Reconciler, Seen
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER
+from modelcluster.operator.store import Store
 from modelcluster.operator.workload import PodOptions
+
+GPT2 = {"model": "openai-community/gpt2", "capacity": {"desired": 0, "max": 2}}
+
+
+def _fields(body: Body) -> dict[str, Any]:
+    """A stand-in for the apiserver's fieldsV1: the keys a manager set."""
+    return {f"f:{key}": {} for key in sorted(body.get("spec") or {})}
 
 
 class FakeApi:
-    """An in-memory apiserver good enough for the reconciler."""
+    """An in-memory apiserver good enough for the reconciler (server-side apply, roughly)."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], Body] = {}
         self.applies: list[tuple[str, str, Body]] = []
         self.statuses: list[Body] = []
-        self.pods: list[Body] = []
+        self.events: list[Body] = []
         self.fail_with: KubeError | None = None
+        self.version = 100
 
     async def apply(self, body: Body, field_manager: str) -> Body:
         if self.fail_with is not None:
             raise self.fail_with
         key = (body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])
-        self.applies.append((body["kind"], field_manager, body))
-        current = self.objects.setdefault(key, {"metadata": dict(body["metadata"]), "spec": {}, "status": {}})
+        self.applies.append((body["kind"], field_manager, copy.deepcopy(body)))
+        current = self.objects.setdefault(key, {"kind": body["kind"], "metadata": {}, "spec": {}, "status": {}})
+        metadata = current["metadata"]
+        metadata.update({k: v for k, v in body["metadata"].items() if k != "annotations"})
+        metadata.setdefault("annotations", {}).update(body["metadata"].get("annotations") or {})
         current["spec"].update(body.get("spec", {}))
-        return current
-
-    async def get_cluster(self, namespace: str, name: str) -> Body | None:
-        return self.objects.get(("ModelCluster", namespace, name))
+        managed = [m for m in metadata.get("managedFields", []) if m["manager"] != field_manager]
+        if field_manager == REPLICAS_FIELD_MANAGER:  # forced: ownership of replicas moves over
+            for entry in managed:
+                entry["fieldsV1"].pop("f:replicas", None)
+        managed.append({"manager": field_manager, "operation": "Apply", "fieldsV1": _fields(body)})
+        metadata["managedFields"] = managed
+        self.version += 1
+        metadata["resourceVersion"] = str(self.version)
+        return copy.deepcopy(current)
 
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
         assert field_manager == FIELD_MANAGER
         self.statuses.append(status)
-        if ("ModelCluster", namespace, name) in self.objects:
-            self.objects[("ModelCluster", namespace, name)]["status"] = status
+
+    async def post_event(self, event: Body) -> None:
+        self.events.append(event)
+
+    async def get_cluster(self, namespace: str, name: str) -> Body | None:
+        raise AssertionError("reconciles read the store, not the apiserver")
 
     async def get_deployment(self, namespace: str, name: str) -> Body | None:
-        return self.objects.get(("Deployment", namespace, name))
+        raise AssertionError("reconciles read the store, not the apiserver")
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
-        assert "app.kubernetes.io/instance=" in label_selector
-        return self.pods
+        raise AssertionError("reconciles read the store, not the apiserver")
+
+    def child(self, kind: str, name: str = "gpt2-1234abcd") -> Body:
+        return copy.deepcopy(self.objects[(kind, "tenant", name)])
 
 
-def cluster(spec: dict[str, Any], name: str = "gpt2-1234abcd", status: Body | None = None) -> Body:
+def cluster(spec: dict[str, Any], name: str = "gpt2-1234abcd", status: Body | None = None, generation: int = 2) -> Body:
     return {
         "apiVersion": "modelcluster.dev/v1alpha1",
         "kind": "ModelCluster",
-        "metadata": {"name": name, "namespace": "tenant", "uid": "u-1", "generation": 2},
+        "metadata": {"name": name, "namespace": "tenant", "uid": "u-1", "generation": generation},
         "spec": spec,
         "status": status or {},
     }
@@ -71,32 +96,132 @@ def reconciler(api: FakeApi, default_catalog: Catalog) -> Reconciler:
     return Reconciler(api=api, catalog=default_catalog, pods=PodOptions(), unschedulable_deadline=timedelta(minutes=5))
 
 
+async def _converged(api: FakeApi, reconciler: Reconciler, spec: dict[str, Any]) -> tuple[Body, Memory]:
+    """A cluster after its first reconcile, with its stored status, and the memory of that reconcile."""
+    memory = Memory()
+    body = cluster(spec)
+    await reconciler.reconcile(body, Seen(), memory)
+    body["status"] = api.statuses[-1]
+    return body, memory
+
+
+def _seen(api: FakeApi) -> Seen:
+    return Seen(deployment=api.child("Deployment"), service=api.child("Service"))
+
+
 async def test_create_applies_service_deployment_then_replicas(api: FakeApi, reconciler: Reconciler) -> None:
-    derived = await reconciler.reconcile(
-        cluster({"model": "openai-community/gpt2", "capacity": {"desired": 0, "max": 2}})
-    )
+    derived = await reconciler.reconcile(cluster(GPT2), Seen(), Memory())
     kinds = [(kind, manager) for kind, manager, _ in api.applies]
     assert kinds == [("Service", FIELD_MANAGER), ("Deployment", FIELD_MANAGER), ("Deployment", REPLICAS_FIELD_MANAGER)]
     # Created at the right count: a cluster created at zero never starts a pod.
     assert api.applies[1][2]["spec"]["replicas"] == 0
     assert api.applies[2][2]["spec"] == {"replicas": 0}
+    assert api.applies[0][2]["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+    assert api.applies[1][2]["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
     assert derived.status.status == "stopped"
+    assert derived.status.observed_generation == 2
     assert api.statuses[-1]["status"] == "stopped"
     assert api.statuses[-1]["endpoint"] == "http://gpt2-1234abcd.tenant.svc:8000"
     assert api.statuses[-1]["selector"].startswith("app.kubernetes.io/name=")
 
 
-async def test_update_leaves_replicas_to_the_autoscaler(api: FakeApi, reconciler: Reconciler) -> None:
-    await reconciler.reconcile(cluster({"model": "openai-community/gpt2"}))
+@pytest.mark.parametrize("fresh_memory", [False, True], ids=["same-process", "after-restart"])
+async def test_a_converged_cluster_costs_no_request(api: FakeApi, reconciler: Reconciler, fresh_memory: bool) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
-    await reconciler.reconcile(cluster({"model": "openai-community/gpt2", "capacity": {"desired": 3, "max": 4}}))
-    kinds = [(kind, manager) for kind, manager, _ in api.applies]
-    assert kinds == [("Service", FIELD_MANAGER), ("Deployment", FIELD_MANAGER)]
-    assert "replicas" not in api.applies[1][2]["spec"]
+    statuses = len(api.statuses)
+    await reconciler.reconcile(body, _seen(api), Memory() if fresh_memory else memory)
+    assert api.applies == []
+    assert len(api.statuses) == statuses
+
+
+async def test_a_child_the_store_has_not_seen_yet_is_not_applied_twice(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    api.applies.clear()
+    await reconciler.reconcile(body, Seen(), memory)
+    assert api.applies == []
+
+
+async def test_a_changed_spec_applies_the_body_without_replicas(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    api.applies.clear()
+    body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
+    body["metadata"]["generation"] = 3
+    derived = await reconciler.reconcile(body, _seen(api), memory)
+    assert [(kind, manager) for kind, manager, _ in api.applies] == [("Deployment", FIELD_MANAGER)]
+    assert "replicas" not in api.applies[0][2]["spec"]
+    assert derived.status.observed_generation == 3
+
+
+async def test_a_capacity_change_leaves_the_deployment_to_the_autoscaler(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    api.applies.clear()
+    body["spec"] = {**GPT2, "capacity": {"desired": 1, "max": 3}}
+    await reconciler.reconcile(body, _seen(api), memory)
+    assert api.applies == []
+
+
+async def test_drift_by_another_writer_is_applied_back(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    api.applies.clear()
+    edited = api.child("Deployment")
+    # `kubectl edit` of a field the operator owns: the field moves to the other manager.
+    for entry in edited["metadata"]["managedFields"]:
+        if entry["manager"] == FIELD_MANAGER:
+            entry["fieldsV1"].pop("f:template")
+    edited["metadata"]["managedFields"].append(
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:template": {}}}
+    )
+    edited["metadata"]["resourceVersion"] = "900"
+    await reconciler.reconcile(body, Seen(deployment=edited, service=api.child("Service")), memory)
+    assert [(kind, manager) for kind, manager, _ in api.applies] == [("Deployment", FIELD_MANAGER)]
+
+
+async def test_a_stale_store_copy_is_no_drift(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    api.applies.clear()
+    stale = api.child("Deployment")
+    # The copy between the create and the replicas hand-over: the operator still owned spec.replicas then.
+    for entry in stale["metadata"]["managedFields"]:
+        if entry["manager"] == FIELD_MANAGER:
+            entry["fieldsV1"]["f:replicas"] = {}
+    stale["metadata"]["resourceVersion"] = "1"
+    await reconciler.reconcile(body, Seen(deployment=stale, service=api.child("Service")), memory)
+    assert api.applies == []
+
+
+async def test_a_deleted_child_is_created_again(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    api.applies.clear()
+    memory.forget(("tenant", "gpt2-1234abcd", "Service"))
+    await reconciler.reconcile(body, Seen(deployment=api.child("Deployment")), memory)
+    assert [(kind, manager) for kind, manager, _ in api.applies] == [("Service", FIELD_MANAGER)]
+
+
+async def test_a_rejected_child_lands_in_status_and_an_event(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
+    body["metadata"]["generation"] = 3
+    api.fail_with = KubeError(422, 'Deployment.apps "gpt2-1234abcd" is invalid: spec.template: Invalid value')
+    derived = await reconciler.reconcile(body, _seen(api), memory)
+    assert derived.status.status == "failed"
+    assert derived.status.reason == "ChildRejected"
+    assert "is invalid" in (derived.status.message or "")
+    # The children of generation 3 were never applied: the status does not claim them.
+    assert derived.status.observed_generation == 2
+    assert all(c.observed_generation == 2 for c in derived.status.conditions)
+    assert [(e["reason"], e["type"]) for e in api.events] == [("ChildRejected", "Warning")]
+
+
+async def test_an_apiserver_outage_raises_for_a_retry(api: FakeApi, reconciler: Reconciler) -> None:
+    api.fail_with = KubeError(500, "etcd timeout")
+    with pytest.raises(KubeError):
+        await reconciler.reconcile(cluster(GPT2), Seen(), Memory())
+    assert api.statuses == []
 
 
 async def test_unknown_model_without_task_creates_nothing(api: FakeApi, reconciler: Reconciler) -> None:
-    derived = await reconciler.reconcile(cluster({"model": "someone/unknown"}))
+    derived = await reconciler.reconcile(cluster({"model": "someone/unknown"}), Seen(), Memory())
     assert api.applies == []
     assert derived.status.status == "failed"
     assert derived.status.reason == "UnknownModel"
@@ -105,7 +230,7 @@ async def test_unknown_model_without_task_creates_nothing(api: FakeApi, reconcil
 
 
 async def test_unknown_model_with_task_runs(api: FakeApi, reconciler: Reconciler) -> None:
-    await reconciler.reconcile(cluster({"model": "someone/unknown", "task": "fill-mask"}))
+    await reconciler.reconcile(cluster({"model": "someone/unknown", "task": "fill-mask"}), Seen(), Memory())
     assert [kind for kind, _, _ in api.applies] == ["Service", "Deployment", "Deployment"]
 
 
@@ -121,7 +246,7 @@ async def test_unknown_model_with_task_runs(api: FakeApi, reconciler: Reconciler
     ],
 )
 async def test_bad_input_never_raises(api: FakeApi, reconciler: Reconciler, body: Body, reason: str) -> None:
-    derived = await reconciler.reconcile(body)
+    derived = await reconciler.reconcile(body, Seen(), Memory())
     assert derived.status.status == "failed"
     assert derived.status.reason == reason
     assert api.applies == []
@@ -129,54 +254,100 @@ async def test_bad_input_never_raises(api: FakeApi, reconciler: Reconciler, body
 
 async def test_unchanged_status_is_not_written_again(api: FakeApi, reconciler: Reconciler) -> None:
     body = cluster({"model": "someone/unknown"})
-    await reconciler.reconcile(body)
+    await reconciler.reconcile(body, Seen(), Memory())
     assert len(api.statuses) == 1
     body["status"] = api.statuses[-1]
-    await reconciler.reconcile(body)
+    await reconciler.reconcile(body, Seen(), Memory())
     assert len(api.statuses) == 1
 
 
 async def test_foreign_status_fields_are_never_written(api: FakeApi, reconciler: Reconciler) -> None:
     body = cluster({"model": "someone/unknown"}, status={"queueDepth": 5, "lastRequestTime": "2026-01-01T00:00:00Z"})
-    await reconciler.reconcile(body)
+    await reconciler.reconcile(body, Seen(), Memory())
     assert "queueDepth" not in api.statuses[-1] and "lastRequestTime" not in api.statuses[-1]
 
 
-async def test_controller_counts_metrics_and_rechecks(api: FakeApi, reconciler: Reconciler) -> None:
+UNSCHEDULABLE_POD = {
+    "metadata": {"name": "p", "labels": {"app.kubernetes.io/instance": "gpt2-1234abcd"}, "namespace": "tenant"},
+    "status": {
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "lastTransitionTime": "2999-01-01T00:00:00Z",
+            }
+        ]
+    },
+}
+
+
+async def test_controller_reads_the_store_counts_metrics_and_rechecks(api: FakeApi, reconciler: Reconciler) -> None:
     metrics = ReconcileMetrics.create()
-    controller = Controller(api=api, reconciler=reconciler, metrics=metrics)
-    api.pods = [
-        {
-            "metadata": {"name": "p"},
-            "status": {
-                "conditions": [
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "lastTransitionTime": "2999-01-01T00:00:00Z",
-                    }
-                ]
-            },
-        }
-    ]
-    derived = await controller.converge(cluster({"model": "openai-community/gpt2"}), apply=True)
-    assert recheck_delay(derived) is not None
+    store = Store()
+    store.synced.set()
+    controller = Controller(store=store, reconciler=reconciler, metrics=metrics)
+    store.clusters.event("ADDED", cluster({"model": "openai-community/gpt2"}))
+    store.pods.event("ADDED", copy.deepcopy(UNSCHEDULABLE_POD))
+    assert await controller.sync("tenant", "gpt2-1234abcd") is not None
     sample = metrics.registry.get_sample_value
     labels = {"controller": "modelcluster", "result": "requeue_after"}
     assert sample("controller_runtime_reconcile_total", labels) == 1
+    store.clusters.event("MODIFIED", cluster({"model": "openai-community/gpt2"}, generation=3))
+    controller.memory = Memory()
     api.fail_with = KubeError(500, "boom")
     with pytest.raises(KubeError):
-        await controller.converge(cluster({"model": "openai-community/gpt2"}), apply=True)
+        await controller.sync("tenant", "gpt2-1234abcd")
     assert sample("controller_runtime_reconcile_errors_total", {"controller": "modelcluster"}) == 1
     assert sample("controller_runtime_reconcile_time_seconds_count", {"controller": "modelcluster"}) == 2
 
 
-async def test_converge_by_key_skips_missing_and_deleting(api: FakeApi, reconciler: Reconciler) -> None:
-    controller = Controller(api=api, reconciler=reconciler, metrics=ReconcileMetrics.create())
-    assert await controller.converge_by_key("tenant", "absent", True) is None
+async def test_controller_skips_missing_and_deleting(api: FakeApi, reconciler: Reconciler) -> None:
+    store = Store()
+    store.synced.set()
+    controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
+    assert await controller.sync("tenant", "absent") is None
     body = cluster({"model": "openai-community/gpt2"})
     body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    api.objects[("ModelCluster", "tenant", body["metadata"]["name"])] = body
-    assert await controller.converge_by_key("tenant", body["metadata"]["name"], True) is None
+    store.clusters.event("ADDED", body)
+    assert await controller.sync("tenant", body["metadata"]["name"]) is None
     assert api.applies == []
+
+
+async def test_a_deleted_child_is_forgotten_and_its_cluster_queued(api: FakeApi, reconciler: Reconciler) -> None:
+    store = Store()
+    controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
+    queue = controller.start()
+    key = ("tenant", "gpt2-1234abcd", "Service")
+    controller.memory.remember(key, {"metadata": {"name": "gpt2-1234abcd"}})
+    service = {"metadata": {"name": "gpt2-1234abcd", "namespace": "tenant",
+                            "labels": {"app.kubernetes.io/instance": "gpt2-1234abcd"}}}  # fmt: skip
+    store.services.event("ADDED", service)
+    store.services.event("DELETED", service)
+    assert key not in controller.memory.applied
+    assert queue.pending() == 1
+    await queue.close()
+
+
+def test_recheck_delay_is_after_the_deadline() -> None:
+    from modelcluster.operator.status import Derived
+
+    status = Derived(status=None, recheck_after=4.0)  # type: ignore[arg-type]
+    assert recheck_delay(status) == 5.0
+
+
+async def test_a_rejected_spec_is_not_retried_until_it_changes(api: FakeApi, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
+    body["metadata"]["generation"] = 3
+    api.fail_with = KubeError(422, "invalid")
+    await reconciler.reconcile(body, _seen(api), memory)
+    api.applies.clear()
+    again = await reconciler.reconcile(body, _seen(api), memory)
+    assert again.status.reason == "ChildRejected"
+    assert api.applies == [] and len(api.events) == 1
+    api.fail_with = None
+    body["spec"] = GPT2
+    body["metadata"]["generation"] = 4
+    fixed = await reconciler.reconcile(body, _seen(api), memory)
+    assert fixed.status.observed_generation == 4 and fixed.status.reason != "ChildRejected"

@@ -31,6 +31,7 @@ def deployment(replicas: int = 1, ready: int = 0, created: datetime = NOW, **con
         "spec": {"replicas": replicas},
         "status": {
             "replicas": replicas,
+            "updatedReplicas": replicas,
             "readyReplicas": ready,
             "conditions": [{"type": k, **v} for k, v in conditions.items()],
         },
@@ -203,3 +204,35 @@ def test_status_round_trips_through_the_api_form() -> None:
 @pytest.mark.parametrize("value", [None, "", "garbage", 3])
 def test_parse_time_tolerates_garbage(value: Any) -> None:
     assert parse_time(value) is None
+
+
+def test_ready_waits_for_the_deployment_controller_to_see_the_new_spec() -> None:
+    pending = deployment(ready=1)
+    pending["metadata"]["generation"] = 3
+    pending["status"]["observedGeneration"] = 2
+    status = derive_status(Observation(generation=2, now=NOW, deployment=pending), DEADLINE).status
+    assert status.status is ClusterPhase.DEPLOYING
+    assert status.reason == "RollingOut"
+    assert status.conditions[0].status.value == "False"
+
+
+def test_ready_waits_until_no_pod_of_the_old_template_is_left() -> None:
+    rolling = deployment(ready=1)
+    rolling["status"].update({"replicas": 2, "updatedReplicas": 1})
+    status = derive_status(Observation(generation=2, now=NOW, deployment=rolling), DEADLINE).status
+    assert status.status is ClusterPhase.DEPLOYING
+    assert "1/1 replicas updated" in (status.message or "")
+    rolled = deployment(ready=1)
+    assert derive_status(Observation(generation=2, now=NOW, deployment=rolled), DEADLINE).status.status is (
+        ClusterPhase.RUNNING
+    )
+
+
+def test_observed_generation_holds_until_the_children_are_applied() -> None:
+    previous = derive_status(Observation(generation=2, now=NOW, deployment=deployment(ready=1)), DEADLINE).status
+    behind = Observation(generation=3, now=NOW, deployment=deployment(ready=1), previous=previous, in_place=False)
+    status = derive_status(behind, DEADLINE).status
+    assert status.observed_generation == 2
+    assert {c.observed_generation for c in status.conditions} == {2}
+    applied = Observation(generation=3, now=NOW, deployment=deployment(ready=1), previous=previous)
+    assert derive_status(applied, DEADLINE).status.observed_generation == 3

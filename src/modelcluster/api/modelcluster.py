@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -36,6 +36,11 @@ DEFAULT_TIMEOUT_SECONDS = 300
 #: ``modelcluster.dev/``: the operator's kopf keeps its own state there and ignores changes to it.)
 WAKE_ANNOTATION = "autoscaling.modelcluster.dev/wake-requested-at"
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+#: A DNS-1123 subdomain: names of Secrets and PersistentVolumeClaims.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: A Kubernetes quantity as storage sizes are written (``100Gi``, ``500G``).
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 _MODEL_ID_RE = re.compile(MODEL_ID_PATTERN)
 
@@ -115,6 +120,110 @@ class Capacity(_Model):
         return self.desired if self.max is None else self.max
 
 
+class SecretKeySelector(_Model):
+    """A key of a Secret in the ModelCluster's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="The Secret's name.")
+    key: str = Field(
+        default="token", min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN, description="The key in the Secret."
+    )
+
+
+class LocalObjectReference(_Model):
+    """An object in the ModelCluster's namespace, by name."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="The object's name.")
+
+
+class ModelCache(_Model):
+    """A persistent model cache mounted at the runtime's cache directory, so a restarted pod does not download
+    the weights again. Either `size` (a PersistentVolumeClaim per cluster, created and owned by the operator)
+    or `claimName` (an existing claim, e.g. one ReadWriteMany claim shared by many clusters)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.claimName) != has(self.size)",
+                    "cache needs exactly one of claimName (an existing claim) or size (a claim per cluster)",
+                ),
+                _cel(
+                    "!has(self.claimName) || (!has(self.storageClassName) && !has(self.accessMode))",
+                    "cache.storageClassName and cache.accessMode apply only to a claim created for the cluster (size)",
+                ),
+            ]
+        }
+    )
+
+    claim_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="An existing PersistentVolumeClaim in the namespace (ReadWriteMany when pods share it).",
+    )
+    size: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=QUANTITY_PATTERN,
+        description="Size of a claim created for this cluster (owned by it, deleted with it), e.g. `100Gi`.",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Storage class of the created claim (default: the cluster's default class).",
+    )
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] | None = Field(
+        default=None,
+        description="Access mode of the created claim (default ReadWriteOnce; replicas on several nodes need "
+        "ReadWriteMany).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelCache:
+        if (self.claim_name is None) == (self.size is None):
+            raise ValueError("cache needs exactly one of claimName (an existing claim) or size (a claim per cluster)")
+        if self.claim_name is not None and (self.storage_class_name is not None or self.access_mode is not None):
+            raise ValueError(
+                "cache.storageClassName and cache.accessMode apply only to a claim created for the cluster"
+            )
+        return self
+
+
+class Rollout(_Model):
+    """How the Deployment replaces pods on a template change (an upgrade, an image bump)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.maxSurge + self.maxUnavailable >= 1",
+                    "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+                )
+            ]
+        }
+    )
+
+    max_surge: int = Field(
+        default=1, ge=0, le=MAX_REPLICAS, description="Extra pods (and GPUs) a rollout may start above the count."
+    )
+    max_unavailable: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Pods a rollout may take down before their replacements are ready (1 with maxSurge 0 "
+        "where GPUs are scarce: no extra GPU, but a one-replica cluster is down during the rollout).",
+    )
+
+    @model_validator(mode="after")
+    def _progresses(self) -> Rollout:
+        if self.max_surge + self.max_unavailable < 1:
+            raise ValueError("rollout.maxSurge and rollout.maxUnavailable cannot both be 0")
+        return self
+
+
 class ModelClusterSpec(_Model):
     """What to run: a model, its task, how many replicas, and when to scale down."""
 
@@ -152,6 +261,20 @@ class ModelClusterSpec(_Model):
         le=10000,
         description="Outstanding requests one replica should carry before the cluster scales up "
         "(default by task family: 1 for LLMs, 8 for text models).",
+    )
+
+    token_secret: SecretKeySelector | None = Field(
+        default=None,
+        description="A Secret key holding a hub token (gated or private models); the runtime gets it as `HF_TOKEN`.",
+    )
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None, max_length=16, description="Secrets for pulling the runtime image from a private registry."
+    )
+    cache: ModelCache | None = Field(
+        default=None, description="A persistent model cache (default: a pod-local emptyDir, downloaded per pod)."
+    )
+    rollout: Rollout | None = Field(
+        default=None, description="Rollout strategy (default maxSurge 1, maxUnavailable 0: no outage)."
     )
 
     @field_validator("model")

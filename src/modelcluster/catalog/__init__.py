@@ -1,10 +1,11 @@
 """Known models, GPU tiers and task-family images."""
 
 from modelcluster.catalog.loader import CatalogFileError, load_catalog
-from modelcluster.catalog.resolve import CatalogError, Placement, resolve
+from modelcluster.catalog.resolve import DEFAULT_ROLLOUT, CatalogError, Placement, resolve, with_spec
 from modelcluster.catalog.schema import Catalog, Family, KnownModel, Tier
 
 __all__ = [
+    "DEFAULT_ROLLOUT",
     "Catalog",
     "CatalogError",
     "CatalogFileError",
@@ -14,4 +15,5 @@ __all__ = [
     "Tier",
     "load_catalog",
     "resolve",
+    "with_spec",
 ]

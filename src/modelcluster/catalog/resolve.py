@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from modelcluster.api.modelcluster import ModelCache, ModelClusterSpec, Rollout, SecretKeySelector
 from modelcluster.catalog.schema import Catalog, Tier
+
+#: Replace pods without taking one down first: a one-replica cluster keeps serving through a rollout.
+DEFAULT_ROLLOUT = Rollout(max_surge=1, max_unavailable=0)
 
 
 class CatalogError(ValueError):
@@ -26,6 +30,10 @@ class Placement:
     image: str
     tier: Tier
     known: bool
+    token_secret: SecretKeySelector | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    cache: ModelCache | None = None  # None: a pod-local emptyDir
+    rollout: Rollout = field(default_factory=Rollout)  # DEFAULT_ROLLOUT
 
 
 def resolve(catalog: Catalog, model_id: str, task: str | None) -> Placement:
@@ -51,6 +59,7 @@ def resolve(catalog: Catalog, model_id: str, task: str | None) -> Placement:
         tier = catalog.tier_for_params(known.params)
     else:
         tier = catalog.tier(catalog.default_tier)
+    pull_secrets = (*catalog.families[family].image_pull_secrets, *catalog.image_pull_secrets)
     return Placement(
         model_id=model_id,
         task=task,
@@ -58,4 +67,21 @@ def resolve(catalog: Catalog, model_id: str, task: str | None) -> Placement:
         image=known.image if known is not None and known.image else catalog.families[family].image,
         tier=tier,
         known=known is not None,
+        token_secret=(known.token_secret if known is not None else None) or catalog.token_secret,
+        image_pull_secrets=tuple(dict.fromkeys(pull_secrets)),
+        cache=(known.cache if known is not None else None) or catalog.cache,
+        rollout=(known.rollout if known is not None else None) or tier.rollout or DEFAULT_ROLLOUT,
+    )
+
+
+def with_spec(placement: Placement, spec: ModelClusterSpec) -> Placement:
+    """``placement`` with what the ModelCluster's spec sets itself (the spec wins over the catalog)."""
+    return replace(
+        placement,
+        token_secret=spec.token_secret or placement.token_secret,
+        image_pull_secrets=placement.image_pull_secrets
+        if spec.image_pull_secrets is None
+        else tuple(dict.fromkeys(ref.name for ref in spec.image_pull_secrets)),
+        cache=spec.cache or placement.cache,
+        rollout=spec.rollout or placement.rollout,
     )

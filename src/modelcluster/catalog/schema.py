@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from modelcluster.api.modelcluster import TASK_PATTERN, is_model_id
+from modelcluster.api.modelcluster import (
+    DNS_SUBDOMAIN_PATTERN,
+    TASK_PATTERN,
+    ModelCache,
+    Rollout,
+    SecretKeySelector,
+    is_model_id,
+)
 from modelcluster.api.tasks import TASKS, tasks_of_family
 
 #: Bytes per parameter (16-bit weights) times the headroom for activations and caches.
 BYTES_PER_PARAM = 2
 HEADROOM = 1.25
 _GB = 1_000_000_000
+_MIB = 1024 * 1024
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+PullSecretName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 
 
 class Family(_Model):
@@ -25,6 +36,9 @@ class Family(_Model):
 
     image: str = Field(min_length=1)
     tasks: tuple[str, ...] = Field(min_length=1)
+    image_pull_secrets: tuple[PullSecretName, ...] = Field(
+        default=(), description="Secrets (in each cluster's namespace) for pulling the image."
+    )
 
 
 class Tier(_Model):
@@ -36,6 +50,18 @@ class Tier(_Model):
     cpu: str = Field(description="CPU request, a Kubernetes quantity.")
     memory: str = Field(description="Memory request and limit, a Kubernetes quantity.")
     cache: str = Field(description="Size limit of the model cache volume, a Kubernetes quantity.")
+    gpu_products: tuple[str, ...] = Field(
+        default=(),
+        description="GPU models allowed (`nvidia.com/gpu.product` values); any with enough memory when empty.",
+    )
+    rollout: Rollout | None = Field(
+        default=None, description="Rollout strategy of the tier's clusters (e.g. maxSurge 0 where GPUs are scarce)."
+    )
+
+    @property
+    def gpu_memory_mib_per_device(self) -> int:
+        """The memory each GPU needs, in MiB (the unit of ``nvidia.com/gpu.memory``); GB are decimal."""
+        return (self.gpu_memory_gb * _GB) // (max(self.gpus, 1) * _MIB)
 
 
 class KnownModel(_Model):
@@ -48,6 +74,11 @@ class KnownModel(_Model):
     image: str | None = Field(
         default=None, min_length=1, description="Runtime image for this model (default: its family's)."
     )
+    token_secret: SecretKeySelector | None = Field(
+        default=None, description="Secret key with the hub token of a gated model (becomes `HF_TOKEN`)."
+    )
+    cache: ModelCache | None = Field(default=None, description="Persistent model cache for this model's clusters.")
+    rollout: Rollout | None = Field(default=None, description="Rollout strategy for this model's clusters.")
 
     @model_validator(mode="after")
     def _id_shape(self) -> KnownModel:
@@ -63,6 +94,15 @@ class Catalog(_Model):
     tiers: tuple[Tier, ...] = Field(min_length=1)
     default_tier: str
     models: tuple[KnownModel, ...] = ()
+    token_secret: SecretKeySelector | None = Field(
+        default=None, description="Secret key with a hub token for every cluster (becomes `HF_TOKEN`)."
+    )
+    image_pull_secrets: tuple[PullSecretName, ...] = Field(
+        default=(), description="Secrets for pulling every runtime image."
+    )
+    cache: ModelCache | None = Field(
+        default=None, description="Persistent model cache for every cluster, e.g. one shared ReadWriteMany claim."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -20,6 +20,31 @@ class ContainerView:
     waiting_message: str | None = None
     last_exit_code: int | None = None
     last_finished_at: str | None = None
+    last_started_at: str | None = None
+    last_message: str | None = None
+
+
+#: A kubelet keeps at most this much of a termination message file...
+MAX_MESSAGE_BYTES = 4096
+#: ...and with FallbackToLogsOnError, at most this much of the log's end (or this many lines).
+FALLBACK_LOG_BYTES = 2048
+FALLBACK_LOG_LINES = 80
+
+
+def exit_code_of(returncode: int) -> int:
+    """A process's exit code as a container runtime reports it: 128 + the signal for a killed process."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def termination_message(written: bytes, output: bytes, exit_code: int, policy: str) -> str | None:
+    """The message of a terminated container: what it wrote to its terminationMessagePath, else (policy
+    ``FallbackToLogsOnError``, an error exit) the end of its log, as a kubelet reports it."""
+    message = written[:MAX_MESSAGE_BYTES]
+    if not message.strip() and policy == "FallbackToLogsOnError" and exit_code != 0:
+        lines = output.splitlines(keepends=True)[-FALLBACK_LOG_LINES:]
+        message = b"".join(lines)[-FALLBACK_LOG_BYTES:]
+    text = message.decode(errors="replace").strip()
+    return text or None
 
 
 def _condition(kind: str, status: bool, now: str, reason: str | None = None) -> dict[str, Any]:
@@ -49,13 +74,16 @@ def _container_status(view: ContainerView) -> dict[str, Any]:
         "state": state,
     }
     if view.last_exit_code is not None:
-        status["lastState"] = {
-            "terminated": {
-                "exitCode": view.last_exit_code,
-                "reason": "Completed" if view.last_exit_code == 0 else "Error",
-                "finishedAt": view.last_finished_at,
-            }
+        terminated: dict[str, Any] = {
+            "exitCode": view.last_exit_code,
+            "reason": "Completed" if view.last_exit_code == 0 else "Error",
+            "finishedAt": view.last_finished_at,
         }
+        if view.last_started_at:
+            terminated["startedAt"] = view.last_started_at
+        if view.last_message:
+            terminated["message"] = view.last_message
+        status["lastState"] = {"terminated": terminated}
     return status
 
 

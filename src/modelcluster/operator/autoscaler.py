@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -24,18 +23,17 @@ from typing import Any, cast
 import aiohttp
 from kubernetes_asyncio import client
 
-from modelcluster.api import GROUP, PLURAL, VERSION, ModelClusterSpec
+from modelcluster.api import ModelClusterSpec
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.catalog import Catalog, CatalogError, resolve
-from modelcluster.gateway.informer import run_informer
 from modelcluster.operator.kube import Kube, KubeError
-from modelcluster.operator.labels import INSTANCE, MANAGED_SELECTOR
 from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.scaling import History, Observed, ScalingSpec, decide, demand
 from modelcluster.operator.scaling_config import AutoscalerConfig
 from modelcluster.operator.signals import ClusterKey, ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
 from modelcluster.operator.status import cold_start_times, parse_time
+from modelcluster.operator.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -47,51 +45,6 @@ EVENT_INTERVAL_S = 10.0
 STATUS_INTERVAL_S = 5.0
 #: Outstanding requests one replica should carry, by task family, unless the spec says otherwise.
 DEFAULT_TARGETS = {"llm": 1.0, "text": 8.0, "vision": 2.0, "audio": 2.0, "diffusion": 1.0}
-
-
-class Index:
-    """Objects by the cluster they belong to, kept by an informer."""
-
-    def __init__(self, key_of: Callable[[Mapping[str, Any]], ClusterKey | None]) -> None:
-        self.key_of = key_of
-        self.items: dict[ClusterKey, dict[str, Body]] = {}
-        self.on_change: Callable[[ClusterKey, Body, Body | None], None] | None = None
-
-    def reset(self, items: list[Body]) -> None:
-        self.items = {}
-        for item in items:
-            self.event("ADDED", item)
-
-    def event(self, kind: str, obj: Body) -> None:
-        key = self.key_of(obj)
-        if key is None:
-            return
-        name = str((obj.get("metadata") or {}).get("name"))
-        group = self.items.setdefault(key, {})
-        old = group.get(name)
-        if kind == "DELETED":
-            group.pop(name, None)
-            if not group:
-                del self.items[key]
-            return
-        group[name] = obj
-        if self.on_change is not None:
-            self.on_change(key, obj, old)
-
-    def one(self, key: ClusterKey) -> Body | None:
-        group = self.items.get(key)
-        return next(iter(group.values())) if group else None
-
-
-def _own_key(obj: Mapping[str, Any]) -> ClusterKey | None:
-    metadata = obj.get("metadata") or {}
-    return (str(metadata.get("namespace")), str(metadata.get("name")))
-
-
-def _owner_key(obj: Mapping[str, Any]) -> ClusterKey | None:
-    metadata = obj.get("metadata") or {}
-    instance = (metadata.get("labels") or {}).get(INSTANCE)
-    return (str(metadata.get("namespace")), str(instance)) if instance else None
 
 
 def _wake_of(body: Mapping[str, Any] | None) -> Any:
@@ -123,17 +76,23 @@ class _Written:
 
 class Autoscaler:
     def __init__(
-        self, kube: Kube, catalog: Catalog, config: AutoscalerConfig, metrics: ReconcileMetrics | None = None
+        self,
+        kube: Kube,
+        catalog: Catalog,
+        config: AutoscalerConfig,
+        store: Store,
+        metrics: ReconcileMetrics | None = None,
     ) -> None:
         self.kube = kube
         self.catalog = catalog
         self.config = config
         self.metrics = metrics
-        self.clusters = Index(_own_key)
-        self.deployments = Index(_owner_key)
-        self.pods = Index(_owner_key)
-        self.clusters.on_change = self._cluster_changed
-        self.pods.on_change = self._pod_changed
+        self.store = store
+        self.clusters = store.clusters
+        self.deployments = store.deployments
+        self.pods = store.pods
+        self.clusters.subscribe(self._cluster_changed)
+        self.pods.subscribe(self._pod_changed)
         self.histories: dict[ClusterKey, History] = {}
         self._gateway_reports: dict[str, tuple[float, dict[ClusterKey, ModelSignal]]] = {}
         self._written: dict[ClusterKey, _Written] = {}
@@ -149,9 +108,9 @@ class Autoscaler:
         """Tick now (a wake arrived)."""
         self._poke.set()
 
-    def _pod_changed(self, key: ClusterKey, new: Body, old: Body | None) -> None:
+    def _pod_changed(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:
         """A pod that just turned ready: its cold start, phase by phase, into the histogram."""
-        if self.metrics is None or not pod_ready(new) or (old is not None and pod_ready(old)):
+        if self.metrics is None or new is None or not pod_ready(new) or (old is not None and pod_ready(old)):
             return
         times = cold_start_times(new)
         steps = (("scheduled", "created", "PodScheduled"), ("started", "PodScheduled", "ContainerStarted"),
@@ -161,50 +120,17 @@ class Autoscaler:
             if begin is not None and finish is not None:
                 self.metrics.cold_start.labels(phase=phase).observe(max(0.0, (finish - begin).total_seconds()))
 
-    def _cluster_changed(self, key: ClusterKey, new: Body, old: Body | None) -> None:
-        if _wake_of(new) != _wake_of(old):
+    def _cluster_changed(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:
+        if new is not None and _wake_of(new) != _wake_of(old):
             self.poke()
 
-    async def run(self, namespaces: tuple[str, ...] = ()) -> None:
-        """Watch clusters, Deployments and pods, then tick until cancelled."""
+    async def run(self) -> None:
+        """Once the store has synced, tick until cancelled."""
         timeout = aiohttp.ClientTimeout(total=self.config.scrape_timeout_s)
         connector = aiohttp.TCPConnector(limit=self.config.scrape_concurrency)
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
-        selector = ",".join(f"{k}={v}" for k, v in MANAGED_SELECTOR.items())
-        synced = [asyncio.Event() for _ in range(3)]
-        watches = [
-            asyncio.create_task(
-                run_informer(
-                    self.kube,
-                    functools.partial(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
-                    self.clusters,
-                    synced[0],
-                    "ModelClusters (autoscaler)",
-                )
-            ),
-            asyncio.create_task(
-                run_informer(
-                    self.kube,
-                    self.apps.list_deployment_for_all_namespaces,
-                    self.deployments,
-                    synced[1],
-                    "Deployments (autoscaler)",
-                    label_selector=selector,
-                )
-            ),
-            asyncio.create_task(
-                run_informer(
-                    self.kube,
-                    self.core.list_pod_for_all_namespaces,
-                    self.pods,
-                    synced[2],
-                    "Pods (autoscaler)",
-                    label_selector=selector,
-                )
-            ),
-        ]
         try:
-            await asyncio.gather(*(event.wait() for event in synced))
+            await self.store.synced.wait()
             logger.info("autoscaler running (tick %.1fs)", self.config.tick_s)
             while True:
                 started = time.monotonic()
@@ -221,9 +147,6 @@ class Autoscaler:
                         self._poke.wait(), max(0.0, self.config.tick_s - (time.monotonic() - started))
                     )
         finally:
-            for task in watches:
-                task.cancel()
-            await asyncio.gather(*watches, return_exceptions=True)
             await self._session.close()
 
     async def tick(self, now: float) -> None:

@@ -37,7 +37,8 @@ def _service(value: str | None) -> tuple[str, str] | None:
     "namespaces",
     multiple=True,
     envvar="MODELCLUSTER_NAMESPACES",
-    help="Namespace to serve (repeatable). Default: all namespaces.",
+    help="Namespace to serve (repeatable): only these are watched, so Roles there suffice "
+    "(operator/rbac-namespaced.yaml). Default: all namespaces.",
 )
 @click.option(
     "--catalog",
@@ -126,6 +127,10 @@ def operator(
         if autoscale
         else None,
     )
+    from modelcluster.operator.leader import LeaseNamespaceMissing
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running
 
-    asyncio.run(run_operator(config, catalog))
+    try:
+        asyncio.run(run_operator(config, catalog))
+    except LeaseNamespaceMissing as error:
+        raise click.ClickException(str(error)) from error

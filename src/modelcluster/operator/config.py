@@ -10,6 +10,8 @@ from modelcluster.operator.scaling_config import AutoscalerConfig
 from modelcluster.operator.workload import PodOptions
 
 FIELD_MANAGER = "modelcluster-operator"
+#: Lease retries wait the retry period plus up to this fraction more, so standbys do not move in step.
+LEASE_RETRY_JITTER = 0.2
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,14 @@ class LeaderElectionConfig:
     lease_duration_seconds: int = 15
     renew_deadline_seconds: int = 10
     retry_period_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        # client-go's rules: the holder must give up before a standby may take over, and get
+        # more than one try at renewing before it has to.
+        if not self.lease_duration_seconds > self.renew_deadline_seconds:
+            raise ValueError("the lease duration must be longer than the renew deadline")
+        if not self.renew_deadline_seconds > self.retry_period_seconds * (1 + LEASE_RETRY_JITTER) > 0:
+            raise ValueError("the renew deadline must be longer than the retry period (with its jitter)")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelcluster.operator.cache import cache_access_mode
 from modelcluster.operator.labels import MODEL_ID_ANNOTATION, selector_labels, standard_labels
 from modelcluster.operator.pod import STARTUP_PERIOD_SECONDS, build_pod_template
 from modelcluster.operator.workload import PodOptions, Workload
+
+
+def rollout_strategy(workload: Workload) -> dict[str, Any]:
+    """A rolling update by the cluster's rollout: by default a new pod is ready before an old one goes
+    (``maxSurge: 1, maxUnavailable: 0``); a claim only one pod may mount forces one-down-one-up."""
+    rollout = workload.placement.rollout
+    surge, unavailable = rollout.max_surge, rollout.max_unavailable
+    if cache_access_mode(workload) == "ReadWriteOncePod":
+        surge, unavailable = 0, 1
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
 
 
 def build_deployment(workload: Workload, options: PodOptions) -> dict[str, Any]:
@@ -32,8 +43,7 @@ def build_deployment(workload: Workload, options: PodOptions) -> dict[str, Any]:
             "revisionHistoryLimit": 3,
             # Model downloads are slow: the deadline covers the startup probe's budget.
             "progressDeadlineSeconds": options.startup_timeout_seconds + 10 * STARTUP_PERIOD_SECONDS,
-            # GPUs are scarce: replace pods one at a time without asking for an extra GPU.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "strategy": rollout_strategy(workload),
             "template": build_pod_template(workload, labels, options),
         },
     }

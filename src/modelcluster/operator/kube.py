@@ -6,9 +6,10 @@ so callers never handle library-specific exceptions or model classes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import aiohttp
 from kubernetes_asyncio import client, config
@@ -26,6 +27,10 @@ Body = dict[str, Any]
 def _apply_options(field_manager: str) -> dict[str, Any]:
     """Keyword arguments of a forced server-side apply (the client's stubs omit ``_content_type``)."""
     return {"field_manager": field_manager, "force": True, "_content_type": APPLY}
+
+
+#: Seconds one API request (not a watch) may take to answer.
+REQUEST_TIMEOUT_S = 60.0
 
 
 class KubeError(Exception):
@@ -53,6 +58,8 @@ class ClusterApi(Protocol):
     async def get_deployment(self, namespace: str, name: str) -> Body | None: ...
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Body]: ...
+
+    async def post_event(self, event: Body) -> None: ...
 
 
 async def load_client_configuration() -> client.Configuration:
@@ -114,9 +121,13 @@ class Kube:
         return body
 
     async def call(self, request: Awaitable[_T]) -> _T:
-        """Await one API request, turning every transport or API failure into :class:`KubeError`."""
+        """Await one API request, turning every transport or API failure into :class:`KubeError`.
+
+        No request waits longer than :data:`REQUEST_TIMEOUT_S` for its answer: a connection that silently
+        died must not hold a reconcile (and its pool slot) for good.
+        """
         try:
-            return await request
+            return await asyncio.wait_for(request, REQUEST_TIMEOUT_S)
         except ApiException as error:
             raise KubeError(int(error.status or 0), str(error.reason)) from error
         except (TimeoutError, aiohttp.ClientError) as error:
@@ -131,7 +142,7 @@ class Kube:
             raise
 
     async def apply(self, body: Body, field_manager: str) -> Body:
-        """Server-side apply ``body`` (a Deployment or Service), forcing ownership of its fields."""
+        """Server-side apply ``body`` (a Deployment, Service or PersistentVolumeClaim), forcing its fields."""
         name = body["metadata"]["name"]
         namespace = body["metadata"]["namespace"]
         options = {**_apply_options(field_manager), "_preload_content": False}
@@ -140,6 +151,10 @@ class Kube:
             return await self.json(self._apps.patch_namespaced_deployment(name, namespace, body, **options))
         if kind == "Service":
             return await self.json(self._core.patch_namespaced_service(name, namespace, body, **options))
+        if kind == "PersistentVolumeClaim":
+            return await self.json(
+                self._core.patch_namespaced_persistent_volume_claim(name, namespace, body, **options)
+            )
         raise ValueError(f"cannot apply a {kind}")
 
     async def get_cluster(self, namespace: str, name: str) -> Body | None:
@@ -175,3 +190,9 @@ class Kube:
             self._core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
         )
         return list(pods.get("items") or [])
+
+    async def post_event(self, event: Body) -> None:
+        """Create a core/v1 Event (built by :func:`modelcluster.operator.events.build_event`)."""
+        await self.json(
+            self._core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, event), _preload_content=False)
+        )

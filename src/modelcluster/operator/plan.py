@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelcluster.api import ModelClusterSpec, ModelClusterStatus
-from modelcluster.catalog import Catalog, CatalogError, resolve
+from modelcluster.catalog import Catalog, CatalogError, resolve, with_spec
 from modelcluster.operator.labels import selector_string
 from modelcluster.operator.naming import is_dns1035_label
 from modelcluster.operator.replicas import desired_replicas, woken_at
@@ -67,7 +67,7 @@ def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions, now: da
         return _with_problem(base, Problem("InvalidSpec", _first_error(error)))
     woken = woken_at(metadata)
     try:
-        placement = resolve(catalog, spec.model, spec.task)
+        placement = with_spec(resolve(catalog, spec.model, spec.task), spec)
     except CatalogError as error:
         return _with_problem(base, Problem(error.reason, error.message))
     return Plan(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcluster.operator.labels import MODEL_ID_ANNOTATION
+from modelcluster.operator.cache import cache_access_mode, cache_claim_name
+from modelcluster.operator.labels import MODEL_ID_ANNOTATION, selector_labels
 from modelcluster.operator.workload import PodOptions, Workload
 
 CONTAINER = "runtime"
@@ -18,15 +19,21 @@ STARTUP_PERIOD_SECONDS = 10
 # well inside its drain delay.
 READINESS_PERIOD_SECONDS = 1
 READINESS_FAILURES = 2
+# The runtime writes the cause of a fatal load error here; with FallbackToLogsOnError a container that dies
+# without writing it reports the end of its log. Either way it lands in lastState.terminated.message.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 
 
-def _env(workload: Workload, options: PodOptions) -> list[dict[str, str]]:
+def _env(workload: Workload, options: PodOptions) -> list[dict[str, Any]]:
     placement = workload.placement
-    return [
+    gpus = placement.tier.gpus
+    env: list[dict[str, Any]] = [
         {"name": "MODEL_ID", "value": placement.model_id},
         {"name": "TASK", "value": placement.task},
         {"name": "PORT", "value": str(options.port)},
-        {"name": "DEVICE", "value": "cuda" if placement.tier.gpus > 0 else "cpu"},
+        {"name": "DEVICE", "value": "cuda" if gpus > 0 else "cpu"},
         {"name": "HF_HOME", "value": options.cache_dir},
         {"name": "HOME", "value": "/tmp"},
         # The grace period is derived from these: keep the runtime's timings and the pod's in step.
@@ -34,6 +41,13 @@ def _env(workload: Workload, options: PodOptions) -> list[dict[str, str]]:
         {"name": "DRAIN_DELAY_S", "value": str(options.drain_delay_seconds)},
         {"name": "DRAIN_TIMEOUT_S", "value": str(options.request_timeout_seconds)},
     ]
+    if gpus > 0:
+        # The runtime spreads the model over every device: vLLM tensor parallelism, transformers device_map.
+        env.append({"name": "GPU_COUNT", "value": str(gpus)})
+    if placement.token_secret is not None:
+        secret = placement.token_secret
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}})
+    return env
 
 
 def _resources(workload: Workload, options: PodOptions) -> dict[str, Any]:
@@ -82,6 +96,8 @@ def _container(workload: Workload, options: PodOptions) -> dict[str, Any]:
         "readinessProbe": _probe(READINESS_PERIOD_SECONDS, READINESS_FAILURES),
         "livenessProbe": _probe(20, 3),
         "lifecycle": {"preStop": {"sleep": {"seconds": options.pre_stop_sleep_seconds}}},
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         "securityContext": _container_security(options),
         "volumeMounts": [
             {"name": CACHE_VOLUME, "mountPath": options.cache_dir},
@@ -91,13 +107,58 @@ def _container(workload: Workload, options: PodOptions) -> dict[str, Any]:
     }
 
 
+def gpu_node_affinity(workload: Workload, options: PodOptions) -> dict[str, Any] | None:
+    """A required node affinity on the labels of GPU feature discovery: each GPU has the memory the tier needs
+    per device (``nvidia.com/gpu.memory``, MiB), and is one of the tier's products when it names any."""
+    tier = workload.placement.tier
+    if tier.gpus == 0:
+        return None
+    expressions: list[dict[str, Any]] = [
+        # Gt is strict: at least the memory needed.
+        {"key": options.gpu_memory_label, "operator": "Gt", "values": [str(tier.gpu_memory_mib_per_device - 1)]}
+    ]
+    if tier.gpu_products:
+        expressions.append({"key": options.gpu_product_label, "operator": "In", "values": list(tier.gpu_products)})
+    return {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": expressions}]}
+    }
+
+
+def _same_node_affinity(workload: Workload) -> dict[str, Any] | None:
+    """Pods sharing a ReadWriteOnce claim must run on one node (the volume attaches to one node)."""
+    if cache_access_mode(workload) != "ReadWriteOnce":
+        return None
+    term = {"labelSelector": {"matchLabels": selector_labels(workload.name)}, "topologyKey": HOSTNAME_TOPOLOGY}
+    return {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+
+
 def _scheduling(workload: Workload, options: PodOptions) -> dict[str, Any]:
+    affinity: dict[str, Any] = {}
+    if (node := gpu_node_affinity(workload, options)) is not None:
+        affinity["nodeAffinity"] = node
+    if (same_node := _same_node_affinity(workload)) is not None:
+        affinity["podAffinity"] = same_node
+    scheduling: dict[str, Any] = {"affinity": affinity} if affinity else {}
     if workload.placement.tier.gpus == 0:
-        return {}
+        return scheduling
     return {
         "nodeSelector": {options.gpu_node_label: "true"},
+        **scheduling,
         "tolerations": [{"key": options.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}],
     }
+
+
+def cache_volume(workload: Workload) -> dict[str, Any]:
+    """The model cache: a claim when the cluster has a persistent cache, else an emptyDir of the tier's size."""
+    claim = cache_claim_name(workload)
+    if claim is not None:
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
+    return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": workload.placement.tier.cache}}
+
+
+def _pull_secrets(workload: Workload) -> dict[str, Any]:
+    names = workload.placement.image_pull_secrets
+    return {"imagePullSecrets": [{"name": name} for name in names]} if names else {}
 
 
 def build_pod_template(workload: Workload, labels: dict[str, str], options: PodOptions) -> dict[str, Any]:
@@ -122,9 +183,10 @@ def build_pod_template(workload: Workload, labels: dict[str, str], options: PodO
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             **_scheduling(workload, options),
+            **_pull_secrets(workload),
             "containers": [_container(workload, options)],
             "volumes": [
-                {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": workload.placement.tier.cache}},
+                cache_volume(workload),
                 {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
                 {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},
             ],

@@ -1,30 +1,101 @@
-"""Converge one ModelCluster: apply its children, then derive and write its status."""
+"""Converge one ModelCluster: apply the children that need it, then derive and write its status.
+
+Level-based: the inputs are the ModelCluster and its children as the store has them now, never
+what changed. A child is applied only when it is missing, its desired body changed, or another
+writer changed fields the operator owns (:mod:`.children`); the status is written only when it
+differs from the stored one. A converged cluster therefore costs no API request at all.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelcluster.api import ModelClusterStatus
 from modelcluster.catalog import Catalog
+from modelcluster.operator.cache import build_cache_claim
+from modelcluster.operator.children import (
+    ApplyReason,
+    apply_reason,
+    newer,
+    owned_fields,
+    spec_hash,
+    with_spec_hash,
+)
 from modelcluster.operator.config import FIELD_MANAGER
 from modelcluster.operator.deployment import build_deployment
-from modelcluster.operator.kube import ClusterApi
-from modelcluster.operator.labels import selector_labels
+from modelcluster.operator.events import build_event
+from modelcluster.operator.kube import ClusterApi, KubeError
 from modelcluster.operator.plan import Plan, plan
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.service import build_service
-from modelcluster.operator.status import Derived, Observation, derive_status
+from modelcluster.operator.status import Derived, Observation, Problem, derive_status
 from modelcluster.operator.workload import PodOptions
 
 #: Status fields other writers own (the gateway and the autoscaler): never applied here.
 #: Written by the autoscaler under its own field manager.
 FOREIGN_STATUS_FIELDS = frozenset({"queueDepth", "lastRequestTime", "lastScaleTime"})
+#: Answers of the apiserver that no retry can change: the child object itself is invalid.
+REJECTED_STATUSES = frozenset({400, 422})
+CHILD_REJECTED = "ChildRejected"
+
+Body = dict[str, Any]
+#: (namespace, name, kind) of a child.
+ChildKey = tuple[str, str, str]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the apiserver answered to the operator's last apply of a child."""
+
+    spec_hash: str | None
+    fields: str | None
+    body: Body
+
+
+@dataclass
+class Memory:
+    """The operator's last applies, by child: drift is judged against them (empty after a restart)."""
+
+    applied: dict[ChildKey, Applied] = field(default_factory=dict)
+    #: Clusters whose children the apiserver rejected: the generation and the apiserver's message.
+    rejected: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+
+    def remember(self, key: ChildKey, body: Body, applied_hash: str | None = None) -> None:
+        """``body`` is the child as the apiserver has it; ``applied_hash`` the hash just applied, if any."""
+        digest = applied_hash if applied_hash is not None else spec_hash(body)
+        self.applied[key] = Applied(digest, owned_fields(body, FIELD_MANAGER), body)
+
+    def forget(self, key: ChildKey) -> None:
+        self.applied.pop(key, None)
+
+    def forget_cluster(self, namespace: str, name: str) -> None:
+        for key in [k for k in self.applied if k[0] == namespace and k[1] == name]:
+            del self.applied[key]
+        self.rejected.pop((namespace, name), None)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A cluster's children as the store has them."""
+
+    deployment: Body | None = None
+    service: Body | None = None
+    pods: tuple[Body, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying the children did: the Deployment to derive from, whether this generation is in place."""
+
+    deployment: Body | None
+    in_place: bool
+    rejected: Problem | None = None
 
 
 @dataclass(frozen=True)
@@ -39,49 +110,72 @@ class Reconciler:
     def plan(self, body: Mapping[str, Any], now: datetime) -> Plan:
         return plan(body, self.catalog, self.pods, now)
 
-    async def apply_children(self, planned: Plan) -> dict[str, Any] | None:
-        """Server-side apply the Service and the Deployment, then ``spec.replicas`` on its own.
+    def _decide(
+        self, desired: Body, live: Body | None, kind: str, memory: Memory
+    ) -> tuple[ApplyReason | None, Body | None]:
+        """Why ``desired`` must be applied (None: it need not be), and the child as it stands."""
+        metadata = desired["metadata"]
+        child_key = (str(metadata["namespace"]), str(metadata["name"]), kind)
+        known = memory.applied.get(child_key)
+        if known is not None and known.spec_hash == spec_hash(desired) and not newer(live, known.body):
+            return None, known.body  # the store has not caught up with the last apply yet
+        reason = apply_reason(live, desired, FIELD_MANAGER, known.fields if known else None)
+        if reason is None and live is not None and (known is None or newer(live, known.body)):
+            memory.remember(child_key, live)
+        return reason, live
 
-        Returns the Deployment as the last apply answered it (None when nothing was applied).
-        """
+    async def _apply(self, desired: Body, kind: str, reason: ApplyReason, memory: Memory) -> Body:
+        metadata = desired["metadata"]
+        logger.info("%s/%s: applying the %s (%s)", metadata["namespace"], metadata["name"], kind, reason.value)
+        return await self.api.apply(desired, FIELD_MANAGER)
+
+    async def apply_children(self, planned: Plan, seen: Seen, memory: Memory) -> Outcome:
+        """Server-side apply what needs it: the Service, the cache claim and the Deployment (created with its
+        replica count, which the autoscaler's field manager takes over at once)."""
         workload = planned.workload
         if workload is None or planned.replicas is None:
-            return None
-        existing = await self.api.get_deployment(workload.namespace, workload.name)
-        deployment = build_deployment(workload, self.pods)
-        if existing is None:
+            return Outcome(deployment=seen.deployment, in_place=True)
+        service = with_spec_hash(build_service(workload, self.pods))
+        reason, _ = self._decide(service, seen.service, "Service", memory)
+        if reason is not None:
+            answered = await self._apply(service, "Service", reason, memory)
+            memory.remember((workload.namespace, workload.name, "Service"), answered, spec_hash(service))
+        desired = with_spec_hash(build_deployment(workload, self.pods))
+        reason, current = self._decide(desired, seen.deployment, "Deployment", memory)
+        if reason is None:
+            return Outcome(deployment=current, in_place=True)
+        claim = build_cache_claim(workload)
+        if claim is not None:
+            # Before the Deployment, so its pods find the claim they mount.
+            await self.api.apply(claim, FIELD_MANAGER)
+        created = reason is ApplyReason.MISSING
+        if created:
             # Created with the right count, so a cluster created at zero never starts a pod.
-            deployment["spec"]["replicas"] = planned.replicas
-        await self.api.apply(build_service(workload, self.pods), FIELD_MANAGER)
-        applied = await self.api.apply(deployment, FIELD_MANAGER)
-        if existing is None:
-            # The autoscaler's field manager takes the count over at once; from then on it alone writes
-            # it, and later applies of the body (which never carries it) leave it alone.
-            applied = await self.api.apply(
+            desired["spec"]["replicas"] = planned.replicas
+        answered = await self._apply(desired, "Deployment", reason, memory)
+        if created:
+            # The autoscaler's field manager takes the count over at once; from then on it alone writes it,
+            # and later applies of the body (which never carries it) leave it alone.
+            answered = await self.api.apply(
                 build_replicas_apply(workload.name, workload.namespace, planned.replicas), REPLICAS_FIELD_MANAGER
             )
-        return applied
+        memory.remember((workload.namespace, workload.name, "Deployment"), answered, spec_hash(desired))
+        return Outcome(deployment=answered, in_place=True)
 
-    async def observe(self, planned: Plan, now: datetime, deployment: dict[str, Any] | None = None) -> Derived:
-        """Read the children (the Deployment unless just applied) and derive the status."""
-        pods: list[dict[str, Any]] = []
-        if planned.workload is not None:
-            namespace, name = planned.owner.namespace, planned.owner.name
-            if deployment is None:
-                deployment = await self.api.get_deployment(namespace, name)
-            selector = ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
-            pods = await self.api.list_pods(namespace, selector)
+    def observe(self, planned: Plan, now: datetime, outcome: Outcome, pods: tuple[Body, ...]) -> Derived:
+        """Derive the status from the children."""
         observation = Observation(
             generation=planned.generation,
             now=now,
             task=planned.workload.placement.task if planned.workload else None,
             endpoint=planned.endpoint,
             selector=planned.selector,
-            target_replicas=_deployment_replicas(deployment, planned.replicas),
-            deployment=deployment,
-            pods=pods,
-            spec_problem=planned.problem,
+            target_replicas=_deployment_replicas(outcome.deployment, planned.replicas),
+            deployment=outcome.deployment,
+            pods=pods if planned.workload is not None else (),
+            spec_problem=planned.problem or outcome.rejected,
             previous=planned.previous,
+            in_place=outcome.in_place,
         )
         return derive_status(observation, self.unschedulable_deadline)
 
@@ -94,14 +188,36 @@ class Reconciler:
         await self.api.apply_cluster_status(planned.owner.namespace, planned.owner.name, new, FIELD_MANAGER)
         return True
 
-    async def reconcile(self, body: Mapping[str, Any], *, apply: bool = True) -> Derived:
-        """Converge ``body``: children first (unless ``apply`` is false), then status."""
+    async def reconcile(self, body: Mapping[str, Any], seen: Seen, memory: Memory) -> Derived:
+        """Converge ``body``: the children that need it first, then the status."""
         now = datetime.now(UTC)
         planned = self.plan(body, now)
-        applied = await self.apply_children(planned) if apply else None
-        derived = await self.observe(planned, now, applied)
+        key = (planned.owner.namespace, planned.owner.name)
+        rejected = memory.rejected.get(key)
+        if rejected is not None and rejected[0] == planned.generation:
+            # The same spec would be rejected again: no retry (and no new Event) until the spec changes.
+            outcome = Outcome(seen.deployment, in_place=False, rejected=Problem(CHILD_REJECTED, rejected[1]))
+        else:
+            try:
+                outcome = await self.apply_children(planned, seen, memory)
+                memory.rejected.pop(key, None)
+            except KubeError as error:
+                if error.status not in REJECTED_STATUSES:
+                    raise
+                message = f"the apiserver rejected a child object: {error}"
+                logger.warning("%s/%s: %s", key[0], key[1], message)
+                memory.rejected[key] = (planned.generation, message)
+                outcome = Outcome(seen.deployment, in_place=False, rejected=Problem(CHILD_REJECTED, message))
+                await self._warn(body, CHILD_REJECTED, message, now)
+        derived = self.observe(planned, now, outcome, seen.pods)
         await self.write_status(planned, derived)
         return derived
+
+    async def _warn(self, body: Mapping[str, Any], reason: str, message: str, now: datetime) -> None:
+        try:
+            await self.api.post_event(build_event(body, reason, message, now, warning=True))
+        except KubeError as error:
+            logger.warning("event %s not recorded: %s", reason, error)
 
 
 def _deployment_replicas(deployment: Mapping[str, Any] | None, planned: int | None) -> int | None:

@@ -13,14 +13,15 @@ from kubernetes_asyncio import client
 from modelcluster.catalog import Catalog
 from modelcluster.operator.autoscaler import Autoscaler
 from modelcluster.operator.config import OperatorConfig
-from modelcluster.operator.handlers import Controller, build_registry
+from modelcluster.operator.controller import Controller
+from modelcluster.operator.handlers import build_registry
 from modelcluster.operator.health import HealthState, start_health_server
 from modelcluster.operator.kopf_settings import configure
 from modelcluster.operator.kube import Kube, load_client_configuration
-from modelcluster.operator.leader import LeaderElector
+from modelcluster.operator.leader import FencedApiClient, LeaderElector, LeaseStore
 from modelcluster.operator.metrics import ReconcileMetrics
-from modelcluster.operator.queue import WorkQueue
 from modelcluster.operator.reconcile import Reconciler
+from modelcluster.operator.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ CONNECTION_POOL_SIZE = 32
 
 def _report_end(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        logger.error("the autoscaler stopped", exc_info=task.exception())
+        logger.error("the %s stopped", task.get_name(), exc_info=task.exception())
 
 
 async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
@@ -58,52 +59,81 @@ async def run_operator(config: OperatorConfig, catalog: Catalog) -> None:
         # Reconciles share one connection pool; the Lease gets its own, so a burst of
         # work never delays a renewal past the renew deadline.
         configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
-        async with client.ApiClient(configuration) as api_client, client.ApiClient(configuration) as lease_client:
-            kube = Kube(api_client)
-            elector = LeaderElector(Kube(lease_client), election)
-            renewing: asyncio.Task[None] | None = None
-            if election.enabled:
-                acquiring = asyncio.ensure_future(elector.acquire())
-                stopping = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                stopping.cancel()
-                if not acquiring.done():
-                    acquiring.cancel()
-                    return
-                renewing = asyncio.create_task(elector.hold(_exit_on_lost_leadership))
-            health.leader = True
-            metrics.leader.labels(name=election.name).set(1)
-            reconciler = Reconciler(
-                api=kube,
-                catalog=catalog,
-                pods=config.pods,
-                unschedulable_deadline=config.unschedulable_deadline,
+        async with client.ApiClient(configuration) as lease_client:
+            elector = LeaderElector(
+                LeaseStore(Kube(lease_client), election.namespace, election.name),
+                election,
+                on_lost=_exit_on_lost_leadership,
             )
-            controller = Controller(api=kube, reconciler=reconciler, metrics=metrics)
-            controller.queue = WorkQueue(controller.converge_by_key)
-            settings = kopf.OperatorSettings()
-            configure(settings, config)
-            scaling: asyncio.Task[None] | None = None
-            if config.autoscaler is not None:
-                autoscaler = Autoscaler(kube, catalog, config.autoscaler, metrics)
-                scaling = asyncio.create_task(autoscaler.run(config.namespaces), name="autoscaler")
-                scaling.add_done_callback(_report_end)
-            try:
-                await kopf.operator(
-                    registry=build_registry(controller),
-                    settings=settings,
-                    standalone=True,
-                    clusterwide=config.clusterwide,
-                    namespaces=list(config.namespaces),
-                    stop_flag=stop,
-                )
-            finally:
-                if scaling is not None:
-                    scaling.cancel()
-                    await asyncio.gather(scaling, return_exceptions=True)
-                await controller.queue.close()
-                if renewing is not None:
-                    renewing.cancel()
-                    await elector.release()
+            if election.enabled:
+                # Every write of the operator's own client passes the lease's fence first.
+                api_client: client.ApiClient = FencedApiClient(configuration, elector.check)
+                # A plain handler, not the loop's: it runs before any callback of the resumed loop can write.
+                signal.signal(signal.SIGCONT, lambda signum, frame: elector.on_resume())
+            else:
+                api_client = client.ApiClient(configuration)
+            async with api_client:
+                await _lead(config, catalog, Kube(api_client), elector, metrics, health, stop)
     finally:
         await runner.cleanup()
+
+
+async def _lead(
+    config: OperatorConfig,
+    catalog: Catalog,
+    kube: Kube,
+    elector: LeaderElector,
+    metrics: ReconcileMetrics,
+    health: HealthState,
+    stop: asyncio.Event,
+) -> None:
+    """Wait for the lease (when elected), then reconcile and autoscale until ``stop``."""
+    election = config.leader_election
+    renewing: asyncio.Task[None] | None = None
+    if election.enabled:
+        acquiring = asyncio.ensure_future(elector.acquire())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not acquiring.done():
+            acquiring.cancel()
+            return
+        acquiring.result()  # a missing lease namespace ends the command with its reason
+        renewing = asyncio.create_task(elector.hold(), name="lease-renewal")
+    health.leader = True
+    metrics.leader.labels(name=election.name).set(1)
+    reconciler = Reconciler(
+        api=kube,
+        catalog=catalog,
+        pods=config.pods,
+        unschedulable_deadline=config.unschedulable_deadline,
+    )
+    store = Store()
+    controller = Controller(store=store, reconciler=reconciler, metrics=metrics)
+    queue = controller.start()
+    settings = kopf.OperatorSettings()
+    configure(settings, config)
+    # ModelClusters come from kopf's watch; the children from the store's own informers.
+    tasks = [asyncio.create_task(store.run(kube, config.namespaces, clusters=False), name="store")]
+    if config.autoscaler is not None:
+        autoscaler = Autoscaler(kube, catalog, config.autoscaler, store, metrics)
+        tasks.append(asyncio.create_task(autoscaler.run(), name="autoscaler"))
+    for task in tasks:
+        task.add_done_callback(_report_end)
+    try:
+        await kopf.operator(
+            registry=build_registry(store),
+            settings=settings,
+            standalone=True,
+            clusterwide=config.clusterwide,
+            namespaces=list(config.namespaces),
+            stop_flag=stop,
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await queue.close()
+        if renewing is not None:
+            renewing.cancel()
+            await elector.release()

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modelcluster.api import ClusterPhase, Condition, ConditionStatus, ModelClusterStatus
+from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -19,10 +20,11 @@ DEGRADED = "Degraded"
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 CONTAINER_CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
 CRASH_LOOP = "CrashLoopBackOff"
+MODEL_LOAD_FAILED = "ModelLoadFailed"
 UNSCHEDULABLE = "Unschedulable"
 
 # Worst first: the reported problem is the first one found in this order.
-_SEVERITY = ("ImagePull", "ContainerConfig", CRASH_LOOP, "Deployment", UNSCHEDULABLE)
+_SEVERITY = ("ImagePull", "ContainerConfig", MODEL_LOAD_FAILED, CRASH_LOOP, "Deployment", UNSCHEDULABLE)
 
 K8sObject = Mapping[str, Any]
 
@@ -50,6 +52,8 @@ class Observation:
     pods: Sequence[K8sObject] = ()
     spec_problem: Problem | None = None
     previous: ModelClusterStatus | None = None
+    #: Whether the children of ``generation`` were applied: only then does ``observedGeneration`` advance.
+    in_place: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,35 @@ def _condition(obj: K8sObject, type_: str) -> Mapping[str, Any] | None:
     return next((c for c in _conditions(obj) if c.get("type") == type_), None)
 
 
+def _last_termination(container: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """How the container's latest run ended: its current state when terminated, else its last state."""
+    for state in (container.get("state"), container.get("lastState")):
+        terminated = (state or {}).get("terminated")
+        if terminated:
+            return dict(terminated)
+    return None
+
+
+def _failed_run(pod_name: str, container: Mapping[str, Any]) -> Problem | None:
+    """A container not ready whose latest run ended in an error, reported from the first failure on (a kubelet
+    restarts it at once, so no CrashLoopBackOff shows before the second): the runtime's load failure, with the
+    cause it wrote to its termination message, or any other error exit."""
+    if container.get("ready"):
+        return None
+    terminated = _last_termination(container)
+    if terminated is None or not terminated.get("exitCode"):
+        return None
+    name = container.get("name", "?")
+    code = terminated.get("exitCode")
+    cause = str(terminated.get("message") or "").strip()
+    if code == MODEL_LOAD_FAILED_EXIT_CODE:
+        message = f"pod {pod_name}: container {name}: the model failed to load: {cause or f'exit code {code}'}"
+        return Problem(MODEL_LOAD_FAILED, message, MODEL_LOAD_FAILED)
+    reason = str(terminated.get("reason") or "Error")
+    detail = f": {cause}" if cause else ""
+    return Problem(reason, f"pod {pod_name}: container {name} exited with code {code} ({reason}){detail}", CRASH_LOOP)
+
+
 def _container_problem(pod_name: str, container: Mapping[str, Any]) -> Problem | None:
     waiting = (container.get("state") or {}).get("waiting") or {}
     reason = waiting.get("reason")
@@ -95,6 +128,9 @@ def _container_problem(pod_name: str, container: Mapping[str, Any]) -> Problem |
         )
     if reason in CONTAINER_CONFIG_REASONS:
         return Problem(reason, f"pod {pod_name}: container {name}: {detail}".rstrip(": "), "ContainerConfig")
+    failed = _failed_run(pod_name, container)
+    if failed is not None and (failed.reason == MODEL_LOAD_FAILED or reason != CRASH_LOOP):
+        return failed
     if reason == CRASH_LOOP:
         terminated = (container.get("lastState") or {}).get("terminated") or {}
         last = ""
@@ -163,6 +199,15 @@ def deployment_problems(deployment: K8sObject) -> list[Problem]:
     return problems
 
 
+def rolled_out(deployment: K8sObject) -> bool:
+    """Whether the Deployment controller has seen the latest spec and no pod of an older template is left."""
+    generation = int((deployment.get("metadata") or {}).get("generation") or 0)
+    status = deployment.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < generation:
+        return False
+    return int(status.get("replicas") or 0) <= int(status.get("updatedReplicas") or 0)
+
+
 def _worst(problems: Sequence[Problem]) -> Problem:
     return min(problems, key=lambda p: _SEVERITY.index(p.kind) if p.kind in _SEVERITY else -1)
 
@@ -188,6 +233,10 @@ def _phase(obs: Observation, deadline: timedelta) -> tuple[ClusterPhase, str, st
     if target == 0:
         return ClusterPhase.STOPPED, "ScaledToZero", "no replicas requested", [], None
     if ready >= 1:
+        if not rolled_out(deployment):
+            updated = int((deployment.get("status") or {}).get("updatedReplicas") or 0)
+            message = f"rolling out: {updated}/{target} replicas updated, {ready} ready"
+            return ClusterPhase.DEPLOYING, "RollingOut", message, problems, recheck
         message = f"{ready}/{target} replicas ready"
         return ClusterPhase.RUNNING, "Running", message, problems, recheck
     if problems:
@@ -202,13 +251,15 @@ def derive_status(obs: Observation, unschedulable_deadline: timedelta) -> Derive
     """The status of a ModelCluster from what the cluster shows now."""
     now = obs.now.replace(microsecond=0)
     phase, reason, message, problems, recheck = _phase(obs, unschedulable_deadline)
+    previous = obs.previous
+    observed = obs.generation if obs.in_place else (previous.observed_generation if previous else None)
     deployment_status = (obs.deployment or {}).get("status") or {}
     ready_condition = Condition(
         type=READY,
         status=ConditionStatus.TRUE if phase is ClusterPhase.RUNNING else ConditionStatus.FALSE,
         reason=reason,
         message=message,
-        observed_generation=obs.generation,
+        observed_generation=observed,
     )
     worst = _worst(problems) if problems else None
     degraded_condition = Condition(
@@ -216,9 +267,8 @@ def derive_status(obs: Observation, unschedulable_deadline: timedelta) -> Derive
         status=ConditionStatus.TRUE if worst else ConditionStatus.FALSE,
         reason=worst.reason if worst else "AsExpected",
         message=worst.message if worst else "",
-        observed_generation=obs.generation,
+        observed_generation=observed,
     )
-    previous = obs.previous
     status = ModelClusterStatus(
         status=phase,
         reason=reason,
@@ -231,11 +281,11 @@ def derive_status(obs: Observation, unschedulable_deadline: timedelta) -> Derive
         last_request_time=previous.last_request_time if previous else None,
         endpoint=obs.endpoint,
         selector=obs.selector,
-        observed_generation=obs.generation,
+        observed_generation=observed,
         conditions=[
             _condition_with_history(ready_condition, previous, now),
             _condition_with_history(degraded_condition, previous, now),
-            *cold_start_conditions(obs.pods, obs.generation),
+            *cold_start_conditions(obs.pods, observed),
         ],
     )
     return Derived(status=status, recheck_after=recheck, problems=tuple(problems))
@@ -262,7 +312,7 @@ def cold_start_times(pod: K8sObject) -> dict[str, datetime | None]:
     }
 
 
-def cold_start_conditions(pods: Sequence[K8sObject], generation: int) -> list[Condition]:
+def cold_start_conditions(pods: Sequence[K8sObject], generation: int | None) -> list[Condition]:
     """The cold start of the newest pod, phase by phase, with the time each phase was reached."""
     if not pods:
         return []

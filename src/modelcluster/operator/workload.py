@@ -42,6 +42,9 @@ class PodOptions:
     startup_timeout_seconds: int = 1800
     gpu_node_label: str = "nvidia.com/gpu.present"
     gpu_resource: str = "nvidia.com/gpu"
+    # Set by NVIDIA GPU feature discovery: each device's memory in MiB, and its model.
+    gpu_memory_label: str = "nvidia.com/gpu.memory"
+    gpu_product_label: str = "nvidia.com/gpu.product"
     image_pull_policy: str = "IfNotPresent"
     run_as_user: int = 10001
 

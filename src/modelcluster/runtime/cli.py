@@ -26,9 +26,11 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
+    from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
     from modelcluster.runtime.app import create_app
     from modelcluster.runtime.server import DrainingServer
     from modelcluster.runtime.settings import RuntimeSettings
+    from modelcluster.runtime.termination import write_termination_message
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {"host": host, "port": port}
@@ -37,7 +39,16 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
     if task:
         overrides["task"] = task
     settings = RuntimeSettings(**overrides)
-    app = create_app(settings)
+    exit_code = {"value": 0}
+
+    def load_failed(cause: str) -> None:
+        # Fatal: the pod restarts (with back-off) and its status carries the cause at once.
+        write_termination_message(settings.termination_message_path, f"{settings.model_id}: {cause}")
+        logging.getLogger("modelcluster.runtime").error("exiting with code %d: %s", MODEL_LOAD_FAILED_EXIT_CODE, cause)
+        exit_code["value"] = MODEL_LOAD_FAILED_EXIT_CODE
+        server.should_exit = True
+
+    app = create_app(settings, on_load_failure=load_failed)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -49,11 +60,11 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
     )
     server = DrainingServer(config, drain_delay_s=settings.drain_delay_s, on_drain=app.state.runtime.start_draining)
     server.run()
-    if not server.started:
+    if not server.started and not exit_code["value"]:
         sys.exit(STARTUP_FAILURE)
     # The app has shut down. Skip the interpreter's teardown: collecting torch's and transformers' objects
     # takes seconds, and it would wait for an inference thread a drain timeout left running.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(exit_code["value"])

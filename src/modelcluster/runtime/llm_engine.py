@@ -35,6 +35,15 @@ VLLM_PARAM_NAMES = {
 }
 
 
+#: The tasks the vLLM engine serves (the generation loaders try it first).
+VLLM_TASKS = frozenset({"text-generation", "chat"})
+
+
+def tensor_parallel_kwargs(gpu_count: int) -> dict[str, Any]:
+    """vLLM engine arguments that shard the model over ``gpu_count`` GPUs of the pod."""
+    return {"tensor_parallel_size": gpu_count} if gpu_count > 1 else {}
+
+
 def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 

@@ -10,6 +10,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from modelcluster.runtime.llm_engine import VLLM_TASKS, tensor_parallel_kwargs, use_vllm
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.tasks import resolve_loader
 from modelcluster.runtime.tasks.base import Handler, LoadContext
@@ -33,6 +34,26 @@ def resolve_dtype(requested: str, device: str, bf16_supported: bool) -> str:
     if device.startswith("cuda"):
         return "bfloat16" if bf16_supported else "float16"
     return "float32"
+
+
+#: Tasks whose transformers loaders place the model by ``device_map`` when given one (else on DEVICE).
+DEVICE_MAP_TASKS = frozenset(
+    {"text-generation", "chat", "text2text-generation", "summarization", "translation"}
+    | {"image-text-to-text", "audio-text-to-text", "video-text-to-text"}
+)
+
+
+def multi_gpu_kwargs(task: str, device: str, gpu_count: int, vllm: bool, given: dict[str, Any]) -> dict[str, Any]:
+    """What spreads the model over a pod's GPUs: vLLM's tensor parallelism, else transformers'
+    ``device_map="auto"`` (for the loaders that honour it); nothing on one device or where the
+    loading kwargs already decide."""
+    if gpu_count <= 1 or not device.startswith("cuda"):
+        return {}
+    if vllm:
+        return {} if "tensor_parallel_size" in given else tensor_parallel_kwargs(gpu_count)
+    if task in DEVICE_MAP_TASKS and "device_map" not in given:
+        return {"device_map": "auto"}
+    return {}
 
 
 @dataclass
@@ -120,13 +141,18 @@ def load_handler(settings: RuntimeSettings, progress: LoadProgress) -> Handler:
     progress.update(device=device, dtype=dtype, load_percent=5.0)
     model_dir = download(settings, progress)
     progress.update(phase="loading", load_percent=10.0)
+    given = dict(settings.model_loading_kwargs_json)
+    vllm = settings.task in VLLM_TASKS and use_vllm(settings.engine, device)
+    spread = multi_gpu_kwargs(settings.task, device, settings.gpu_count, vllm, given)
+    if spread:
+        logger.info("spreading the model over %d GPUs: %s", settings.gpu_count, spread)
     context = LoadContext(
         model_dir=model_dir,
         model_id=settings.model_id,
         task=settings.task,
         device=device,
         dtype=dtype,
-        loading_kwargs=dict(settings.model_loading_kwargs_json),
+        loading_kwargs={**given, **spread},
         trust_remote_code=settings.trust_remote_code,
         engine=settings.engine,
     )

@@ -31,6 +31,17 @@ class RuntimeSettings(BaseSettings):
         default_factory=dict, description="Extra keyword arguments for from_pretrained (JSON object)."
     )
     trust_remote_code: bool = False
+    gpu_count: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="GPUs of the pod: more than one spreads the model over them (vLLM tensor parallelism, "
+        "transformers device_map=auto).",
+    )
+    termination_message_path: Path = Field(
+        default=Path("/dev/termination-log"),
+        description="Where a fatal load error's cause is written, when the file exists (Kubernetes creates it).",
+    )
 
     max_queue: int = Field(default=64, ge=0, description="Requests allowed to wait for the model; more answer 429.")
     max_batch_size: int = Field(default=32, ge=1)

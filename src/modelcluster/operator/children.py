@@ -1,0 +1,98 @@
+"""When a child object must be applied again: missing, changed in what we want, or changed by someone else.
+
+Each applied child carries the hash of the body the operator applied, so a reconcile whose
+desired body is unchanged writes nothing. Drift (``kubectl edit``, another controller) shows in
+the child's ``managedFields``: a change to a field the operator owns moves that field to the
+other manager, so the operator's own field set shrinks. The operator remembers its field set
+as the apiserver returned it after its last apply and re-applies when the live one differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from modelcluster.api import GROUP
+
+SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
+
+Body = dict[str, Any]
+
+
+class ApplyReason(StrEnum):
+    """Why a child is applied."""
+
+    MISSING = "Missing"
+    CHANGED = "Changed"
+    DRIFTED = "Drifted"
+
+
+def body_hash(desired: Mapping[str, Any]) -> str:
+    """A short, stable hash of a body (key order does not matter)."""
+    canonical = json.dumps(desired, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def with_spec_hash(desired: Mapping[str, Any]) -> Body:
+    """``desired`` with the hash of itself in its annotations."""
+    stamped: Body = json.loads(json.dumps(desired))
+    metadata = stamped.setdefault("metadata", {})
+    annotations = dict(metadata.get("annotations") or {})
+    annotations.pop(SPEC_HASH_ANNOTATION, None)
+    metadata["annotations"] = annotations
+    digest = body_hash(stamped)
+    annotations[SPEC_HASH_ANNOTATION] = digest
+    return stamped
+
+
+def spec_hash(obj: Mapping[str, Any] | None) -> str | None:
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(SPEC_HASH_ANNOTATION)
+    return str(value) if value else None
+
+
+def owned_fields(obj: Mapping[str, Any] | None, manager: str) -> str | None:
+    """The field set ``manager`` applied on ``obj`` (its main resource, not the status), as canonical JSON."""
+    for entry in ((obj or {}).get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply" and not entry.get("subresource"):
+            return json.dumps(entry.get("fieldsV1") or {}, sort_keys=True, separators=(",", ":"))
+    return None
+
+
+def apply_reason(
+    live: Mapping[str, Any] | None, desired: Mapping[str, Any], manager: str, remembered: str | None
+) -> ApplyReason | None:
+    """Why ``desired`` (stamped by :func:`with_spec_hash`) must be applied over ``live``; None when it need not be.
+
+    ``remembered`` is the manager's field set after its last apply (None when not known, e.g. after a restart:
+    then only a missing or changed child is applied).
+    """
+    if live is None:
+        return ApplyReason.MISSING
+    if (live.get("metadata") or {}).get("deletionTimestamp"):
+        return None  # applied again once its deletion is seen through
+    if spec_hash(live) != spec_hash(desired):
+        return ApplyReason.CHANGED
+    if remembered is not None and owned_fields(live, manager) != remembered:
+        return ApplyReason.DRIFTED
+    return None
+
+
+def newer(live: Mapping[str, Any] | None, known: Mapping[str, Any] | None) -> bool:
+    """Whether ``live`` is a later version of the object than ``known`` (a store copy may lag behind an apply).
+
+    etcd's resource versions grow with every write; anything unparsable counts as newer. No object is not newer.
+    """
+    if live is None:
+        return False
+    try:
+        return int(_version(live)) > int(_version(known))
+    except ValueError:
+        return _version(live) != _version(known)
+
+
+def _version(obj: Mapping[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")

@@ -1,0 +1,102 @@
+"""The reconcile loop: every change the store sees wakes the reconcile of the cluster it belongs to.
+
+Requests for one cluster coalesce in the work queue, and one reconcile per cluster runs at a
+time. A reconcile reads the cluster and its children from the store, so a restarted operator
+that finds everything converged reads and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelcluster.operator.locks import KeyedLocks
+from modelcluster.operator.metrics import ReconcileMetrics
+from modelcluster.operator.queue import Key, WorkQueue
+from modelcluster.operator.reconcile import Memory, Reconciler, Seen
+from modelcluster.operator.status import Derived
+from modelcluster.operator.store import Body, ClusterKey, Store
+
+CONTROLLER = "modelcluster"
+#: A change of the ModelCluster itself is acted on at once.
+CLUSTER_DELAY_SECONDS = 0.0
+#: Pod and Deployment changes of one cluster within this window cost one reconcile.
+CHILD_COALESCE_SECONDS = 0.5
+
+logger = logging.getLogger(__name__)
+
+
+def recheck_delay(derived: Derived) -> float | None:
+    """Seconds until the status needs another look because time alone changes it (a deadline)."""
+    return None if derived.recheck_after is None else derived.recheck_after + 1.0
+
+
+@dataclass
+class Controller:
+    """Reconciles clusters as the store sees them change."""
+
+    store: Store
+    reconciler: Reconciler
+    metrics: ReconcileMetrics
+    memory: Memory = field(default_factory=Memory)
+    queue: WorkQueue | None = None
+    _locks: KeyedLocks[Key] = field(default_factory=KeyedLocks)
+
+    def start(self) -> WorkQueue:
+        """Create the queue and subscribe to the store (call inside the running loop)."""
+        self.queue = WorkQueue(self.sync)
+        self.store.clusters.subscribe(self._cluster_changed)
+        self.store.deployments.subscribe(self._child_changed("Deployment"))
+        self.store.services.subscribe(self._child_changed("Service"))
+        self.store.pods.subscribe(self._pod_changed)
+        return self.queue
+
+    def request(self, key: Key, delay: float) -> None:
+        if self.queue is not None:
+            self.queue.request(key, delay)
+
+    def _cluster_changed(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:
+        if new is None:
+            self.memory.forget_cluster(*key)
+            return
+        self.request(key, CLUSTER_DELAY_SECONDS)
+
+    def _child_changed(self, kind: str) -> Callable[[ClusterKey, Body | None, Body | None], None]:
+        def changed(key: ClusterKey, new: Body | None, old: Body | None) -> None:
+            if new is None and old is not None:
+                # Gone: applied again (if its cluster still wants it) rather than trusted from memory.
+                self.memory.forget((key[0], str((old.get("metadata") or {}).get("name")), kind))
+                self.request(key, CLUSTER_DELAY_SECONDS)
+                return
+            self.request(key, CHILD_COALESCE_SECONDS)
+
+        return changed
+
+    def _pod_changed(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:
+        self.request(key, CHILD_COALESCE_SECONDS)
+
+    async def sync(self, namespace: str, name: str, _apply: bool = True) -> float | None:
+        """Reconcile one cluster from the store; seconds until it wants another look, or None."""
+        await self.store.synced.wait()
+        key = (namespace, name)
+        async with self._locks.hold(key):
+            body = self.store.clusters.one(key)
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return None  # its children go with it (owner references)
+            seen = Seen(
+                deployment=self.store.deployments.named(key, name),
+                service=self.store.services.named(key, name),
+                pods=tuple(self.store.pods.all(key)),
+            )
+            with self.metrics.reconcile(CONTROLLER) as outcome:
+                derived = await self.reconciler.reconcile(body, seen, self.memory)
+                if derived.recheck_after is not None:
+                    outcome.requeue()
+            return recheck_delay(derived)
+
+
+def cluster_event(store: Store, kind: str | None, body: dict[str, Any]) -> None:
+    """A ModelCluster event as kopf delivers it (``kind`` None while listing) into the store."""
+    store.clusters.event(kind or "ADDED", body)

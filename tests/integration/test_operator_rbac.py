@@ -1,0 +1,198 @@
+"""The operator under its own ServiceAccount's token, with exactly the RBAC of operator/rbac*.yaml."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from modelcluster.operator.naming import object_name
+
+from support import Cluster, OperatorProcess, eventually
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
+ACCOUNT = "modelcluster-operator"
+MODEL = "openai-community/gpt2"
+AUTOSCALER = "modelcluster-autoscaler"
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The RBAC as applied: the operator's own namespace and a kubeconfig holding its ServiceAccount's token."""
+
+    namespace: str
+    kubeconfig: Path
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{ACCOUNT}"
+
+
+def rbac_documents(path: Path, operator_namespace: str, suffix: str, served: str | None = None) -> list[dict[str, Any]]:
+    """The file's objects with the operator's namespace moved and cluster-wide names made unique to the test."""
+    text = path.read_text()
+    if served is not None:
+        text = text.replace("TENANT_NAMESPACE", served)
+    documents = [doc for doc in yaml.safe_load_all(text) if doc]
+    for doc in documents:
+        metadata = doc["metadata"]
+        if metadata.get("namespace") == "modelcluster-system":
+            metadata["namespace"] = operator_namespace
+        if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            metadata["name"] += suffix
+        if doc["kind"] == "ClusterRoleBinding":
+            doc["roleRef"]["name"] += suffix
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = operator_namespace
+    return documents
+
+
+def token_kubeconfig(cluster: Cluster, namespace: str, directory: Path) -> Path:
+    """A kubeconfig for the ServiceAccount: a token from the TokenRequest API, the cluster's server and CA."""
+    request = k8s.AuthenticationV1TokenRequest(spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    token = cluster.core.create_namespaced_service_account_token(ACCOUNT, namespace, request).status.token
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": server["name"], "cluster": server["cluster"]}],
+        "users": [{"name": ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": ACCOUNT, "context": {"cluster": server["name"], "user": ACCOUNT}}],
+        "current-context": ACCOUNT,
+    }
+    path = directory / "operator-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def install(cluster: Cluster, kubectl: list[str], tmp_path: Path) -> Iterator[Any]:
+    """Apply an RBAC file (for ``served`` when namespaced) in a fresh operator namespace; removed afterwards."""
+    applied: list[str] = []
+    suffix = f"-{uuid.uuid4().hex[:8]}"
+    operator_namespace = f"mc-operator{suffix}"
+
+    def apply(path: Path, served: str | None = None) -> Installed:
+        cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=operator_namespace)))
+        manifest = yaml.safe_dump_all(rbac_documents(path, operator_namespace, suffix, served))
+        applied.append(manifest)
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=manifest, text=True, check=True)
+        return Installed(operator_namespace, token_kubeconfig(cluster, operator_namespace, tmp_path))
+
+    try:
+        yield apply
+    finally:
+        for manifest in applied:
+            subprocess.run([*kubectl, "delete", "--ignore-not-found", "-f", "-"], input=manifest, text=True, check=True)
+        try:
+            cluster.core.delete_namespace(operator_namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+def can_i(kubectl: list[str], installed: Installed, *args: str) -> bool:
+    done = subprocess.run([*kubectl, "auth", "can-i", *args, f"--as={installed.user}"], capture_output=True, text=True)
+    return done.stdout.strip() == "yes"
+
+
+def start_operator(cluster: Cluster, installed: Installed, directory: Path, args: list[str]) -> OperatorProcess:
+    as_account = Cluster(installed.kubeconfig, cluster.api_client, cluster.local)
+    process = OperatorProcess(as_account, directory, [f"--lease-namespace={installed.namespace}", *args])
+    process.start()
+    return process
+
+
+def create_cluster(cluster: Cluster, namespace: str) -> str:
+    name = object_name(MODEL)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelCluster",
+        "metadata": {"name": name},
+        "spec": {"model": MODEL, "capacity": {"min": 0, "desired": 0, "max": 1}},
+    }
+    k8s.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    return name
+
+
+def reconciled(cluster: Cluster, namespace: str, name: str) -> bool:
+    """Deployment created, status written by the reconciler for this generation, and by the autoscaler."""
+    found = k8s.CustomObjectsApi(cluster.api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    status = found.get("status") or {}
+    managers = {entry.get("manager") for entry in found["metadata"].get("managedFields") or []}
+    try:
+        cluster.apps.read_namespaced_deployment(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return status.get("observedGeneration") == found["metadata"]["generation"] and AUTOSCALER in managers
+
+
+def untouched(cluster: Cluster, namespace: str, name: str) -> bool:
+    found = k8s.CustomObjectsApi(cluster.api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    deployments = cluster.apps.list_namespaced_deployment(namespace).items
+    return not found.get("status") and not deployments
+
+
+def refusals(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if "403" in line or "forbidden" in line.lower()]
+
+
+def test_cluster_wide_rbac_is_enough(
+    cluster: Cluster, kubectl: list[str], namespace: str, install: Any, operator_aside: None, tmp_path: Path
+) -> None:
+    installed: Installed = install(REPO / "operator" / "rbac.yaml")
+    assert can_i(
+        kubectl, installed, "update", "modelclusters.modelcluster.dev", "--subresource=finalizers", "-n", namespace
+    )
+    assert not can_i(kubectl, installed, "delete", "deployments.apps", "-n", namespace)
+    operator = start_operator(cluster, installed, tmp_path, [])
+    try:
+        name = create_cluster(cluster, namespace)
+        eventually(lambda: reconciled(cluster, namespace, name), what="the cluster reconciled under the RBAC")
+    finally:
+        operator.stop()
+    assert refusals(tmp_path / "operator-1.log") == []
+
+
+def test_namespaced_mode_needs_only_roles_and_leaves_other_namespaces_alone(
+    cluster: Cluster, kubectl: list[str], namespace: str, install: Any, operator_aside: None, tmp_path: Path
+) -> None:
+    installed: Installed = install(REPO / "operator" / "rbac-namespaced.yaml", served=namespace)
+    assert can_i(
+        kubectl, installed, "update", "modelclusters.modelcluster.dev", "--subresource=finalizers", "-n", namespace
+    )
+    assert not can_i(kubectl, installed, "list", "deployments.apps", "--all-namespaces")
+    assert not can_i(kubectl, installed, "list", "modelclusters.modelcluster.dev", "--all-namespaces")
+    other = f"t-other-{uuid.uuid4().hex[:8]}"
+    cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=other)))
+    try:
+        ignored = create_cluster(cluster, other)  # first, so it had every chance to be picked up
+        operator = start_operator(cluster, installed, tmp_path, [f"--namespace={namespace}"])
+        try:
+            name = create_cluster(cluster, namespace)
+            eventually(lambda: reconciled(cluster, namespace, name), what="the cluster reconciled under Roles only")
+            assert untouched(cluster, other, ignored)
+        finally:
+            operator.stop()
+        assert refusals(tmp_path / "operator-1.log") == []
+    finally:
+        cluster.core.delete_namespace(other)
