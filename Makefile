@@ -1,30 +1,55 @@
 # ModelCluster developer commands. Everything runs inside .venv, created by uv from uv.lock.
+# Works with or without an activated virtual environment (uv and its bootstrap never use the venv's python).
 SHELL := /bin/bash
 UV_VERSION := 0.13.9
-PYTHON ?= python3
-# uv from PATH, else the module of the same name (what `pip install --user uv` provides).
-UV := $(shell command -v uv 2>/dev/null)
-ifeq ($(UV),)
-UV := $(PYTHON) -m uv
-endif
+empty :=
+space := $(empty) $(empty)
+# PATH without an activated virtual environment's bin directory, and the python3 found there.
+SYSTEM_PATH := $(subst $(space),:,$(filter-out $(VIRTUAL_ENV)/bin,$(subst :,$(space),$(PATH))))
+SYSTEM_PYTHON ?= $(shell PATH="$(SYSTEM_PATH)" command -v python3 2>/dev/null)
+# uv: from PATH, else ~/.local/bin/uv (or the user base of the system python, where `pip install --user` puts it).
+# Recursive (=): evaluated again after the bootstrap below has installed it.
+UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(HOME)/.local/bin/uv),$(wildcard $(USER_BASE_UV)),uv)
+USER_BASE_UV = $(shell $(SYSTEM_PYTHON) -m site --user-base 2>/dev/null)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced
 POD_COMMANDS := e2e/pod-commands.yaml
+# `make images`: where the images go and for which platform (PUSH=1 pushes instead of loading into docker).
+REGISTRY ?= ghcr.io/modelcluster
+IMAGE_VERSION ?= 0.1.0
+PLATFORM ?= linux/amd64
+PUSH ?=
+FAMILIES := text llm vision audio diffusion
 export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd
+.PHONY: help venv uv prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
+	images helm-lint
 
 help:
-	@echo "make dev           the whole system locally: control plane and operator"
+	@echo "make dev           the whole system locally: control plane, operator, gateway and model pods"
 	@echo "make test          every test tier (starts a local control plane unless KUBECONFIG is set)"
+	@echo "make test-unit     unit tests only (no cluster)"
 	@echo "make lint          ruff and mypy"
+	@echo "make format        ruff format and fixes"
 	@echo "make cluster-up    start the local control plane and print its KUBECONFIG line"
 	@echo "make cluster-down  stop it"
+	@echo "make cluster-build build the control plane's binaries (done by cluster-up when missing)"
+	@echo "make crd           regenerate crds/ and the Helm chart's copy from src/modelcluster/api"
+	@echo "make helm-lint     helm lint the chart (helm comes from the project's tools)"
+	@echo "make images        build the control-plane and model images with docker buildx (REGISTRY, IMAGE_VERSION, PUSH=1)"
 
-$(STAMP): pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv==$(UV_VERSION)
+# uv itself: installed with the system python (never the venv's, which has no pip module for it) when missing.
+uv:
+	@if ! command -v "$(UV)" >/dev/null 2>&1; then \
+		if [ -z "$(SYSTEM_PYTHON)" ]; then echo "no uv and no python3 outside the virtual environment: install uv" >&2; exit 1; fi; \
+		echo "installing uv $(UV_VERSION) with $(SYSTEM_PYTHON) -m pip install --user" >&2; \
+		$(SYSTEM_PYTHON) -m pip install --user --quiet uv==$(UV_VERSION) \
+			|| $(SYSTEM_PYTHON) -m pip install --user --quiet --break-system-packages uv==$(UV_VERSION); \
+	fi
+
+$(STAMP): pyproject.toml uv.lock | uv
 	$(UV) sync --frozen --all-extras --python 3.11
 	@touch $@
 
@@ -64,3 +89,20 @@ cluster-down: $(STAMP)
 
 dev: $(STAMP)
 	$(UV) run --frozen --no-sync modelcluster dev --pod-commands $(POD_COMMANDS)
+
+crd: $(STAMP)
+	$(UV) run --frozen --no-sync modelcluster crd
+
+helm-lint: $(STAMP)
+	@helm=$$($(UV) run --frozen --no-sync python -c \
+		'from modelcluster.devcluster.tools import ensure_tools; print(ensure_tools().helm)') \
+		&& $$helm lint --strict charts/modelcluster
+
+# Needs Docker with buildx; see charts/modelcluster/README.md ("Images").
+images:
+	docker buildx build --platform $(PLATFORM) $(if $(PUSH),--push,--load) -f operator/Dockerfile \
+		-t $(REGISTRY)/control-plane:$(IMAGE_VERSION) .
+	for family in $(FAMILIES); do \
+		docker buildx build --platform $(PLATFORM) $(if $(PUSH),--push,--load) -f model-images/Dockerfile \
+			--build-arg FAMILY=$$family -t $(REGISTRY)/runtime-$$family:$(IMAGE_VERSION) . || exit 1; \
+	done

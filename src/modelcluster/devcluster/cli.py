@@ -12,12 +12,15 @@ from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.tools import ensure_tools
 
 
-def _config(name: str, pod_commands: Path | None, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int) -> ClusterConfig:
+def _config(
+    name: str, pod_commands: Path | None, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int, small_gpu_nodes: int
+) -> ClusterConfig:
     return ClusterConfig(
         name=name,
         gpu_nodes=gpu_nodes,
         gpus_per_node=gpus_per_node,
         cpu_nodes=cpu_nodes,
+        small_gpu_nodes=small_gpu_nodes,
         pod_commands=load_pod_commands(pod_commands) if pod_commands else {},
     )
 
@@ -34,13 +37,16 @@ def cluster() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML mapping of image -> {command, env}: pods of these images run as local processes.",
 )
-@click.option("--gpu-nodes", default=4, show_default=True)
+@click.option("--gpu-nodes", default=4, show_default=True, help="Nodes with 80 GB GPUs.")
+@click.option("--small-gpu-nodes", default=1, show_default=True, help="Nodes with 24 GB GPUs.")
 @click.option("--gpus-per-node", default=8, show_default=True)
 @click.option("--cpu-nodes", default=1, show_default=True)
-def up(name: str, pod_commands: Path | None, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int) -> None:
+def up(
+    name: str, pod_commands: Path | None, gpu_nodes: int, small_gpu_nodes: int, gpus_per_node: int, cpu_nodes: int
+) -> None:
     """Start the cluster (idempotent) and print the KUBECONFIG line."""
     ensure_tools()
-    kubeconfig = controlplane.up(_config(name, pod_commands, gpu_nodes, gpus_per_node, cpu_nodes))
+    kubeconfig = controlplane.up(_config(name, pod_commands, gpu_nodes, gpus_per_node, cpu_nodes, small_gpu_nodes))
     click.echo(f"export KUBECONFIG={kubeconfig}")
 
 

@@ -19,6 +19,10 @@ class PodCommand(BaseModel):
 
     command: list[str] = Field(min_length=1, description="argv; the container's args are appended")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment, after the pod's own")
+    kubeconfig: bool = Field(
+        default=False,
+        description="give the process its pod's ServiceAccount token as a kubeconfig in $KUBECONFIG",
+    )
 
 
 class ClusterConfig(BaseModel):
@@ -29,6 +33,9 @@ class ClusterConfig(BaseModel):
     name: str = Field(default="dev", pattern=r"^[a-z][a-z0-9]{0,9}$")
     gpu_nodes: int = Field(default=4, ge=0, le=100)
     gpus_per_node: int = Field(default=8, ge=1, le=64)
+    small_gpu_nodes: int = Field(
+        default=1, ge=0, le=100, description="GPU nodes with 24 GB GPUs, besides the `gpu_nodes` with 80 GB ones"
+    )
     cpu_nodes: int = Field(default=1, ge=0, le=100)
     service_cidr: str = "10.96.0.0/16"
     simulated_pod_cidr: str = Field(default="10.200.0.0/16", description="addresses KWOK gives simulated pods")

@@ -217,14 +217,14 @@ def _create_nodes(config: ClusterConfig) -> None:
     from kubernetes.client.exceptions import ApiException
 
     api = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(config.kubeconfig)))
-    for node in node_pool(config.gpu_nodes, config.gpus_per_node, config.cpu_nodes):
+    for node in node_pool(config.gpu_nodes, config.gpus_per_node, config.cpu_nodes, config.small_gpu_nodes):
         try:
             api.create_node(node)
         except ApiException as error:
             if error.status != 409:
                 raise
 
-    expected = config.gpu_nodes + config.cpu_nodes
+    expected = config.gpu_nodes + config.small_gpu_nodes + config.cpu_nodes
 
     def nodes_ready() -> bool:
         ready = 0
@@ -270,7 +270,7 @@ def _start(config: ClusterConfig, binaries: Binaries) -> None:
         shutil.rmtree(state_dir / stale, ignore_errors=True)
     run_dir.mkdir(parents=True)
     log(f"starting cluster {config.name!r} in {state_dir}")
-    pki = generate(state_dir / "pki", config.service_ip)
+    pki = generate(state_dir / "pki", config.service_ip, (str(podnet.gateway(config)),))
     ports = {
         name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
     }

@@ -126,8 +126,12 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def generate(directory: Path, service_ip: str) -> Pki:
-    """Create the CA, the apiserver serving cert, an admin client cert and the SA key pair."""
+def generate(directory: Path, service_ip: str, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Create the CA, the apiserver serving cert, an admin client cert and the SA key pair.
+
+    ``extra_ips`` are further addresses the serving cert is valid for (the pod network's host
+    address, where process-backed pods reach the apiserver).
+    """
     pki = Pki(directory)
     if pki.exists():
         return pki
@@ -139,7 +143,7 @@ def generate(directory: Path, service_ip: str) -> Pki:
 
     serving_key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in SERVING_DNS_NAMES]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip, *extra_ips)]
     serving = _issue(
         _name("kube-apiserver"), serving_key, ca_name, ca_key, usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans
     )

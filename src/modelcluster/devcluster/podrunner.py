@@ -27,16 +27,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from modelcluster.devcluster import podnet
+from modelcluster.devcluster import podcredentials, podnet
+from modelcluster.devcluster.apirelay import ApiRelay
 from modelcluster.devcluster.config import ClusterConfig, PodCommand
-from modelcluster.devcluster.podstatus import ContainerView, pod_status
+from modelcluster.devcluster.pki import Pki
+from modelcluster.devcluster.podstatus import ContainerView, exit_code_of, pod_status, termination_message
 from modelcluster.devcluster.probes import ProbeSpec, ProbeState, check
 
 TICK = 0.1
@@ -108,6 +112,9 @@ class LocalPod:
     next_start: float = 0.0
     last_exit_code: int | None = None
     last_finished_at: str | None = None
+    last_started_at: str | None = None
+    last_message: str | None = None
+    log_offset: int = 0  # where the current run's output starts in the log
     probes: dict[str, ProbeState] = field(default_factory=dict)
     terminating_until: float | None = None
     reported: dict[str, Any] | None = None
@@ -137,6 +144,7 @@ class PodRunner:
         self.logs = config.state_dir / "pods"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.host_ip = str(podnet.gateway(config))
+        self.relay: ApiRelay | None = None
 
     # --- API events -------------------------------------------------------------------------
 
@@ -241,16 +249,58 @@ class PodRunner:
         _log(f"{local.namespace}/{local.name}: admitted at {address} ({netns})")
         self.start_process(local)
 
+    def apiserver_for_pods(self) -> str:
+        """The apiserver's URL as pods see it: a relay on the pod network's host address, started once."""
+        if self.relay is None:
+            upstream = urlsplit(self.api.api_client.configuration.host)
+            self.relay = ApiRelay(self.host_ip, (upstream.hostname or "127.0.0.1", upstream.port or 443)).start()
+            _log(f"apiserver relay for pods on {self.relay.address[0]}:{self.relay.address[1]}")
+        host, port = self.relay.address
+        return f"https://{host}:{port}"
+
+    def pod_kubeconfig(self, local: LocalPod) -> Path:
+        """Write the pod's ServiceAccount credentials as a kubeconfig (once per pod); raise ApiException."""
+        path = self.logs / f"{local.namespace}_{local.name}.kubeconfig"
+        if path.is_file():
+            return path
+        response = self.api.create_namespaced_service_account_token(
+            podcredentials.service_account_of(local.pod), local.namespace, podcredentials.token_request(local.pod)
+        )
+        ca_pem = Pki(self.config.state_dir / "pki").ca_cert.read_bytes()
+        document = podcredentials.pod_kubeconfig(
+            self.apiserver_for_pods(), ca_pem, response.status.token, local.namespace
+        )
+        partial = path.with_suffix(".partial")
+        partial.touch(mode=0o600)
+        partial.write_text(yaml.safe_dump(document, sort_keys=False))
+        partial.rename(path)
+        return path
+
     def start_process(self, local: LocalPod) -> None:
         env = dict(os.environ)
         env.pop("KUBECONFIG", None)
+        if local.command.kubeconfig and podcredentials.wants_token(local.pod):
+            try:
+                env["KUBECONFIG"] = str(self.pod_kubeconfig(local))
+            except ApiException as error:
+                # A kubelet reports such a pod as not starting and tries again later.
+                local.next_start = time.monotonic() + BACKOFF_START
+                _log(
+                    f"{local.namespace}/{local.name}: no ServiceAccount token ({error.status} {error.reason}); retrying"
+                )
+                return
         # Commands resolve `python3` and `modelcluster` from the environment that runs the cluster.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(container_env(local.container, local.pod, str(local.address)))
+        # The container's terminationMessagePath, as a file of its own: its content becomes the message.
+        termination = self.termination_path(local)
+        termination.write_bytes(b"")
+        env["TERMINATION_MESSAGE_PATH"] = str(termination)
         # Values of the mapping may name variables of the runner's environment, e.g. ${MODELCLUSTER_CACHE}.
         env.update({key: os.path.expandvars(value) for key, value in local.command.env.items()})
         argv = ["ip", "netns", "exec", local.netns, *local.command.command, *(local.container.get("args") or [])]
         with local.log_path.open("ab") as log:
+            local.log_offset = log.tell()
             local.process = subprocess.Popen(
                 argv,
                 stdout=log,
@@ -268,6 +318,19 @@ class PodRunner:
         }
         _log(f"{local.namespace}/{local.name}: started pid {local.process.pid}: {' '.join(argv[4:])}")
         self.report(local)
+
+    def termination_path(self, local: LocalPod) -> Path:
+        return self.logs / f"{local.namespace}_{local.name}.termination-log"
+
+    def read_termination_message(self, local: LocalPod, exit_code: int) -> str | None:
+        """What a kubelet reports as the message of the run that just ended (file, else log tail on error)."""
+        path = self.termination_path(local)
+        written = path.read_bytes() if path.is_file() else b""
+        with local.log_path.open("rb") as log:
+            log.seek(local.log_offset)
+            output = log.read()
+        policy = str(local.container.get("terminationMessagePolicy") or "File")
+        return termination_message(written, output, exit_code, policy)
 
     def kill_process(self, local: LocalPod, grace: float) -> None:
         process = local.process
@@ -298,6 +361,8 @@ class PodRunner:
     def finish(self, local: LocalPod, delete_object: bool) -> None:
         self.kill_process(local, grace=0.0)
         podnet.delete(local.netns)
+        (self.logs / f"{local.namespace}_{local.name}.kubeconfig").unlink(missing_ok=True)
+        self.termination_path(local).unlink(missing_ok=True)
         self.pods.pop(local.uid, None)
         if delete_object:
             self.delete_object(local.namespace, local.name, local.uid)
@@ -330,10 +395,12 @@ class PodRunner:
 
     def on_exit(self, local: LocalPod, now: float) -> None:
         assert local.process is not None
-        code = local.process.returncode
+        code = exit_code_of(local.process.returncode)
         local.process = None
         local.last_exit_code = code
         local.last_finished_at = _now()
+        local.last_started_at = local.started_at
+        local.last_message = self.read_termination_message(local, code)
         local.restart_count += 1
         backoff = min(BACKOFF_START * 2 ** (local.restart_count - 1), BACKOFF_MAX)
         local.next_start = now + backoff
@@ -375,6 +442,8 @@ class PodRunner:
             waiting_reason=waiting,
             last_exit_code=local.last_exit_code,
             last_finished_at=local.last_finished_at,
+            last_started_at=local.last_started_at,
+            last_message=local.last_message,
         )
         status = pod_status(
             view, local.others, str(local.address), self.host_ip, local.start_time, _now(), local.reported
@@ -410,6 +479,8 @@ class PodRunner:
         for local in list(self.pods.values()):
             self.kill_process(local, grace=min(local.grace, 5.0))
             podnet.delete(local.netns)
+        if self.relay is not None:
+            self.relay.close()
 
 
 def main() -> None:

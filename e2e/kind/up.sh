@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create a kind cluster, build the images and load them into it, and install the chart.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need docker kind helm kubectl
+mkdir -p "$STATE"
+
+if kind get clusters | grep -qx "$CLUSTER"; then
+  log "cluster $CLUSTER exists; reusing it"
+  kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG"
+else
+  log "creating kind cluster $CLUSTER"
+  kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s
+fi
+
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+  log "building images ($REGISTRY, $IMAGE_VERSION, families: $FAMILIES)"
+  make -C "$REPO" images REGISTRY="$REGISTRY" IMAGE_VERSION="$IMAGE_VERSION" FAMILIES="$FAMILIES"
+fi
+images=("$REGISTRY/control-plane:$IMAGE_VERSION")
+for family in $FAMILIES; do images+=("$REGISTRY/runtime-$family:$IMAGE_VERSION"); done
+for image in "${images[@]}"; do
+  log "loading $image into $CLUSTER"
+  kind load docker-image --name "$CLUSTER" "$image"
+done
+
+# The bootstrap key: made here, kept in the state directory; the chart stores only its hash.
+if [[ ! -f "$STATE/api-key" ]]; then
+  python3 -c 'import secrets; print(f"mc_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}")' >"$STATE/api-key"
+  chmod 600 "$STATE/api-key"
+fi
+key="$(cat "$STATE/api-key")"
+
+log "installing the chart as $RELEASE in $NAMESPACE"
+families=()
+for family in text llm vision audio diffusion; do
+  families+=("--set=modelImages.$family=$REGISTRY/runtime-$family:$IMAGE_VERSION")
+done
+helm upgrade --install "$RELEASE" "$REPO/charts/modelcluster" \
+  --namespace "$NAMESPACE" --create-namespace \
+  --values "$REPO/e2e/kind/values-kind.yaml" \
+  --set "image.repository=$REGISTRY/control-plane" --set "image.tag=$IMAGE_VERSION" \
+  "${families[@]}" \
+  --set "bootstrapKey.key=$key" \
+  --wait --timeout 5m
+kubectl -n "$NAMESPACE" get pods -o wide
+log "ready: export KUBECONFIG=$KUBECONFIG"

@@ -1,0 +1,358 @@
+"""The Helm chart: ``helm lint``, its rendering against the Kubernetes 1.34 schemas, and a real install.
+
+The install runs on the cluster under test: every object must be accepted by the apiserver, the operator
+and gateway pods must really run (on the local control plane the pod runner starts ``modelcluster operator``
+and ``modelcluster gateway`` as processes acting with their pods' ServiceAccounts) and become Ready, and
+``helm uninstall`` must leave nothing behind but the CRD.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import dynamic
+from kubernetes.client.exceptions import ApiException
+
+from modelcluster.catalog.loader import load_catalog
+from modelcluster.crd import render_crd
+from modelcluster.devcluster.tools import ensure_tools
+from modelcluster.gateway.keys import ApiKeyRecord, verify
+
+from support import Cluster, eventually
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "modelcluster"
+KUBERNETES_VERSION = "1.34.0"
+#: Kinds defined by CRDs of other projects: kubernetes-validate has no schema for them.
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+#: Seconds the installed pods may take to run and turn Ready (two Python processes on a loaded machine).
+READY_DEADLINE = 90
+
+Manifest = dict[str, Any]
+
+
+def new_key() -> str:
+    """A key in the gateway's format, made here so the test knows it (the chart stores only its hash)."""
+    return f"mc_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+
+
+KEY = new_key()
+#: Value sets rendered and linted: the defaults, every optional part on, and the namespaced operator.
+VALUE_SETS: dict[str, list[str]] = {
+    "defaults": [],
+    "everything": [
+        "--set=bootstrapKey.enabled=true",
+        f"--set=bootstrapKey.key={KEY}",
+        "--set=networkPolicy.enabled=true",
+        "--set=networkPolicy.namespaces={team-a,team-b}",
+        "--set=metrics.serviceMonitor.enabled=true",
+        "--set=catalog.extra.defaultTier=xs",
+        "--set=image.digest=sha256:" + "0" * 64,
+    ],
+    "namespaced": ["--set=watchNamespaces={team-a,team-b}", "--set=networkPolicy.enabled=true"],
+    "no-gateway": ["--set=gateway.enabled=false", "--set=operator.autoscaler.enabled=false"],
+}
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ensure_tools().helm), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(values: list[str], namespace: str = "modelcluster-system") -> list[Manifest]:
+    result = helm(
+        "template",
+        "mc",
+        str(CHART),
+        f"--namespace={namespace}",
+        f"--kube-version={KUBERNETES_VERSION}",
+        "--include-crds",
+        *values,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [doc for doc in manifests if doc["kind"] == kind]
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_helm_lint_is_clean(name: str) -> None:
+    result = helm("lint", str(CHART), "--strict", *VALUE_SETS[name])
+    assert result.returncode == 0, result.stdout + result.stderr
+    complaints = [line for line in result.stdout.splitlines() if "[WARNING]" in line or "[ERROR]" in line]
+    assert complaints == []
+
+
+def test_values_outside_the_schema_are_refused() -> None:
+    result = helm("template", "mc", str(CHART), "--set=operator.replicaz=2")
+    assert result.returncode != 0
+    assert "replicaz" in result.stderr
+    result = helm("template", "mc", str(CHART), "--set=bootstrapKey.enabled=true", "--set=bootstrapKey.key=not-a-key")
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_rendered_objects_match_the_kubernetes_schemas(name: str) -> None:
+    manifests = render(VALUE_SETS[name])
+    assert of_kind(manifests, "CustomResourceDefinition"), "the CRD is part of the chart"
+    for doc in manifests:
+        if (doc["apiVersion"], doc["kind"]) in FOREIGN_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {error.message} at {list(error.path)}")
+
+
+def test_the_chart_crd_is_the_generated_one() -> None:
+    assert (CHART / "crds" / "modelclusters.yaml").read_text(encoding="utf-8") == render_crd()
+
+
+def test_pods_follow_the_restricted_profile_with_resources() -> None:
+    deployments = of_kind(render(VALUE_SETS["everything"]), "Deployment")
+    assert {doc["metadata"]["name"] for doc in deployments} == {"mc-modelcluster-operator", "mc-modelcluster-gateway"}
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+            assert container["image"] == "ghcr.io/modelcluster/control-plane@sha256:" + "0" * 64
+            assert {"readinessProbe", "livenessProbe"} <= set(container)
+
+
+def test_cluster_wide_mode_uses_a_cluster_role() -> None:
+    manifests = render([])
+    assert {doc["metadata"]["name"] for doc in of_kind(manifests, "ClusterRole")} == {
+        "mc-modelcluster-operator",
+        "mc-modelcluster-gateway",
+    }
+    operator = next(doc for doc in of_kind(manifests, "Deployment") if doc["metadata"]["name"].endswith("-operator"))
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [arg for arg in args if arg.startswith("--namespace")]
+    assert "--gateway-service=modelcluster-system/mc-modelcluster-gateway" in args
+    # Secrets: read by the gateway, in its own namespace only.
+    secret_rules = [
+        (doc["kind"], doc["metadata"].get("namespace"))
+        for doc in manifests
+        if doc["kind"] in ("Role", "ClusterRole")
+        for rule in doc["rules"]
+        if "secrets" in rule["resources"]
+    ]
+    assert secret_rules == [("Role", "modelcluster-system")]
+
+
+def _rules(path: Path, kind: str, name: str) -> list[Manifest]:
+    with path.open(encoding="utf-8") as stream:
+        documents = [doc for doc in yaml.safe_load_all(stream) if doc]
+    (found,) = [doc for doc in documents if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    rules: list[Manifest] = found["rules"]
+    return rules
+
+
+def test_rbac_rules_are_those_of_the_plain_manifests() -> None:
+    cluster_wide, namespaced = render([]), render(VALUE_SETS["namespaced"])
+    roles = {(d["kind"], d["metadata"]["name"]): d["rules"] for d in cluster_wide if d["kind"].endswith("Role")}
+    operator_rules = _rules(REPO / "operator" / "rbac.yaml", "ClusterRole", "modelcluster-operator")
+    assert roles[("ClusterRole", "mc-modelcluster-operator")] == operator_rules
+    for role in of_kind(namespaced, "Role"):
+        if role["metadata"]["name"] == "mc-modelcluster-operator":
+            assert role["rules"] == operator_rules
+    gateway_rules = _rules(REPO / "operator" / "rbac-gateway.yaml", "ClusterRole", "modelcluster-gateway")
+    assert roles[("ClusterRole", "mc-modelcluster-gateway")] == gateway_rules
+    keys_rules = _rules(REPO / "operator" / "rbac-gateway.yaml", "Role", "modelcluster-gateway-keys")
+    assert roles[("Role", "mc-modelcluster-gateway-keys")] == keys_rules
+    self_rules = _rules(REPO / "operator" / "rbac.yaml", "Role", "modelcluster-operator-self")
+    # The chart makes the Lease itself, so the operator needs no create; the rest is the same.
+    lease_create = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}
+    expected_self = [
+        {**rule, "resourceNames": ["mc-modelcluster-operator"]} if "resourceNames" in rule else rule
+        for rule in self_rules
+        if rule != lease_create
+    ]
+    assert roles[("Role", "mc-modelcluster-operator-self")] == expected_self
+
+
+def test_namespaced_mode_renders_roles_and_flags() -> None:
+    manifests = render(VALUE_SETS["namespaced"])
+    operator_cluster_roles = [
+        d for d in of_kind(manifests, "ClusterRole") if d["metadata"]["name"].endswith("-operator")
+    ]
+    assert operator_cluster_roles == []
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind(manifests, "Role")}
+    assert {("team-a", "mc-modelcluster-operator"), ("team-b", "mc-modelcluster-operator")} <= roles
+    bindings = {(d["metadata"]["namespace"], d["roleRef"]["kind"]) for d in of_kind(manifests, "RoleBinding")}
+    assert {("team-a", "Role"), ("team-b", "Role")} <= bindings
+    operator = next(doc for doc in of_kind(manifests, "Deployment") if doc["metadata"]["name"].endswith("-operator"))
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [arg for arg in args if arg.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
+    policies = {d["metadata"]["namespace"] for d in of_kind(manifests, "NetworkPolicy")}
+    assert policies == {"team-a", "team-b"}
+
+
+def test_network_policy_admits_only_the_gateway_and_operator() -> None:
+    (policy, *rest) = [d for d in of_kind(render(VALUE_SETS["everything"]), "NetworkPolicy")]
+    assert len(rest) == 1
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "modelcluster-runtime"
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "modelcluster-system"}}
+    names = next(e for e in peer["podSelector"]["matchExpressions"] if e["key"] == "app.kubernetes.io/name")
+    assert sorted(names["values"]) == ["modelcluster-gateway", "modelcluster-operator"]
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+
+
+def test_bootstrap_key_secret_holds_a_key_the_gateway_accepts() -> None:
+    manifests = render(VALUE_SETS["everything"])
+    (secret,) = of_kind(manifests, "Secret")
+    assert KEY not in yaml.safe_dump(secret), "the Secret holds the hash, never the key"
+    record = ApiKeyRecord.from_secret(secret)
+    assert record.tenant == "demo" and record.concurrency == 64
+    assert verify(record, KEY)
+    assert not verify(record, new_key())
+    (namespace,) = of_kind(manifests, "Namespace")
+    assert namespace["metadata"]["name"] == "demo"
+
+
+def test_catalog_config_map_carries_the_model_images(tmp_path: Path) -> None:
+    values = ["--set=modelImages.text=registry.internal/runtime-text:1.2.3", "--set=catalog.extra.defaultTier=xs"]
+    (config_map,) = of_kind(render(values), "ConfigMap")
+    catalog = yaml.safe_load(config_map["data"]["catalog.yaml"])
+    assert catalog["families"]["text"] == {"image": "registry.internal/runtime-text:1.2.3"}
+    assert catalog["defaultTier"] == "xs"
+    # The operator's own loader accepts it, layered over the default catalog.
+    path = tmp_path / "catalog.yaml"
+    path.write_text(config_map["data"]["catalog.yaml"], encoding="utf-8")
+    assert load_catalog([path]).families["text"].image == "registry.internal/runtime-text:1.2.3"
+
+
+# --- a real install ---------------------------------------------------------------------------------------------
+
+
+def _delete_namespace(cluster: Cluster, name: str) -> None:
+    try:
+        cluster.core.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+@pytest.fixture
+def release_namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"mcs-{uuid.uuid4().hex[:8]}"
+    yield name
+    _delete_namespace(cluster, name)
+
+
+def _exists(client: dynamic.DynamicClient, doc: Manifest) -> bool:
+    resource = client.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+    try:
+        resource.get(name=doc["metadata"]["name"], namespace=doc["metadata"].get("namespace"))
+    except dynamic.exceptions.NotFoundError:
+        return False
+    return True
+
+
+def _ready(pod: k8s.V1Pod) -> bool:
+    conditions = pod.status.conditions or []
+    return pod.status.phase == "Running" and any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+@pytest.mark.cluster
+def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
+    cluster: Cluster, release_namespace: str
+) -> None:
+    if cluster.local is None:
+        pytest.skip("the control-plane pods run as processes on the local control plane only")
+    tenant = f"tenant-{uuid.uuid4().hex[:8]}"
+    release = "mc"
+    key = new_key()
+    kube = [f"--kubeconfig={cluster.kubeconfig}", f"--namespace={release_namespace}"]
+    values = [
+        "--set=gateway.replicas=1",
+        # The local pod runner applies no volumes: the catalog ConfigMap is checked by rendering only.
+        "--set=catalog.enabled=false",
+        "--set=bootstrapKey.enabled=true",
+        f"--set=bootstrapKey.key={key}",
+        f"--set=bootstrapKey.tenant={tenant}",
+    ]
+    selector = f"app.kubernetes.io/instance={release}"
+    client = dynamic.DynamicClient(cluster.api_client)
+    installed = helm("install", release, str(CHART), *kube, "--create-namespace", *values)
+    assert installed.returncode == 0, installed.stderr
+    try:
+        manifest = helm("get", "manifest", release, *kube)
+        assert manifest.returncode == 0, manifest.stderr
+        objects = [doc for doc in yaml.safe_load_all(manifest.stdout) if doc]
+        assert objects and all(_exists(client, doc) for doc in objects)
+
+        def all_ready() -> list[k8s.V1Pod] | None:
+            pods = cluster.core.list_namespaced_pod(release_namespace, label_selector=selector).items
+            names = {pod.metadata.labels["app.kubernetes.io/name"] for pod in pods if _ready(pod)}
+            return pods if names == {"modelcluster-operator", "modelcluster-gateway"} else None
+
+        pods = eventually(all_ready, timeout=READY_DEADLINE, interval=0.5, what="the operator and gateway pods Ready")
+        by_name = {pod.metadata.labels["app.kubernetes.io/name"]: pod for pod in pods}
+        network = cluster.local.process_pod_network
+        for pod in pods:
+            # An address of the pod network: a real process serves it, not a simulated pod.
+            assert pod.status.pod_ip and pod.status.pod_ip in {str(a) for a in network.hosts()}, pod.status.pod_ip
+        operator, gateway = by_name["modelcluster-operator"], by_name["modelcluster-gateway"]
+
+        # The operator leads with its pod's identity, through its ServiceAccount's Lease permissions.
+        lease = k8s.CoordinationV1Api(cluster.api_client).read_namespaced_lease(
+            f"{release}-modelcluster-operator", release_namespace
+        )
+        assert lease.spec.holder_identity == operator.metadata.name
+        assert httpx.get(f"http://{operator.status.pod_ip}:8082/metrics", timeout=5).status_code == 200
+
+        # The gateway read the bootstrap key from its Secret (its Role) and answers the API with it.
+        base = f"http://{gateway.status.pod_ip}:8080"
+        assert httpx.get(f"{base}/models/v2/list/tasks", timeout=5).status_code == 401
+        answer = httpx.get(f"{base}/models/v2/list/tasks", headers={"Authorization": f"Key {key}"}, timeout=5)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["error"] is None
+    finally:
+        uninstalled = helm("uninstall", release, *kube, "--wait", "--timeout=90s")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+
+    def gone() -> bool:
+        pods = cluster.core.list_namespaced_pod(release_namespace, label_selector=selector)
+        return not pods.items and not any(_exists(client, doc) for doc in objects)
+
+    eventually(gone, timeout=60, interval=0.5, what="every object of the release gone")
+    leftovers = [
+        f"{kind}/{item.metadata.name}"
+        for kind, items in (
+            ("ClusterRole", k8s.RbacAuthorizationV1Api(cluster.api_client).list_cluster_role(label_selector=selector)),
+            (
+                "ClusterRoleBinding",
+                k8s.RbacAuthorizationV1Api(cluster.api_client).list_cluster_role_binding(label_selector=selector),
+            ),
+            ("Lease", k8s.CoordinationV1Api(cluster.api_client).list_namespaced_lease(release_namespace)),
+            ("Secret", cluster.core.list_namespaced_secret(release_namespace)),
+            ("ConfigMap", cluster.core.list_namespaced_config_map(release_namespace, label_selector=selector)),
+            (
+                "ServiceAccount",
+                cluster.core.list_namespaced_service_account(release_namespace, label_selector=selector),
+            ),
+        )
+        for item in items.items
+    ]
+    assert leftovers == []
+    assert k8s.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition("modelclusters.modelcluster.dev")
