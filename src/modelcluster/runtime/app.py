@@ -35,6 +35,7 @@ from modelcluster.runtime.errors import (
 from modelcluster.runtime.limits import check_request_size
 from modelcluster.runtime.loading import LoadProgress, load_handler, memory_report
 from modelcluster.runtime.metrics import RuntimeMetrics
+from modelcluster.runtime.offload import json_bytes, off_loop, render_off_loop
 from modelcluster.runtime.queueing import DeadlineExceeded, Job, StreamEnd
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.tasks.base import Handler, MediaOutput, MediaRef, TokenUsage
@@ -43,6 +44,8 @@ from modelcluster.runtime.urlfetch import UrlFetcher
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[RuntimeSettings, LoadProgress], Handler]
+#: Told the cause when the model cannot be loaded (the server then ends the process).
+LoadFailureHook = Callable[[str], None]
 MODEL_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -57,6 +60,7 @@ class RuntimeState:
     scheduler: Scheduler | None = None
     fetcher: UrlFetcher | None = None
     draining: bool = False
+    on_load_failure: LoadFailureHook | None = None
 
     def start_draining(self) -> None:
         """From now on ``/health`` answers 503 so readiness fails; requests are still served."""
@@ -65,18 +69,22 @@ class RuntimeState:
 
     def ready(self) -> tuple[Handler, Scheduler]:
         if self.handler is None or self.scheduler is None:
-            if self.progress.error is not None:
-                raise NotReady(f"Fatal, model failed to load: {self.progress.error}")
-            raise NotReady("Model is not ready yet")
+            snapshot = self.progress.snapshot()
+            if snapshot["error"] is not None:
+                raise NotReady(f"Fatal, model failed to load: {snapshot['error']}")
+            raise NotReady(f"Model is not ready yet: loading ({snapshot['phase']}, {snapshot['load_percent']:g}%)")
         return self.handler, self.scheduler
 
     async def load(self, loader: Loader) -> None:
         try:
             handler = await asyncio.to_thread(loader, self.settings, self.progress)
         except Exception as exc:
-            logger.exception("model failed to load")
-            self.progress.update(phase="failed", error=f"{type(exc).__name__}: {exc}")
+            cause = f"{type(exc).__name__}: {exc}"
+            logger.error("model failed to load: %s", cause, exc_info=exc)
+            self.progress.update(phase="failed", error=cause)
             self.metrics.errors.labels(kind="load").inc()
+            if self.on_load_failure is not None:
+                self.on_load_failure(cause)
             return
         handler.limits = self.settings.limits()
         scheduler = Scheduler(
@@ -195,10 +203,16 @@ def usage_event(usage: TokenUsage) -> str:
     return sse_event({"error": None, "output": "", "usage": asdict(usage)})
 
 
-def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> FastAPI:
-    """The runtime's ASGI app; the model loads in the background once the app starts."""
+def create_app(
+    settings: RuntimeSettings, *, loader: Loader = load_handler, on_load_failure: LoadFailureHook | None = None
+) -> FastAPI:
+    """The runtime's ASGI app; the model loads in the background once the app starts.
+
+    A load failure is reported on ``/health`` and ``/status``; ``on_load_failure`` is then told its cause
+    (the server ends the process with it, so the pod restarts and reports the cause).
+    """
     metrics = RuntimeMetrics(settings.task, settings.model_id)
-    state = RuntimeState(settings=settings, metrics=metrics)
+    state = RuntimeState(settings=settings, metrics=metrics, on_load_failure=on_load_failure)
     limits = settings.limits()
 
     @asynccontextmanager
@@ -266,6 +280,8 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
 
     async def fetch(ref: MediaRef) -> bytes:
         if ref.base64 is not None:
+            if off_loop(len(ref.base64)):
+                return await asyncio.to_thread(media.decode_base64, ref.base64, settings.max_media_bytes)
             return media.decode_base64(ref.base64, settings.max_media_bytes)
         assert ref.url is not None and state.fetcher is not None
         return await state.fetcher.fetch(ref.url)
@@ -285,7 +301,8 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
 
     async def answer(request: Request, request_id: str) -> Response:
         raw = await read_body(request, settings.max_body_bytes)
-        body = parse_run_request(raw)
+        big = off_loop(len(raw))  # parsing, decoding and tokenizing a big body happen in a worker thread
+        body = await asyncio.to_thread(parse_run_request, raw) if big else parse_run_request(raw)
         handler, scheduler = state.ready()
         payload = normalize(body, settings.task, handler.spec)
         params = handler.check_params(body.params)
@@ -297,9 +314,11 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
         scheduler.queue.reserve()
         try:
             blobs = [await fetch(ref) for ref in refs]
-            # decoding media is CPU work for a thread; text needs none
+            # decoding media and tokenizing long texts is CPU work for a thread; a short text is prepared here
             item = (
-                await asyncio.to_thread(handler.prepare, payload, blobs) if blobs else handler.prepare(payload, blobs)
+                await asyncio.to_thread(handler.prepare, payload, blobs)
+                if blobs or big
+                else handler.prepare(payload, blobs)
             )
         except BaseException:
             scheduler.queue.unreserve()
@@ -325,6 +344,9 @@ def create_app(settings: RuntimeSettings, *, loader: Loader = load_handler) -> F
             if body.json_output is False:
                 return Response(output.data, media_type=output.mime)
             output = media.to_base64(output.data)
+        if render_off_loop(job.size):
+            content = await asyncio.to_thread(json_bytes, {"error": None, "output": output})
+            return Response(content, media_type="application/json", headers=headers)
         return JSONResponse({"error": None, "output": output}, headers=headers)
 
     return app

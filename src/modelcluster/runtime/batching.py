@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from modelcluster.runtime.queueing import DeadlineExceeded, Job, RequestQueue, StreamEnd, batch_target
-from modelcluster.runtime.tasks.base import TokenUsage
+from modelcluster.runtime.tasks.base import Stopped, TokenUsage
 
 if TYPE_CHECKING:
     from modelcluster.runtime.metrics import RuntimeMetrics
@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 def params_key(params: dict[str, Any]) -> str:
     """Requests batch together only when their params are equal."""
     return json.dumps(params, sort_keys=True, default=str)
+
+
+def split_for_retry(jobs: list[Job]) -> list[list[Job]]:
+    """The parts a failed model call is retried in: two halves, so one bad item among n costs about 2 log2(n)
+    calls, and every request that fails alone gets its own error while the others get their outputs."""
+    middle = (len(jobs) + 1) // 2
+    return [jobs[:middle], jobs[middle:]]
 
 
 class Scheduler:
@@ -63,6 +70,7 @@ class Scheduler:
     def new_job(self, item: Any, params: dict[str, Any], *, stream: bool, deadline: float | None) -> Job:
         loop = asyncio.get_running_loop()
         return Job(
+            size=self.handler.item_count(item),
             item=item,
             params=params,
             key=params_key(params),
@@ -116,11 +124,10 @@ class Scheduler:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.max_batch_wait_s
             while True:
-                target = batch_target(
-                    self.queue.ready, self.queue.preparing, self._last_batch_size, self.max_batch_size
-                )
+                ready = self.queue.ready_items
+                target = batch_target(ready, self.queue.preparing, self._last_batch_size, self.max_batch_size)
                 remaining = deadline - loop.time()
-                if self.queue.ready >= target or remaining <= 0:
+                if ready >= target or remaining <= 0:
                     break
                 await self.queue.wait_change(remaining)
         return self.queue.take(self.max_batch_size, self.handler.batchable)
@@ -135,8 +142,8 @@ class Scheduler:
             started = time.monotonic()
             for job in jobs:
                 self.metrics.stage_seconds.labels(stage="queue_wait").observe(started - job.enqueued_at)
-            self._last_batch_size = len(jobs)
-            self.metrics.batch_size.observe(len(jobs))
+            self._last_batch_size = sum(job.size for job in jobs)
+            self.metrics.batch_size.observe(self._last_batch_size)
             self.metrics.in_flight.inc(len(jobs))
             try:
                 if jobs[0].stream:
@@ -149,7 +156,11 @@ class Scheduler:
 
     async def _run_batch(self, jobs: list[Job], loop: asyncio.AbstractEventLoop) -> None:
         """One model call for the batch; it is asked to stop once every job in it should stop (gave up or
-        passed its deadline), and a job past its deadline answers 504 even when the model returned."""
+        passed its deadline), and a job past its deadline answers 504 even when the model returned.
+
+        A failing call is retried in halves (:func:`split_for_retry`) down to single requests, so an item that
+        breaks the call fails only its own request; an output that is an exception fails only its job.
+        """
         items = [job.item for job in jobs]
 
         def should_stop() -> bool:
@@ -159,18 +170,27 @@ class Scheduler:
             outputs = await loop.run_in_executor(
                 self._executor, self.handler.run_until, items, jobs[0].params, should_stop
             )
-        except Exception as exc:  # noqa: BLE001 - handed to each waiting request, which answers with its error body
+            if len(outputs) != len(jobs):
+                raise RuntimeError(f"the model returned {len(outputs)} outputs for {len(jobs)} inputs")
+        except Exception as exc:  # noqa: BLE001 - retried per part, then handed to the request it belongs to
+            live = [job for job in jobs if not job.should_stop()]
+            if len(jobs) > 1 and live and not isinstance(exc, Stopped):
+                for job in jobs:
+                    if job.should_stop():
+                        _fail(job, exc)
+                self.metrics.batch_retries.inc()
+                for part in split_for_retry(live):
+                    if part:
+                        await self._run_batch(part, loop)
+                return
             for job in jobs:
                 _fail(job, exc)
-            return
-        if len(outputs) != len(jobs):
-            error = RuntimeError(f"the model returned {len(outputs)} outputs for {len(jobs)} inputs")
-            for job in jobs:
-                _fail(job, error)
             return
         for job, output in zip(jobs, outputs, strict=True):
             if job.expired:
                 _fail(job, DeadlineExceeded())
+            elif isinstance(output, Exception):
+                _fail(job, output)
             elif not job.future.done():
                 job.future.set_result(output)
 

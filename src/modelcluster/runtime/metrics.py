@@ -25,7 +25,12 @@ class RuntimeMetrics:
         )
         self.in_flight = Gauge(f"{prefix}_in_flight_requests", "Requests running on the model.", registry=self.registry)
         self.batch_size = Histogram(
-            f"{prefix}_batch_size", "Requests per model call.", buckets=BATCH_BUCKETS, registry=self.registry
+            f"{prefix}_batch_size", "Items per model call.", buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.batch_retries = Counter(
+            f"{prefix}_batch_retries",
+            "Failed batched model calls retried in halves to find the request that failed.",
+            registry=self.registry,
         )
         self.stage_seconds = Histogram(
             f"{prefix}_stage_seconds",

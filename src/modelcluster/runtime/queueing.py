@@ -39,6 +39,7 @@ class Job:
     chunks: asyncio.Queue[str | StreamEnd] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None  # time.monotonic() after which work on it stops
+    size: int = 1  # items it adds to a batch (the strings of a `text` list), what the batch limit counts
 
     @property
     def abandoned(self) -> bool:
@@ -56,27 +57,32 @@ class Job:
         return self.cancel.is_set() or self.expired
 
 
-def select_batch(jobs: Sequence[Job], max_size: int, batchable: bool) -> list[int]:
-    """Indices of the jobs to run together: the oldest job plus, when batchable, later jobs with the same params."""
+def select_batch(jobs: Sequence[Job], max_items: int, batchable: bool) -> list[int]:
+    """Indices of the jobs to run together: the oldest job plus, when batchable, later jobs with the same params
+    while their items fit in ``max_items`` (a job too large to fit waits for a later batch, which it opens when it
+    is the oldest; the oldest job always runs, whatever its size)."""
     if not jobs:
         return []
     first = jobs[0]
     if first.stream or not batchable:
         return [0]
     chosen = [0]
+    items = first.size
     for index in range(1, len(jobs)):
-        if len(chosen) >= max_size:
+        if items >= max_items:
             break
         job = jobs[index]
-        if not job.stream and job.key == first.key:
+        if not job.stream and job.key == first.key and items + job.size <= max_items:
             chosen.append(index)
+            items += job.size
     return chosen
 
 
 def batch_target(ready: int, preparing: int, last_batch_size: int, max_size: int) -> int:
-    """How many requests are worth waiting for before a batchable call: the recent load, capped by the batch size.
+    """How many items are worth waiting for before a batchable call: the recent load, capped by the batch size.
 
-    With one client (nothing preparing, last batch of one) this is what is ready, so nothing waits.
+    ``ready`` and ``last_batch_size`` count items; ``preparing`` counts requests still parsing (one item each, at
+    least). With one client (nothing preparing, last batch of one) this is what is ready, so nothing waits.
     """
     return max(1, min(max_size, max(ready + preparing, last_batch_size)))
 
@@ -103,6 +109,11 @@ class RequestQueue:
     def ready(self) -> int:
         return len(self._jobs)
 
+    @property
+    def ready_items(self) -> int:
+        """Items of the queued jobs (what a batch limit counts)."""
+        return sum(job.size for job in self._jobs)
+
     def reserve(self) -> None:
         """Admit one request or raise ``QueueFull`` at once."""
         if self.waiting >= self.limit:
@@ -120,12 +131,13 @@ class RequestQueue:
         self._jobs.append(job)
         self._notify()
 
-    def take(self, max_size: int, batchable: bool) -> list[Job]:
-        """Pop the next batch, dropping jobs whose request already gave up."""
+    def take(self, max_items: int, batchable: bool) -> list[Job]:
+        """Pop the next batch (at most ``max_items`` items, see :func:`select_batch`), dropping jobs whose request
+        already gave up."""
         while self._jobs and self._jobs[0].abandoned:
             self._jobs.popleft()
         pending = list(self._jobs)
-        indices = select_batch(pending, max_size, batchable)
+        indices = select_batch(pending, max_items, batchable)
         chosen = [pending[i] for i in indices]
         taken = set(indices)
         self._jobs = deque(job for i, job in enumerate(pending) if i not in taken)

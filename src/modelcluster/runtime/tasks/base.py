@@ -67,9 +67,12 @@ class MediaOutput:
 class Handler:
     """A task served by a loaded model.
 
-    ``prepare`` runs in a worker thread (it decodes media); ``run_until`` (``run_batch``) and ``stream`` run in the
-    inference thread. ``stream`` and ``astream`` yield text deltas and, when the generation ran to its end, one
-    ``TokenUsage`` last. ``limits`` are set by the loader from the settings.
+    ``prepare`` runs in a worker thread when the input is large or has media (it decodes, tokenizes), else on the
+    event loop; ``run_until`` (``run_batch``) and ``stream`` run in the inference thread. ``run_batch`` answers one
+    output per item, in order; an output that is an ``Exception`` fails only its own request (a per-item error),
+    while an exception raised by ``run_batch`` fails the call, which the scheduler then retries in smaller parts so
+    that only the requests that fail alone get the error. ``stream`` and ``astream`` yield text deltas and, when the
+    generation ran to its end, one ``TokenUsage`` last. ``limits`` are set by the loader from the settings.
     """
 
     task: str = ""
@@ -109,6 +112,10 @@ class Handler:
 
     def prepare(self, payload: Payload, media: list[bytes]) -> Any:
         return payload
+
+    def item_count(self, item: Any) -> int:
+        """How many items a prepared input adds to a batch (the batch limit counts items, not requests)."""
+        return 1
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
