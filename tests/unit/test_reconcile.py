@@ -351,3 +351,26 @@ async def test_a_rejected_spec_is_not_retried_until_it_changes(api: FakeApi, rec
     body["metadata"]["generation"] = 4
     fixed = await reconciler.reconcile(body, _seen(api), memory)
     assert fixed.status.observed_generation == 4 and fixed.status.reason != "ChildRejected"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KubeError(404, 'modelclusters.modelcluster.dev "gpt2-1234abcd" not found'),
+        KubeError(
+            403, 'services "x" is forbidden: unable to create new content in namespace t because it is being terminated'
+        ),
+    ],
+)
+async def test_a_cluster_deleted_while_reconciling_is_not_retried(
+    api: FakeApi, reconciler: Reconciler, error: KubeError
+) -> None:
+    store = Store()
+    store.synced.set()
+    controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
+    store.clusters.event("ADDED", cluster(GPT2))
+    api.fail_with = error
+    assert await controller.sync("tenant", "gpt2-1234abcd") is None
+    api.fail_with = KubeError(403, "forbidden: no rights")
+    with pytest.raises(KubeError):
+        await controller.sync("tenant", "gpt2-1234abcd")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelcluster.operator.kube import KubeError
 from modelcluster.operator.locks import KeyedLocks
 from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.queue import Key, WorkQueue
@@ -90,10 +91,17 @@ class Controller:
                 service=self.store.services.named(key, name),
                 pods=tuple(self.store.pods.all(key)),
             )
-            with self.metrics.reconcile(CONTROLLER) as outcome:
-                derived = await self.reconciler.reconcile(body, seen, self.memory)
-                if derived.recheck_after is not None:
-                    outcome.requeue()
+            try:
+                with self.metrics.reconcile(CONTROLLER) as outcome:
+                    derived = await self.reconciler.reconcile(body, seen, self.memory)
+                    if derived.recheck_after is not None:
+                        outcome.requeue()
+            except KubeError as error:
+                if not error.gone:
+                    raise
+                # Deleted meanwhile (or its namespace is): its deletion event clears what is remembered.
+                logger.debug("%s/%s: gone while reconciling: %s", namespace, name, error)
+                return None
             return recheck_delay(derived)
 
 

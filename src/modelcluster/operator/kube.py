@@ -39,6 +39,12 @@ class KubeError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}" if status else message)
         self.status = status
+        self.message = message
+
+    @property
+    def gone(self) -> bool:
+        """Whether the object (or its whole namespace) is going away: nothing left to converge."""
+        return self.status == 404 or (self.status == 403 and "because it is being terminated" in self.message)
 
     @property
     def retryable(self) -> bool:
