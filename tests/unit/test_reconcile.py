@@ -374,3 +374,29 @@ async def test_a_cluster_deleted_while_reconciling_is_not_retried(
     api.fail_with = KubeError(403, "forbidden: no rights")
     with pytest.raises(KubeError):
         await controller.sync("tenant", "gpt2-1234abcd")
+
+
+def test_the_store_keeps_only_what_the_operator_reads() -> None:
+    store = Store()
+    labels = {"app.kubernetes.io/instance": "gpt2-1234abcd"}
+    managed = [
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}},
+    ]
+    deployment = {
+        "metadata": {"name": "gpt2-1234abcd", "namespace": "tenant", "labels": labels, "managedFields": managed},
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "runtime"}]}}},
+        "status": {"readyReplicas": 1},
+    }
+    store.deployments.reset([deployment])
+    kept = store.deployments.one(("tenant", "gpt2-1234abcd"))
+    assert kept is not None
+    assert kept["spec"] == {"replicas": 2} and kept["status"] == {"readyReplicas": 1}
+    assert [m["manager"] for m in kept["metadata"]["managedFields"]] == [FIELD_MANAGER]
+    pod = {
+        "metadata": {"name": "p", "namespace": "tenant", "labels": labels},
+        "spec": {"x": 1},
+        "status": {"podIP": "1"},
+    }
+    store.pods.event("ADDED", pod)
+    assert store.pods.all(("tenant", "gpt2-1234abcd")) == [{"metadata": pod["metadata"], "status": {"podIP": "1"}}]

@@ -203,7 +203,10 @@ class Autoscaler:
         self.histories[key] = decision.history
         scale = decision.target != replicas
         depth = demand(observed)
-        written = self._written.setdefault(key, _Written(last_request=status.get("lastRequestTime")))
+        # After a restart, what the status already says counts as written: nothing is applied again.
+        written = self._written.setdefault(
+            key, _Written(last_request=status.get("lastRequestTime"), queue_depth=status.get("queueDepth"))
+        )
         last_iso = _iso(last) if last else None
         status_due = scale or (
             now - written.at >= STATUS_INTERVAL_S and (last_iso != written.last_request or depth != written.queue_depth)

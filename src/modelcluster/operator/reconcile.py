@@ -33,6 +33,7 @@ from modelcluster.operator.plan import Plan, plan
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.service import build_service
 from modelcluster.operator.status import Derived, Observation, Problem, derive_status
+from modelcluster.operator.store import slim_deployment, slim_service
 from modelcluster.operator.workload import PodOptions
 
 #: Status fields other writers own (the gateway and the autoscaler): never applied here.
@@ -69,7 +70,8 @@ class Memory:
     def remember(self, key: ChildKey, body: Body, applied_hash: str | None = None) -> None:
         """``body`` is the child as the apiserver has it; ``applied_hash`` the hash just applied, if any."""
         digest = applied_hash if applied_hash is not None else spec_hash(body)
-        self.applied[key] = Applied(digest, owned_fields(body, FIELD_MANAGER), body)
+        kept = slim_deployment(body) if key[2] == "Deployment" else slim_service(body)
+        self.applied[key] = Applied(digest, owned_fields(body, FIELD_MANAGER), kept)
 
     def forget(self, key: ChildKey) -> None:
         self.applied.pop(key, None)

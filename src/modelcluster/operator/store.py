@@ -18,6 +18,7 @@ from kubernetes_asyncio import client
 
 from modelcluster.api import GROUP, PLURAL, VERSION
 from modelcluster.gateway.informer import ListCall, Sink, run_informer
+from modelcluster.operator.config import FIELD_MANAGER
 from modelcluster.operator.kube import Kube
 from modelcluster.operator.labels import INSTANCE, MANAGED_SELECTOR
 
@@ -40,6 +41,39 @@ def owner_key(obj: Mapping[str, Any]) -> ClusterKey | None:
     return (str(metadata.get("namespace")), str(instance)) if instance else None
 
 
+#: The field manager whose managedFields entry is kept (drift is judged on it); every other one is dropped.
+#: Stores of thousands of objects keep only what the operator reads.
+KEPT_MANAGER = FIELD_MANAGER
+
+
+def _own_fields_only(obj: Body) -> Body:
+    metadata = dict(obj.get("metadata") or {})
+    managed = [m for m in metadata.get("managedFields") or [] if m.get("manager") == KEPT_MANAGER]
+    if managed:
+        metadata["managedFields"] = managed
+    else:
+        metadata.pop("managedFields", None)
+    return {**obj, "metadata": metadata}
+
+
+def slim_deployment(obj: Body) -> Body:
+    """A Deployment as the operator needs it: no pod template (``spec.replicas`` and ``status`` stay)."""
+    slimmed = _own_fields_only(obj)
+    slimmed["spec"] = {key: value for key, value in (obj.get("spec") or {}).items() if key != "template"}
+    return slimmed
+
+
+def slim_pod(obj: Body) -> Body:
+    """A pod as the operator needs it: metadata and status."""
+    slimmed = _own_fields_only(obj)
+    slimmed.pop("spec", None)
+    return slimmed
+
+
+def slim_service(obj: Body) -> Body:
+    return _own_fields_only(obj)
+
+
 def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name"))
 
@@ -47,8 +81,11 @@ def _name(obj: Mapping[str, Any]) -> str:
 class Index:
     """Objects grouped by the cluster they belong to; listeners hear of every change."""
 
-    def __init__(self, key_of: Callable[[Mapping[str, Any]], ClusterKey | None]) -> None:
+    def __init__(
+        self, key_of: Callable[[Mapping[str, Any]], ClusterKey | None], trim: Callable[[Body], Body] | None = None
+    ) -> None:
         self.key_of = key_of
+        self.trim = trim
         self.items: dict[ClusterKey, dict[str, Body]] = {}
         self._listeners: list[Listener] = []
 
@@ -89,8 +126,9 @@ class Index:
                 del self.items[key]
             self._notify(key, None, old)
             return
-        group[name] = obj
-        self._notify(key, obj, old)
+        kept = self.trim(obj) if self.trim is not None else obj
+        group[name] = kept
+        self._notify(key, kept, old)
 
     def one(self, key: ClusterKey) -> Body | None:
         group = self.items.get(key)
@@ -122,9 +160,9 @@ class Store:
     """ModelClusters, and the Deployments, Services and pods the operator manages."""
 
     clusters: Index = field(default_factory=lambda: Index(own_key))
-    deployments: Index = field(default_factory=lambda: Index(owner_key))
-    services: Index = field(default_factory=lambda: Index(owner_key))
-    pods: Index = field(default_factory=lambda: Index(owner_key))
+    deployments: Index = field(default_factory=lambda: Index(owner_key, slim_deployment))
+    services: Index = field(default_factory=lambda: Index(owner_key, slim_service))
+    pods: Index = field(default_factory=lambda: Index(owner_key, slim_pod))
     #: Set once every informer has delivered its first full list.
     synced: asyncio.Event = field(default_factory=asyncio.Event)
 
