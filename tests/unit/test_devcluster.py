@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from modelcluster.devcluster.binaries import staging_replaces, version_ldflags
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.nodes import GPU_RESOURCE, node_pool
+from modelcluster.devcluster.pki import generate, serving_covers
 from modelcluster.devcluster.podrunner import container_env, termination_grace
 from modelcluster.devcluster.podstatus import ContainerView, pod_status
 from modelcluster.devcluster.probes import ProbeSpec, ProbeState, resolve_port
@@ -194,3 +196,12 @@ def test_container_env_resolves_literals_and_downward_api_fields() -> None:
         ]
     }
     assert container_env(container, pod, "10.0.0.9") == {"A": "1", "NAME": "p", "IP": "10.0.0.9"}
+
+
+def test_an_existing_pki_gets_a_serving_cert_for_a_new_address(tmp_path: Path) -> None:
+    pki = generate(tmp_path / "pki", "10.96.0.1")
+    ca = pki.ca_cert.read_bytes()
+    assert not serving_covers(pki, ("10.250.7.1",))
+    generate(tmp_path / "pki", "10.96.0.1", ("10.250.7.1",))
+    assert serving_covers(pki, ("127.0.0.1", "10.96.0.1", "10.250.7.1"))
+    assert pki.ca_cert.read_bytes() == ca, "the CA (and every kubeconfig made from it) stays"

@@ -126,6 +126,42 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+CA_NAME = "modelcluster-local-ca"
+
+
+def serving_covers(pki: Pki, addresses: tuple[str, ...]) -> bool:
+    """Whether the apiserver's serving cert is valid for every one of ``addresses``."""
+    cert = x509.load_pem_x509_certificate(pki.serving_cert.read_bytes())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    covered = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    return all(str(ipaddress.ip_address(address)) in covered for address in addresses)
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def _issue_serving(pki: Pki, ca_key: ec.EllipticCurvePrivateKey, addresses: tuple[str, ...]) -> None:
+    serving_key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in SERVING_DNS_NAMES]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in addresses]
+    serving = _issue(
+        _name("kube-apiserver"),
+        serving_key,
+        _name(CA_NAME),
+        ca_key,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=sans,
+    )
+    _write_cert(pki.serving_cert, serving)
+    _write_key(pki.serving_key, serving_key)
+
+
 def generate(directory: Path, service_ip: str, extra_ips: tuple[str, ...] = ()) -> Pki:
     """Create the CA, the apiserver serving cert, an admin client cert and the SA key pair.
 
@@ -133,22 +169,19 @@ def generate(directory: Path, service_ip: str, extra_ips: tuple[str, ...] = ()) 
     address, where process-backed pods reach the apiserver).
     """
     pki = Pki(directory)
+    addresses = ("127.0.0.1", service_ip, *extra_ips)
     if pki.exists():
+        if not serving_covers(pki, addresses):
+            # A state directory from before an address was added: a new serving cert from the same CA, so
+            # every kubeconfig made so far stays valid.
+            _issue_serving(pki, _load_key(pki.ca_key), addresses)
         return pki
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("modelcluster-local-ca")
+    ca_name = _name(CA_NAME)
     _write_cert(pki.ca_cert, _issue(ca_name, ca_key, ca_name, ca_key, ca=True))
     _write_key(pki.ca_key, ca_key)
-
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in SERVING_DNS_NAMES]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip, *extra_ips)]
-    serving = _issue(
-        _name("kube-apiserver"), serving_key, ca_name, ca_key, usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans
-    )
-    _write_cert(pki.serving_cert, serving)
-    _write_key(pki.serving_key, serving_key)
+    _issue_serving(pki, ca_key, addresses)
 
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin = _issue(
