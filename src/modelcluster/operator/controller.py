@@ -7,6 +7,7 @@ that finds everything converged reads and writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ CONTROLLER = "modelcluster"
 CLUSTER_DELAY_SECONDS = 0.0
 #: Pod and Deployment changes of one cluster within this window cost one reconcile.
 CHILD_COALESCE_SECONDS = 0.5
+#: Reconciles in flight at once: as many as the API client's connection pool serves, so a burst of a
+#: thousand creates does not hold a thousand half-built bodies in memory while waiting for a connection.
+MAX_CONCURRENT_RECONCILES = 32
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class Controller:
     memory: Memory = field(default_factory=Memory)
     queue: WorkQueue | None = None
     _locks: KeyedLocks[Key] = field(default_factory=KeyedLocks)
+    _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_RECONCILES))
 
     def start(self) -> WorkQueue:
         """Create the queue and subscribe to the store (call inside the running loop)."""
@@ -82,7 +87,7 @@ class Controller:
         """Reconcile one cluster from the store; seconds until it wants another look, or None."""
         await self.store.synced.wait()
         key = (namespace, name)
-        async with self._locks.hold(key):
+        async with self._locks.hold(key), self._slots:
             body = self.store.clusters.one(key)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 return None  # its children go with it (owner references)
