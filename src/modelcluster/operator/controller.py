@@ -28,7 +28,7 @@ CLUSTER_DELAY_SECONDS = 0.0
 CHILD_COALESCE_SECONDS = 0.5
 #: Reconciles in flight at once: as many as the API client's connection pool serves, so a burst of a
 #: thousand creates does not hold a thousand half-built bodies in memory while waiting for a connection.
-MAX_CONCURRENT_RECONCILES = 32
+MAX_CONCURRENT_RECONCILES = 64
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ differs from the stored one. A converged cluster therefore costs no API request 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replica
 from modelcluster.operator.service import build_service
 from modelcluster.operator.status import Derived, Observation, Problem, derive_status
 from modelcluster.operator.store import slim_deployment, slim_service
-from modelcluster.operator.workload import PodOptions
+from modelcluster.operator.workload import PodOptions, Workload
 
 #: Status fields other writers own (the gateway and the autoscaler): never applied here.
 #: Written by the autoscaler under its own field manager.
@@ -138,14 +139,36 @@ class Reconciler:
         if workload is None or planned.replicas is None:
             return Outcome(deployment=seen.deployment, in_place=True)
         service = with_spec_hash(build_service(workload, self.pods))
-        reason, _ = self._decide(service, seen.service, "Service", memory)
-        if reason is not None:
-            answered = await self._apply(service, "Service", reason, memory)
-            memory.remember((workload.namespace, workload.name, "Service"), answered, spec_hash(service))
+        service_reason, _ = self._decide(service, seen.service, "Service", memory)
         desired = with_spec_hash(build_deployment(workload, self.pods))
         reason, current = self._decide(desired, seen.deployment, "Deployment", memory)
+        # The Service and the Deployment do not depend on each other: both requests go out at once.
+        _, deployment = await asyncio.gather(
+            self._apply_service(service, service_reason, memory, workload.namespace),
+            self._apply_deployment(desired, reason, current, planned.replicas, workload, memory),
+        )
+        return Outcome(deployment=deployment, in_place=True)
+
+    async def _apply_service(
+        self, service: Body, reason: ApplyReason | None, memory: Memory, namespace: str
+    ) -> Body | None:
         if reason is None:
-            return Outcome(deployment=current, in_place=True)
+            return None
+        answered = await self._apply(service, "Service", reason, memory)
+        memory.remember((namespace, str(service["metadata"]["name"]), "Service"), answered, spec_hash(service))
+        return answered
+
+    async def _apply_deployment(
+        self,
+        desired: Body,
+        reason: ApplyReason | None,
+        current: Body | None,
+        replicas: int,
+        workload: Workload,
+        memory: Memory,
+    ) -> Body | None:
+        if reason is None:
+            return current
         claim = build_cache_claim(workload)
         if claim is not None:
             # Before the Deployment, so its pods find the claim they mount.
@@ -153,16 +176,16 @@ class Reconciler:
         created = reason is ApplyReason.MISSING
         if created:
             # Created with the right count, so a cluster created at zero never starts a pod.
-            desired["spec"]["replicas"] = planned.replicas
+            desired["spec"]["replicas"] = replicas
         answered = await self._apply(desired, "Deployment", reason, memory)
         if created:
             # The autoscaler's field manager takes the count over at once; from then on it alone writes it,
             # and later applies of the body (which never carries it) leave it alone.
             answered = await self.api.apply(
-                build_replicas_apply(workload.name, workload.namespace, planned.replicas), REPLICAS_FIELD_MANAGER
+                build_replicas_apply(workload.name, workload.namespace, replicas), REPLICAS_FIELD_MANAGER
             )
         memory.remember((workload.namespace, workload.name, "Deployment"), answered, spec_hash(desired))
-        return Outcome(deployment=answered, in_place=True)
+        return answered
 
     def observe(self, planned: Plan, now: datetime, outcome: Outcome, pods: tuple[Body, ...]) -> Derived:
         """Derive the status from the children."""

@@ -35,7 +35,7 @@ def _exit_on_lost_leadership() -> None:
     os._exit(EXIT_LEADERSHIP_LOST)
 
 
-CONNECTION_POOL_SIZE = 32
+CONNECTION_POOL_SIZE = 64
 
 
 def _report_end(task: asyncio.Task[None]) -> None:
