@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client
@@ -26,6 +26,7 @@ from kubernetes_asyncio import client
 from modelcluster.api import ModelClusterSpec
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.catalog import Catalog, CatalogError, resolve
+from modelcluster.operator.events import build_event
 from modelcluster.operator.kube import Kube, KubeError
 from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
@@ -273,27 +274,11 @@ class Autoscaler:
             return
         self._events[key] = now
         namespace, name = key
-        metadata = body.get("metadata") or {}
         verb = "ScaledUp" if target > current else ("ScaledToZero" if target == 0 else "ScaledDown")
-        event = {
-            "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": body.get("apiVersion"),
-                "kind": body.get("kind"),
-                "name": name,
-                "namespace": namespace,
-                "uid": metadata.get("uid"),
-            },
-            "reason": verb,
-            "message": f"{current} -> {target} replicas ({reason}, {depth} outstanding requests)",
-            "type": "Normal",
-            "source": {"component": "modelcluster-autoscaler"},
-            "firstTimestamp": _iso(now),
-            "lastTimestamp": _iso(now),
-            "count": 1,
-        }
+        message = f"{current} -> {target} replicas ({reason}, {depth} outstanding requests)"
+        event = build_event(body, verb, message, datetime.fromtimestamp(now, UTC), component=STATUS_FIELD_MANAGER)
         try:
-            await self.kube.call(self.core.create_namespaced_event(namespace, cast(Any, event)))
+            await self.kube.post_event(event)
         except KubeError as error:
             logger.debug("event for %s/%s not recorded: %s", namespace, name, error)
 

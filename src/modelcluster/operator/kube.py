@@ -57,13 +57,7 @@ class ClusterApi(Protocol):
 
     async def apply(self, body: Body, field_manager: str) -> Body: ...
 
-    async def get_cluster(self, namespace: str, name: str) -> Body | None: ...
-
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None: ...
-
-    async def get_deployment(self, namespace: str, name: str) -> Body | None: ...
-
-    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]: ...
 
     async def post_event(self, event: Body) -> None: ...
 
@@ -163,11 +157,6 @@ class Kube:
             )
         raise ValueError(f"cannot apply a {kind}")
 
-    async def get_cluster(self, namespace: str, name: str) -> Body | None:
-        return await self.maybe(
-            self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _preload_content=False)
-        )
-
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
@@ -187,15 +176,6 @@ class Kube:
                 **_apply_options(field_manager),
             )
         )
-
-    async def get_deployment(self, namespace: str, name: str) -> Body | None:
-        return await self.maybe(self._apps.read_namespaced_deployment(name, namespace, _preload_content=False))
-
-    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
-        pods = await self.json(
-            self._core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
-        )
-        return list(pods.get("items") or [])
 
     async def post_event(self, event: Body) -> None:
         """Create a core/v1 Event (built by :func:`modelcluster.operator.events.build_event`)."""
