@@ -22,6 +22,16 @@ from modelcluster.devcluster.controlplane import free_port
 T = TypeVar("T")
 
 
+def or_none(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when the object it reads does not exist (404)."""
+    try:
+        return read()
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
 def eventually(probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
     """Call ``probe`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

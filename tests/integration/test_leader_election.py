@@ -16,13 +16,12 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
-from kubernetes.client.exceptions import ApiException
 
 from modelcluster.devcluster.controlplane import free_port
 from modelcluster.operator.naming import object_name
 from modelcluster.operator.run import EXIT_LEADERSHIP_LOST
 
-from support import Cluster, OperatorProcess, eventually
+from support import Cluster, OperatorProcess, eventually, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -111,12 +110,7 @@ def test_a_paused_leader_is_replaced_within_the_lease_and_writes_nothing_when_re
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
         def deployment_memory() -> str | None:
-            try:
-                return memory_of(cluster.apps.read_namespaced_deployment(name, namespace))
-            except ApiException as error:
-                if error.status == 404:
-                    return None
-                raise
+            return memory_of(or_none(lambda: cluster.apps.read_namespaced_deployment(name, namespace)))
 
         eventually(lambda: deployment_memory() == MEMORY["leader-a"], what="the leader's Deployment")
 

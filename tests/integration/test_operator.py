@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.operator.naming import object_name
 
-from support import GIANT_MODEL, REJECTED_MODEL, Cluster, OperatorProcess, eventually
+from support import GIANT_MODEL, REJECTED_MODEL, Cluster, OperatorProcess, eventually, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -51,12 +51,7 @@ def status_of(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
 
 
 def deployment_of(cluster: Cluster, namespace: str, name: str) -> k8s.V1Deployment | None:
-    try:
-        return cluster.apps.read_namespaced_deployment(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    return or_none(lambda: cluster.apps.read_namespaced_deployment(name, namespace))
 
 
 def test_applied_cluster_gets_gpu_deployment_service_and_runs(

@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.operator.naming import object_name
 
-from support import Cluster, OperatorProcess, eventually
+from support import Cluster, OperatorProcess, eventually, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -31,21 +31,11 @@ def create(cluster: Cluster, namespace: str, model: str, **spec: Any) -> str:
 
 
 def deployment_of(cluster: Cluster, namespace: str, name: str) -> k8s.V1Deployment | None:
-    try:
-        return cluster.apps.read_namespaced_deployment(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    return or_none(lambda: cluster.apps.read_namespaced_deployment(name, namespace))
 
 
 def claim_of(cluster: Cluster, namespace: str, name: str) -> k8s.V1PersistentVolumeClaim | None:
-    try:
-        return cluster.core.read_namespaced_persistent_volume_claim(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    return or_none(lambda: cluster.core.read_namespaced_persistent_volume_claim(name, namespace))
 
 
 def gpu_memory_of_nodes(cluster: Cluster) -> dict[str, int]:

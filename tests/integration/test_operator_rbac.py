@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.operator.naming import object_name
 
-from support import Cluster, OperatorProcess, eventually
+from support import Cluster, OperatorProcess, eventually, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -135,12 +135,8 @@ def reconciled(cluster: Cluster, namespace: str, name: str) -> bool:
     )
     status = found.get("status") or {}
     managers = {entry.get("manager") for entry in found["metadata"].get("managedFields") or []}
-    try:
-        cluster.apps.read_namespaced_deployment(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
+    if or_none(lambda: cluster.apps.read_namespaced_deployment(name, namespace)) is None:
+        return False
     return status.get("observedGeneration") == found["metadata"]["generation"] and AUTOSCALER in managers
 
 
