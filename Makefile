@@ -24,7 +24,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv uv prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
+.PHONY: help venv uv host-tools prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
 	images helm-lint
 
 help:
@@ -49,6 +49,18 @@ uv:
 			|| $(SYSTEM_PYTHON) -m pip install --user --quiet --break-system-packages uv==$(UV_VERSION); \
 	fi
 
+# The local cluster's egress guard needs nftables and iproute2 (Debian packages), installed once when missing.
+host-tools:
+	@if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing nftables and iproute2 with apt-get (the local cluster's egress guard)" >&2; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 >/dev/null \
+				|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 >/dev/null; }; \
+		else \
+			echo "the local cluster needs nft (nftables) and ip (iproute2): install them as root" >&2; exit 1; \
+		fi; \
+	fi
+
 $(STAMP): pyproject.toml uv.lock | uv
 	$(UV) sync --frozen --all-extras --python 3.11
 	@touch $@
@@ -57,13 +69,13 @@ venv: $(STAMP)
 
 # The first build of the control plane takes minutes: do it (with progress lines) before
 # pytest, whose per-test timeout would otherwise count it against the first cluster test.
-prebuild: $(STAMP)
+prebuild: $(STAMP) host-tools
 	@if [ -z "$$KUBECONFIG" ]; then $(UV) run --frozen --no-sync modelcluster cluster build; fi
 
 test: prebuild
 	$(UV) run --frozen --no-sync pytest
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) host-tools
 	$(UV) run --frozen --no-sync pytest tests/unit
 
 test-integration: prebuild
@@ -81,13 +93,13 @@ format: $(STAMP)
 cluster-build: $(STAMP)
 	$(UV) run --frozen --no-sync modelcluster cluster build
 
-cluster-up: $(STAMP)
+cluster-up: $(STAMP) host-tools
 	@$(UV) run --frozen --no-sync modelcluster cluster up --pod-commands $(POD_COMMANDS)
 
 cluster-down: $(STAMP)
 	@$(UV) run --frozen --no-sync modelcluster cluster down
 
-dev: $(STAMP)
+dev: $(STAMP) host-tools
 	$(UV) run --frozen --no-sync modelcluster dev --pod-commands $(POD_COMMANDS)
 
 crd: $(STAMP)

@@ -905,8 +905,17 @@ def run(args: argparse.Namespace) -> None:
     progress(f"logs and configs in {work}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     vegeta = go_tool(*VEGETA)
     hey = go_tool(*HEY)
-    processes = Processes()
+    # Every peer is installed before the local cluster starts: from then on this process and all it
+    # starts are under the cluster's egress guard, which refuses any address off this machine.
+    nginx_binary()
     ray_skipped: str | None = "--skip-ray" if args.skip_ray else None
+    if ray_skipped is None:
+        try:
+            ray_python()
+        except Unavailable as error:
+            ray_skipped = str(error)
+            print(f"Ray Serve unavailable, continuing without it: {ray_skipped}", flush=True)
+    processes = Processes()
     try:
         system = start_system(work, processes)
         pod = f"{system.pod_ip}:{UPSTREAM_PORT}"
@@ -916,7 +925,7 @@ def run(args: argparse.Namespace) -> None:
             NGINX: start_nginx(work, processes, pod),
             BARE: start_bare_proxy(work, processes, pod, system.key),
         }
-        if not args.skip_ray:
+        if ray_skipped is None:
             try:
                 urls[RAY] = start_ray(work, processes)
             except Unavailable as error:

@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from modelcluster.devcluster import controlplane
+from modelcluster.devcluster import controlplane, netguard
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.controlplane import free_port
 from modelcluster.devcluster.tools import ensure_tools
@@ -30,23 +30,51 @@ from support import TEST_CATALOG, Cluster, GatewayProcess, OperatorProcess, Tena
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _local_config() -> ClusterConfig:
+    name = os.environ.get("MODELCLUSTER_TEST_CLUSTER", "test")
+    return ClusterConfig(name=name, pod_commands=load_pod_commands(REPO / "e2e" / "pod-commands.yaml"))
+
+
+def _egress_failure(found: netguard.Report) -> str:
+    shown = ", ".join(str(refusal) for refusal in found.destinations) or "(no tcp/udp destination recorded)"
+    return f"the egress guard refused {found.packets} packets off this machine during the session, to {shown}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def egress_guard() -> Iterator[None]:
+    """The whole session runs under the local cluster's egress guard; any packet off the machine fails it."""
+    if os.environ.get("KUBECONFIG"):
+        yield  # a cluster of its own (kind, say) owns its networks
+        return
+    config = _local_config()
+    controlplane.guard(config)
+    yield
+    found = netguard.report(config)
+    if not controlplane.running(config):
+        netguard.remove(config)
+    if not found.clean:
+        pytest.fail(_egress_failure(found))
+
+
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(egress_guard: None) -> Iterator[Cluster]:
     external = os.environ.get("KUBECONFIG")
     if external:
         path = Path(external)
         yield Cluster(path, k8s_config.new_client_from_config(config_file=str(path)), None)
         return
     ensure_tools()
-    name = os.environ.get("MODELCLUSTER_TEST_CLUSTER", "test")
-    config = ClusterConfig(name=name, pod_commands=load_pod_commands(REPO / "e2e" / "pod-commands.yaml"))
+    config = _local_config()
     was_running = controlplane.running(config)
     kubeconfig = controlplane.up(config)
     try:
         yield Cluster(kubeconfig, k8s_config.new_client_from_config(config_file=str(kubeconfig)), config)
     finally:
+        found = netguard.report(config)
         if not was_running:
             controlplane.down(config)
+        if not found.clean:
+            pytest.fail(_egress_failure(found))
 
 
 @pytest.fixture

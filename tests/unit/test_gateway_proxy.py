@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +21,7 @@ from modelcluster.gateway.endpoints import SERVICE_NAME_LABEL, Endpoint, Endpoin
 from modelcluster.gateway.errors import BadGateway
 from modelcluster.gateway.kube import ClusterTable, GatewayKube
 from modelcluster.gateway.metrics import GatewayMetrics
-from modelcluster.gateway.proxy import Proxy, closed_before_answer, resend_exclusions
+from modelcluster.gateway.proxy import Proxy, closed_before_answer, no_route, no_route_message, resend_exclusions
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
 
@@ -222,3 +224,12 @@ def test_the_pod_that_closed_is_skipped_only_while_another_is_ready() -> None:
     assert resend_exclusions(frozenset({c.url}), a, [a, b, c]) == {a.url, c.url}
     assert resend_exclusions(frozenset(), a, [a]) == frozenset()
     assert resend_exclusions(frozenset({b.url}), a, [a, b]) == {b.url}
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"), [(errno.EHOSTUNREACH, True), (errno.ENETUNREACH, True), (errno.ECONNREFUSED, False)]
+)
+def test_only_an_address_without_a_route_counts_as_no_route(code: int, expected: bool) -> None:
+    key = aiohttp.client_reqrep.ConnectionKey("10.200.0.1", 8000, False, True, None, None, None)
+    assert no_route(aiohttp.ClientConnectorError(key, OSError(code, os.strerror(code)))) is expected
+    assert "no runtime for this model" in no_route_message(["10.200.0.1", "10.200.0.1"])

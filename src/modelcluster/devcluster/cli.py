@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from modelcluster.devcluster import controlplane
+from modelcluster.devcluster import controlplane, netguard
 from modelcluster.devcluster.binaries import ensure_binaries
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.tools import ensure_tools
@@ -66,6 +66,21 @@ def status(name: str) -> None:
         click.echo(f"running; export KUBECONFIG={config.kubeconfig}")
     else:
         raise click.ClickException(f"cluster {name!r} is not running")
+
+
+@cluster.command()
+@click.option("--name", default="dev", show_default=True)
+def egress(name: str) -> None:
+    """Say what the egress guard refused: connections the cluster's processes tried off this machine."""
+    config = ClusterConfig(name=name)
+    if not netguard.installed(config):
+        raise click.ClickException(f"cluster {name!r} has no egress guard installed (is it running?)")
+    found = netguard.report(config)
+    click.echo(controlplane.egress_summary(config))
+    for refusal in found.destinations:
+        click.echo(f"  {refusal}")
+    if not found.clean:
+        raise SystemExit(1)
 
 
 @cluster.command()

@@ -39,6 +39,9 @@ class ClusterConfig(BaseModel):
     cpu_nodes: int = Field(default=1, ge=0, le=100)
     service_cidr: str = "10.96.0.0/16"
     simulated_pod_cidr: str = Field(default="10.200.0.0/16", description="addresses KWOK gives simulated pods")
+    simulated_node_cidr: str = Field(
+        default="10.199.0.0/16", description="the simulated nodes' addresses (KWOK's node IP is its first)"
+    )
     pod_commands: dict[str, PodCommand] = Field(default_factory=dict, description="image -> local command")
 
     @property
@@ -52,6 +55,10 @@ class ClusterConfig(BaseModel):
     @property
     def service_ip(self) -> str:
         return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
+
+    @property
+    def simulated_node_ip(self) -> str:
+        return str(next(ipaddress.ip_network(self.simulated_node_cidr).hosts()))
 
     @property
     def process_pod_network(self) -> ipaddress.IPv4Network:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from modelcluster.devcluster import podnet, processes
+from modelcluster.devcluster import netguard, podnet, processes
 from modelcluster.devcluster.binaries import ensure_binaries, log
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.nodes import node_pool
@@ -205,7 +205,7 @@ def _argv_kwok(binaries: Binaries, config: ClusterConfig, kubeconfig: Path, stag
         f"--config={stages}",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--cidr={config.simulated_pod_cidr}",
-        "--node-ip=10.199.0.1",
+        f"--node-ip={config.simulated_node_ip}",
         "--node-lease-duration-seconds=40",
         f"--server-address=127.0.0.1:{port}",
     ]
@@ -246,13 +246,15 @@ def _create_nodes(config: ClusterConfig) -> None:
 
 def up(config: ClusterConfig) -> Path:
     """Start the cluster unless it runs already; return the kubeconfig path."""
-    if running(config):
+    if running(config) and netguard.installed(config):
+        netguard.confine(config)
         log(f"cluster {config.name!r} is already running")
         return config.kubeconfig
     if read_state(config) is not None:
         log(f"cluster {config.name!r} is partly running; stopping what is left first")
         down(config)
     binaries = ensure_binaries()
+    guard(config)
     try:
         _start(config, binaries)
     except BaseException:
@@ -260,6 +262,25 @@ def up(config: ClusterConfig) -> Path:
         down(config)
         raise
     return config.kubeconfig
+
+
+def guard(config: ClusterConfig) -> None:
+    """Close the cluster's simulated ranges, install its egress guard and put this process under it."""
+    new = netguard.install(config)
+    netguard.confine(config)
+    if not new:
+        return
+    ranges = ", ".join(str(network) for network in netguard.closed_ranges(config))
+    log(f"closed {ranges} with unreachable routes; egress guard nft table {netguard.table_name(config)} is on")
+
+
+def egress_summary(config: ClusterConfig) -> str:
+    """One line on what the egress guard refused so far."""
+    found = netguard.report(config)
+    if found.clean:
+        return "egress guard: no process of the cluster tried to reach an address off this machine"
+    shown = ", ".join(str(refusal) for refusal in found.destinations[:20])
+    return f"egress guard: refused {found.packets} packets off this machine, to {shown}"
 
 
 def _start(config: ClusterConfig, binaries: Binaries) -> None:
@@ -322,6 +343,9 @@ def down(config: ClusterConfig) -> None:
     run_dir = config.state_dir / "run"
     stopped = [name for name in COMPONENTS if processes.stop(run_dir, name)]
     podnet.remove_all(config)
+    if netguard.installed(config):
+        log(egress_summary(config))
+    netguard.remove(config)
     _state_path(config).unlink(missing_ok=True)
     shutil.rmtree(config.state_dir / "etcd-data", ignore_errors=True)
     log(

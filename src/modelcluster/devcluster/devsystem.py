@@ -29,7 +29,7 @@ import httpx
 import yaml
 
 from modelcluster.crd.definition import render_crd
-from modelcluster.devcluster import controlplane, processes
+from modelcluster.devcluster import controlplane, netguard, processes
 from modelcluster.devcluster.binaries import log
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.devlog import FileFollower, PrefixedLog, pod_log_name, relay
@@ -48,6 +48,7 @@ OPERATOR_METRICS_PORT = 8082
 KEY_ENV = "MODELCLUSTER_API_KEY"
 READY_TIMEOUT_S = 300.0
 STOP_GRACE_S = 15.0
+EGRESS_CHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -460,8 +461,14 @@ def dev(name: str, port: int, health_port: int, metrics_port: int, pod_commands:
             python = shown_python(sys.executable, Path.cwd())
             lines = try_this(port, python)
             click.echo(banner(name, kubeconfig, key, tools.kubectl.parent, lines, owns_cluster))
+            refusals = netguard.RefusalWatch(config)
+            checked = 0.0
             while True:
                 _check_alive(components)
+                if time.monotonic() - checked > EGRESS_CHECK_S:
+                    checked = time.monotonic()
+                    for refusal in refusals.new():
+                        log(f"egress guard refused {refusal}: a process of the cluster tried to leave this machine")
                 time.sleep(0.5)
         except KeyboardInterrupt:
             log("stopping")
@@ -484,4 +491,5 @@ def _stop_all(components: list[Component], followers: list[FileFollower], config
     for follower in followers:
         follower.stop()
     if not owns:
+        log(controlplane.egress_summary(config))
         log(f"cluster {config.name!r} keeps running (it ran before); `modelcluster cluster down --name {config.name}`")

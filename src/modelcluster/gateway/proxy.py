@@ -1,6 +1,7 @@
 """Forwarding one request to a model pod: pooled keep-alive connections, bytes passed through.
 
-A connection refused before the request was sent is retried on another pod; a
+A connection refused before the request was sent is retried on another pod, and an
+address with no route (nothing can ever answer there) fails at once with 503; a
 request whose pooled connection the pod closed before any byte of the answer (idle,
 or draining) is sent once more, to another pod when there is one. A stream is
 copied chunk by chunk as it arrives, and a client that goes away closes the
@@ -79,6 +80,7 @@ class Proxy:
         tried: frozenset[str] = frozenset()
         refused = 0
         resent = False
+        unroutable: list[str] = []
         while refused < self.attempts:
             endpoint = await self.router.acquire(key, tried)
             try:
@@ -86,8 +88,14 @@ class Proxy:
             except aiohttp.ClientConnectorError as error:
                 self.router.release(key, endpoint)
                 self.metrics.upstream_errors.labels("connect").inc()
-                logger.info("connecting to %s failed (%s); trying another pod", endpoint.pod or endpoint.url, error)
                 tried |= {endpoint.url}
+                if no_route(error):
+                    # Nothing will ever answer there (a closed address range): fail now, not at the hold deadline.
+                    unroutable.append(endpoint.address)
+                    if not any(other.url not in tried for other in self.router.endpoints.ready(key)):
+                        raise Unavailable(no_route_message(unroutable), retry_after=10) from error
+                    continue
+                logger.info("connecting to %s failed (%s); trying another pod", endpoint.pod or endpoint.url, error)
                 refused += 1
                 continue
             except TimeoutError as error:
@@ -156,6 +164,20 @@ def closed_before_answer(error: aiohttp.ClientError) -> bool:
         isinstance(error, aiohttp.ClientOSError)
         and not isinstance(error, aiohttp.ClientConnectorError)
         and error.errno in (errno.ECONNRESET, errno.EPIPE)
+    )
+
+
+def no_route(error: aiohttp.ClientConnectorError) -> bool:
+    """Whether connecting failed because the pod's address has no route (nothing there can ever answer)."""
+    return error.os_error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+def no_route_message(addresses: Sequence[str]) -> str:
+    shown = ", ".join(sorted(set(addresses)))
+    return (
+        f"the cluster has no runtime for this model that the gateway can reach: no route to its pods ({shown}). "
+        "On the local cluster, a model whose image has no pod command runs simulated pods with no process behind "
+        "them, so it cannot answer there"
     )
 
 
