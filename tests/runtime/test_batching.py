@@ -16,10 +16,10 @@ import httpx
 import pytest
 from runtime_support import ServerHandle, wait_until
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime.batching import Scheduler, split_for_retry
 from modelcluster.runtime.bucketing import padded_tokens, pass_overhead_tokens, plan_passes
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.loading import LoadProgress
 from modelcluster.runtime.metrics import RuntimeMetrics
 from modelcluster.runtime.offload import OFF_LOOP_BYTES, OFF_LOOP_ITEMS, off_loop, render_off_loop

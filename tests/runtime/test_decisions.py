@@ -8,10 +8,10 @@ import base64
 import pytest
 
 from modelcluster.api import inputs
+from modelcluster.api.errors import InputError, PayloadTooLarge, QueueFull
 from modelcluster.api.inference import Message, RunRequest
 from modelcluster.api.inputs import normalize
 from modelcluster.api.tasks import TASKS
-from modelcluster.runtime.errors import InputError, PayloadTooLarge, QueueFull
 from modelcluster.runtime.generation_params import rename_aliases
 from modelcluster.runtime.llm_engine import choose_engine, to_sampling_params
 from modelcluster.runtime.loading import resolve_device, resolve_dtype

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from runtime_support import ServerHandle
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime import media
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.generation_params import VLLM, accepted_names, check_generation_params
 from modelcluster.runtime.limits import (
     DEFAULT_LIMITS,

@@ -74,7 +74,7 @@ def test_media_chat_answers_as_the_assistant(
 def test_media_chat_parses_blocks_and_decodes_media() -> None:
     from PIL import Image
 
-    from modelcluster.runtime.errors import InputError
+    from modelcluster.api.errors import InputError
     from modelcluster.runtime.tasks.multimodal import MediaChatHandler
 
     buffer = io.BytesIO()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from runtime_support import ServerHandle
 
-from modelcluster.runtime.errors import PayloadTooLarge
+from modelcluster.api.errors import PayloadTooLarge
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.urlfetch import (
     FetchError,

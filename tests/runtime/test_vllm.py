@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from runtime_support import ServerHandle
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, RunRequest
 from modelcluster.api.inputs import MESSAGES, TEXT, normalize
 from modelcluster.devcluster import tiny_models
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.generation_params import VLLM, accepted_names
 from modelcluster.runtime.limits import Limits
 from modelcluster.runtime.llm_engine import VLLM_PARAM_NAMES, VllmHandler, to_sampling_params

@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from modelcluster.api.errors import BadGateway
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import SERVICE_NAME_LABEL, Endpoint, EndpointTable
-from modelcluster.gateway.errors import BadGateway
 from modelcluster.gateway.kube import ClusterTable, GatewayKube
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy, closed_before_answer, no_route, no_route_message, resend_exclusions

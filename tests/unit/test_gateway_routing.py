@@ -16,6 +16,7 @@ from aiohttp import web
 from kubernetes_asyncio import client as async_client
 
 from modelcluster.api import InputError, ModelClusterSpec
+from modelcluster.api.errors import NotFound, RateLimited, Unavailable
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import create_app
@@ -38,7 +39,6 @@ from modelcluster.gateway.endpoints import (
     endpoints_of_slice,
     slice_owner,
 )
-from modelcluster.gateway.errors import NotFound, RateLimited, Unavailable
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.kube import ClusterTable, GatewayKube
 from modelcluster.gateway.metrics import GatewayMetrics

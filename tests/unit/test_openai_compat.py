@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modelcluster.api.errors import ApiError
 from modelcluster.gateway.openai_compat import (
     DEFAULT_MAX_TOKENS,
     SSE_DONE,
     ChatCompletionRequest,
-    CompatError,
     CompletionRequest,
     Delta,
     Done,
@@ -32,6 +32,7 @@ from modelcluster.gateway.openai_compat import (
     finish_reason,
     models_list,
     openai_error,
+    openai_error_body,
     output_text,
     parse_request,
     runtime_error,
@@ -279,20 +280,20 @@ def test_request_properties() -> None:
     ],
 )
 def test_invalid_requests_name_the_field(kind: Any, body: dict[str, Any], param: str, message: str) -> None:
-    with pytest.raises(CompatError) as caught:
+    with pytest.raises(ApiError) as caught:
         parse_request(kind, raw(body))
     error = caught.value
     assert error.status == 400
     assert error.param == param
     assert message in error.message
-    assert error.body() == {
+    assert openai_error_body(error) == {
         "error": {"message": error.message, "type": "invalid_request_error", "param": param, "code": None}
     }
 
 
 def test_several_problems_are_listed_and_capped() -> None:
     body = {f"x{i}": i for i in range(7)}
-    with pytest.raises(CompatError) as caught:
+    with pytest.raises(ApiError) as caught:
         parse_request(CompletionRequest, raw(body))
     parts = caught.value.message.split("; ")
     assert parts[0] == "model: Field required"
@@ -310,7 +311,7 @@ def test_several_problems_are_listed_and_capped() -> None:
     ],
 )
 def test_bodies_that_are_not_objects(payload: bytes, message: str) -> None:
-    with pytest.raises(CompatError) as caught:
+    with pytest.raises(ApiError) as caught:
         parse_request(ChatCompletionRequest, payload)
     assert caught.value.status == 400
     assert caught.value.param is None
@@ -510,7 +511,7 @@ def test_responses_apply_stop_and_length() -> None:
 
 @pytest.mark.parametrize("output", [None, 3, ["a"], {"role": "assistant"}, {"content": 1}])
 def test_output_that_is_not_text(output: object) -> None:
-    with pytest.raises(CompatError) as caught:
+    with pytest.raises(ApiError) as caught:
         output_text(output)
     assert caught.value.status == 502
 
@@ -784,8 +785,8 @@ def fake_gateway(runtime_stream: bytes) -> Handler:
                 parsed = parse_request(ChatCompletionRequest, request.content)
             else:
                 parsed = parse_request(CompletionRequest, request.content)
-        except CompatError as error:
-            return httpx2.Response(error.status, json=error.body())
+        except ApiError as error:
+            return httpx2.Response(error.openai_status, json=openai_error_body(error))
         if parsed.stream:
             translator = StreamTranslator.for_request(parsed, "req1", CREATED)
             parser = RuntimeSSEParser()

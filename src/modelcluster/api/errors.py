@@ -1,8 +1,13 @@
-"""The error body every JSON answer shares, and the errors that map onto it."""
+"""The one error vocabulary: the error body every JSON answer shares, and the errors that map onto it.
+
+The gateway and the runtime raise these; each route family renders them in its own shape
+(``{"error", "output"}`` natively, ``{"error": {"message", "type", "param", "code"}}`` on the
+OpenAI routes, at :attr:`ApiError.openai_status`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,14 +31,30 @@ def error_body(message: str) -> dict[str, Any]:
 
 
 class ApiError(Exception):
-    """An error the client should see, with its HTTP status and a short kind for metrics."""
+    """An error the client should see, with its HTTP status and a short kind for metrics and logs.
 
-    status_code = 500
-    kind = "internal"
+    ``param`` names the offending field where one is known; ``retry_after`` (seconds) becomes the
+    ``Retry-After`` header of 429 and 503 answers.
+    """
 
-    def __init__(self, message: str) -> None:
+    status_code: ClassVar[int] = 500
+    kind: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+    @property
+    def status(self) -> int:
+        """The status of this error (an :class:`UpstreamError` carries the one it passes on)."""
+        return self.status_code
+
+    @property
+    def openai_status(self) -> int:
+        """The status on the OpenAI routes, where every bad request is a 400."""
+        return 400 if self.status == 422 else self.status
 
 
 class InputError(ApiError):
@@ -43,6 +64,107 @@ class InputError(ApiError):
     kind = "bad_input"
 
 
+class BadRequest(InputError):
+    """A body the OpenAI routes cannot take (not JSON, a field of the wrong type); 400 on every route."""
+
+    status_code = 400
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     kind = "too_large"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    kind = "unauthorized"
+
+    def __init__(self, message: str = "Unauthorized") -> None:
+        super().__init__(message)
+
+
+class NotFound(ApiError):
+    status_code = 404
+    kind = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    kind = "conflict"
+
+
+class RateLimited(ApiError):
+    status_code = 429
+    kind = "rate_limited"
+
+    def __init__(self, message: str = "Rate limit exceeded", retry_after: int | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+
+class QueueFull(ApiError):
+    """The runtime's queue is full: too many requests wait for the model."""
+
+    status_code = 429
+    kind = "queue_full"
+
+
+class Unavailable(ApiError):
+    """No pod could answer in time (503), with a hint of when to try again."""
+
+    status_code = 503
+    kind = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+
+class NotReady(ApiError):
+    """The runtime is loading its model or draining."""
+
+    status_code = 503
+    kind = "not_ready"
+
+
+class BadGateway(ApiError):
+    status_code = 502
+    kind = "bad_gateway"
+
+
+class UpstreamError(ApiError):
+    """An error answer of a model pod passed on to the client with the pod's own status."""
+
+    kind = "upstream"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+
+class GatewayTimeout(ApiError):
+    status_code = 504
+    kind = "upstream_timeout"
+
+
+class RequestTimeout(ApiError):
+    """The runtime did not finish the request within its deadline."""
+
+    status_code = 504
+    kind = "timeout"
+
+
+class InferenceError(ApiError):
+    """The model raised while running a request that passed validation."""
+
+    status_code = 500
+    kind = "inference"
+
+
+class InternalError(ApiError):
+    """Anything else that failed while answering a request: the caller sees only the request id."""
+
+    status_code = 500
+    kind = "internal"

@@ -12,13 +12,13 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from modelcluster.api import ApiError, error_body
+from modelcluster.api.errors import InternalError, RateLimited, Unauthorized
 from modelcluster.gateway import native, openai_routes
-from modelcluster.gateway.errors import RateLimited, Unauthorized, Unavailable
 from modelcluster.gateway.informer import run_informer
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.limits import ConcurrencyLimiter
 from modelcluster.gateway.native import GATEWAY
-from modelcluster.gateway.openai_compat import CompatError, openai_error
+from modelcluster.gateway.openai_compat import openai_error_body
 from modelcluster.gateway.openapi import openapi_document
 from modelcluster.gateway.service import TENANT, Gateway
 from modelcluster.operator.kube import load_client_configuration
@@ -33,11 +33,27 @@ KEYS: web.AppKey[KeyStore] = web.AppKey("keys", KeyStore)
 LIMITER: web.AppKey[ConcurrencyLimiter] = web.AppKey("limiter", ConcurrencyLimiter)
 
 
-def _error_response(request: web.Request, status: int, message: str, *, param: str | None = None) -> web.Response:
+def _render(request: web.Request, error: ApiError) -> web.Response:
+    """An error in the shape of the request's route family: OpenAI's on the OpenAI routes, else the native one."""
     if request.path.startswith(OPENAI_PREFIX):
-        status = 400 if status == 422 else status  # OpenAI answers a bad request 400, whatever was wrong
-        return web.json_response(openai_error(status, message, param=param), status=status)
-    return web.json_response(error_body(message), status=status)
+        response = web.json_response(openai_error_body(error), status=error.openai_status)
+    else:
+        response = web.json_response(error_body(error.message), status=error.status)
+    if error.retry_after and error.status in (429, 503):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+class _HttpError(ApiError):
+    """aiohttp's own 4xx/5xx (no such route, method not allowed) in the one vocabulary."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status
 
 
 @web.middleware
@@ -46,18 +62,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ApiError as error:
-        response = _error_response(request, error.status_code, error.message)
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(error, RateLimited | Unavailable) and retry_after:
-            response.headers["Retry-After"] = str(retry_after)
-        return response
-    except CompatError as error:
-        return web.json_response(error.body(), status=error.status)
+        return _render(request, error)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         message = "not found" if error.status == 404 else error.reason
-        response = _error_response(request, error.status, message)
+        response = _render(request, _HttpError(error.status, message))
         if "Allow" in error.headers:
             response.headers["Allow"] = error.headers["Allow"]
         return response
@@ -66,7 +76,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         request_id = uuid.uuid4().hex[:12]
         logger.exception("internal error (request %s) on %s %s", request_id, request.method, request.path)
-        return _error_response(request, 500, f"internal error (request {request_id})")
+        return _render(request, InternalError(f"internal error (request {request_id})"))
 
 
 @web.middleware

@@ -12,8 +12,8 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from modelcluster.api import GROUP, PLURAL, VERSION
+from modelcluster.api.errors import ApiError, Conflict, InputError, NotFound, Unavailable
 from modelcluster.gateway.endpoints import ClusterKey
-from modelcluster.gateway.errors import ApiError, Conflict, InputError, NotFound, Unavailable
 from modelcluster.operator.kube import Kube, KubeError
 
 Body = dict[str, Any]

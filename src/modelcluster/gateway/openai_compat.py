@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelcluster.api.errors import ApiError, BadGateway, BadRequest, UpstreamError
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
 
 JSONDict = dict[str, Any]
@@ -67,6 +68,11 @@ _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
 }
 
 
+def openai_error_body(error: ApiError) -> JSONDict:
+    """An error of the one vocabulary as the OpenAI routes answer it (at :attr:`ApiError.openai_status`)."""
+    return openai_error(error.openai_status, error.message, param=error.param)
+
+
 def openai_error(
     status: int, message: str, type_: str | None = None, code: str | None = None, param: str | None = None
 ) -> JSONDict:
@@ -83,23 +89,6 @@ def openai_error(
             "code": code or default_code,
         }
     }
-
-
-class CompatError(Exception):
-    """An error to answer in OpenAI's shape: its HTTP status and :func:`openai_error` fields."""
-
-    def __init__(
-        self, status: int, message: str, *, type_: str | None = None, code: str | None = None, param: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type_ = type_
-        self.code = code
-        self.param = param
-
-    def body(self) -> JSONDict:
-        return openai_error(self.status, self.message, self.type_, self.code, self.param)
 
 
 def _location(loc: Sequence[int | str]) -> str:
@@ -130,7 +119,7 @@ def validation_error_param(exc: ValidationError) -> str | None:
     return _location(errors[0]["loc"])
 
 
-def runtime_error(status: int, body: bytes) -> CompatError:
+def runtime_error(status: int, body: bytes) -> ApiError:
     """An error answer of the runtime (``{"error": "...", "output": null}``) as the error to give the client.
 
     The runtime's 422 (input the model cannot take) is a plain bad request to OpenAI clients.
@@ -145,10 +134,10 @@ def runtime_error(status: int, body: bytes) -> CompatError:
     if not message:
         message = body[:500].decode("utf-8", "replace").strip() or f"the model answered HTTP {status}"
     if status == 422:
-        return CompatError(400, message)
+        return BadRequest(message)
     if status < 400:
-        return CompatError(502, f"the model answered HTTP {status}: {message}")
-    return CompatError(status, message)
+        return BadGateway(f"the model answered HTTP {status}: {message}")
+    return UpstreamError(status, message)
 
 
 # --- requests ----------------------------------------------------------------------------------------------------
@@ -322,17 +311,17 @@ RequestT = TypeVar("RequestT", ChatCompletionRequest, CompletionRequest)
 
 
 def parse_request(kind: type[RequestT], raw: bytes) -> RequestT:
-    """A request body as ``kind``; raises :class:`CompatError` (400) naming the offending field."""
+    """A request body as ``kind``; raises :class:`BadRequest` (400) naming the offending field."""
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CompatError(400, f"the body is not valid JSON: {exc}") from exc
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise CompatError(400, "the body must be a JSON object")
+        raise BadRequest("the body must be a JSON object")
     try:
         return kind.model_validate(body)
     except ValidationError as exc:
-        raise CompatError(400, summarize_validation_error(exc), param=validation_error_param(exc)) from exc
+        raise BadRequest(summarize_validation_error(exc), param=validation_error_param(exc)) from exc
 
 
 def generation_params(request: OpenAIRequest) -> JSONDict:
@@ -486,7 +475,7 @@ def output_text(output: object) -> str:
         return output
     if isinstance(output, Mapping) and isinstance(output.get("content"), str):
         return str(output["content"])
-    raise CompatError(502, f"the model answered an output that is not text ({type(output).__name__})")
+    raise BadGateway(f"the model answered an output that is not text ({type(output).__name__})")
 
 
 def chat_id(request_id: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from modelcluster.api.errors import BadRequest
 from modelcluster.gateway import openai_compat as compat
 from modelcluster.gateway.native import GATEWAY, JSON_HEADERS
 from modelcluster.gateway.proxy import Upstream
@@ -59,7 +60,7 @@ async def _complete(request: web.Request, body: compat.OpenAIRequest, tasks: fro
     task = target.task or gateway.task_of(target)
     if task not in tasks:
         route = "chat/completions" if isinstance(body, compat.ChatCompletionRequest) else "completions"
-        raise compat.CompatError(400, f"{body.model} serves {task}, which {route} cannot run", param="model")
+        raise BadRequest(f"{body.model} serves {task}, which {route} cannot run", param="model")
     run_body = json.dumps(compat.to_run_body(body, task=task)).encode()
     await gateway.ensure(target)
     headers = {**JSON_HEADERS, **(compat.RUNTIME_STREAM_HEADERS if body.stream else {})}

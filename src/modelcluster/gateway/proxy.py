@@ -20,9 +20,9 @@ import aiohttp
 from aiohttp import web
 
 from modelcluster.api import error_body
+from modelcluster.api.errors import BadGateway, GatewayTimeout, Unavailable
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
 from modelcluster.gateway.endpoints import ClusterKey, Endpoint
-from modelcluster.gateway.errors import BadGateway, GatewayTimeout, Unavailable
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.router import Router
 

@@ -16,11 +16,11 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from modelcluster.api.errors import ApiError, NotFound, RateLimited, Unavailable
 from modelcluster.gateway.balancer import Balancer
 from modelcluster.gateway.clusters import wake_patch
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import ClusterKey, Endpoint, EndpointTable
-from modelcluster.gateway.errors import ApiError, NotFound, RateLimited, Unavailable
 from modelcluster.gateway.kube import ClusterTable, GatewayKube
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.settings import GatewaySettings

@@ -10,12 +10,12 @@ from typing import Any
 from aiohttp import web
 
 from modelcluster.api import InputError, PayloadTooLarge
+from modelcluster.api.errors import Conflict, NotFound
 from modelcluster.api.modelcluster import is_model_id
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.gateway.clusters import ClusterBody, build_cluster
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import ClusterKey, EndpointTable
-from modelcluster.gateway.errors import Conflict, NotFound
 from modelcluster.gateway.kube import ClusterTable, GatewayKube
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy

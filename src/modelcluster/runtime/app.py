@@ -20,18 +20,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelcluster.api import error_body, normalize, parse_run_request
-from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
-from modelcluster.runtime import media
-from modelcluster.runtime.batching import Scheduler
-from modelcluster.runtime.errors import (
+from modelcluster.api.errors import (
+    ApiError,
     InferenceError,
     InputError,
     InternalError,
     NotReady,
     PayloadTooLarge,
     RequestTimeout,
-    RuntimeHTTPError,
 )
+from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
+from modelcluster.runtime import media
+from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.limits import check_request_size
 from modelcluster.runtime.loading import LoadProgress, load_handler, memory_report
 from modelcluster.runtime.metrics import RuntimeMetrics
@@ -114,9 +114,7 @@ def request_id_of(request: Request) -> str:
     return given if isinstance(given, str) else new_request_id()
 
 
-def internal_error(
-    exc: BaseException, request_id: str, error: type[RuntimeHTTPError] = InferenceError
-) -> RuntimeHTTPError:
+def internal_error(exc: BaseException, request_id: str, error: type[ApiError] = InferenceError) -> ApiError:
     """A 500 that tells the caller only the request id; the details go to the log under that id."""
     logger.error("internal error (request %s): %s: %s", request_id, type(exc).__name__, exc, exc_info=exc)
     return error(f"internal error (request {request_id})")
@@ -167,9 +165,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return await media.collect_bytes(request.stream(), limit, "request body")
 
 
-def model_error(exc: BaseException, request_id: str | None = None) -> RuntimeHTTPError:
+def model_error(exc: BaseException, request_id: str | None = None) -> ApiError:
     """Errors raised by model code: input-shaped ones answer 422, the rest 500 with only the request id."""
-    if isinstance(exc, RuntimeHTTPError):
+    if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, MODEL_INPUT_ERRORS):
         return InputError(f"the model could not process this input: {type(exc).__name__}: {exc}")
@@ -180,7 +178,7 @@ def timeout_error(limit_s: float) -> RequestTimeout:
     return RequestTimeout(f"the request took longer than {limit_s:g}s")
 
 
-def job_error(exc: BaseException, limit_s: float, request_id: str | None) -> RuntimeHTTPError:
+def job_error(exc: BaseException, limit_s: float, request_id: str | None) -> ApiError:
     """What a failed job answers: 504 past its deadline, else the model error."""
     if isinstance(exc, DeadlineExceeded):
         return timeout_error(limit_s)
@@ -231,10 +229,10 @@ def create_app(
     app.state.runtime = state
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
-    @app.exception_handler(RuntimeHTTPError)
-    async def runtime_error(request: Request, exc: RuntimeHTTPError) -> JSONResponse:
+    @app.exception_handler(ApiError)
+    async def runtime_error(request: Request, exc: ApiError) -> JSONResponse:
         metrics.errors.labels(kind=exc.kind).inc()
-        return error_response(exc.status_code, exc.message)
+        return error_response(exc.status, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -292,7 +290,7 @@ def create_app(
         request_id = request_id_of(request)
         try:
             return await answer(request, request_id)
-        except RuntimeHTTPError:
+        except ApiError:
             raise
         except Exception as exc:
             # answered 500 with only the request id here rather than by the server-error middleware, which

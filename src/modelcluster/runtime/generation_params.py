@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelcluster.runtime.errors import InputError
+from modelcluster.api.errors import InputError
 from modelcluster.runtime.limits import SETTING_NAMES, Limits, check_integer, check_number
 
 TRANSFORMERS = "transformers"

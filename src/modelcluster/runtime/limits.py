@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
-from modelcluster.runtime.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.generation_params import VLLM, accepted_names, check_generation_params
 from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
 

@@ -10,7 +10,7 @@ from fractions import Fraction
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from modelcluster.runtime.errors import InputError, PayloadTooLarge
+from modelcluster.api.errors import InputError, PayloadTooLarge
 from modelcluster.runtime.limits import DEFAULT_LIMITS, over_limit
 
 if TYPE_CHECKING:

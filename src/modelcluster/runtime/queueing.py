@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelcluster.runtime.errors import QueueFull
+from modelcluster.api.errors import QueueFull
 from modelcluster.runtime.tasks.base import TokenUsage
 
 

@@ -25,7 +25,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 import httpx
 
-from modelcluster.runtime.errors import InputError, PayloadTooLarge
+from modelcluster.api.errors import InputError, PayloadTooLarge
 from modelcluster.runtime.media import collect_bytes
 
 logger = logging.getLogger(__name__)

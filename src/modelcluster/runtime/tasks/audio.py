@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime import media
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.generation_params import check_generation_params
 from modelcluster.runtime.limits import Limits
 from modelcluster.runtime.tasks.base import Handler, LoadContext, MediaOutput, StopCheck, never_stop

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import InputSpec, Payload
 from modelcluster.api.tasks import TaskInfo, task_info
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.limits import DEFAULT_LIMITS, Limits
 
 StopCheck = Callable[[], bool]

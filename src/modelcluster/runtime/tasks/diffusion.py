@@ -6,9 +6,9 @@ import inspect
 from importlib import import_module
 from typing import Any
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime import media
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.limits import check_diffusion_params
 from modelcluster.runtime.tasks.base import Handler, LoadContext, MediaOutput, StopCheck, Stopped, never_stop
 

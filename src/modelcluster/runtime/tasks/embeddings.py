@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime.bucketing import pass_overhead_tokens, plan_passes
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.tasks.base import Handler, LoadContext, as_text_list
 
 #: Most texts per forward pass; a batch (or one request's `text` list) longer than this runs as several passes.

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.generation_params import accepted_names, check_generation_params
 from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
 from modelcluster.runtime.tasks.common import stopping_criteria

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
 from modelcluster.runtime.bucketing import pass_overhead_tokens, plan_passes
-from modelcluster.runtime.errors import InputError
 from modelcluster.runtime.limits import check_integer
 from modelcluster.runtime.tasks.base import Handler, LoadContext
 from modelcluster.runtime.tasks.common import build_pipeline, jsonable, per_input
