@@ -274,7 +274,7 @@ def ready_replicas_of(obj: dict[str, Any]) -> int:
 
 
 def instance_of(obj: dict[str, Any]) -> str | None:
-    from modelcluster.operator.labels import INSTANCE
+    from modelcluster.api.labels import INSTANCE
 
     return ((obj.get("metadata") or {}).get("labels") or {}).get(INSTANCE)
 
@@ -325,7 +325,7 @@ class System:
         return int(answer.status_code)
 
     def create_cluster(self, model: str, spec: dict[str, Any]) -> str:
-        from modelcluster.operator.naming import object_name
+        from modelcluster.api.naming import object_name
 
         name = object_name(model)
         body = {
@@ -740,7 +740,7 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
     from modelcluster.gateway.metrics import GatewayMetrics
     from modelcluster.operator.autoscaler import Autoscaler
     from modelcluster.operator.kube import Kube
-    from modelcluster.operator.labels import INSTANCE
+    from modelcluster.api.labels import INSTANCE
     from modelcluster.operator.scaling_config import AutoscalerConfig
     from modelcluster.operator.store import Store
     from modelcluster.runtime.metrics import RuntimeMetrics

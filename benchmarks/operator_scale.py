@@ -73,7 +73,7 @@ from modelcluster.devcluster.pki import Pki
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.operator.children import with_spec_hash
 from modelcluster.operator.deployment import build_deployment
-from modelcluster.operator.naming import object_name
+from modelcluster.api.naming import object_name
 from modelcluster.operator.plan import plan
 from modelcluster.operator.service import build_service
 from modelcluster.operator.workload import PodOptions

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from modelcluster.api.naming import object_name
 from modelcluster.devcluster.offline_models import MODEL_ID as MINILM
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
-from modelcluster.operator.naming import object_name
 
 from support import Cluster, GatewayProcess, Tenant, create_key, eventually
 

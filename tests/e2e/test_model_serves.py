@@ -8,8 +8,8 @@ import httpx
 import pytest
 from kubernetes import client as k8s
 
+from modelcluster.api.naming import object_name
 from modelcluster.devcluster.offline_models import MODEL_ID
-from modelcluster.operator.naming import object_name
 
 from support import Cluster, OperatorProcess, eventually
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from kubernetes import client as k8s
 
+from modelcluster.api.naming import object_name
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
-from modelcluster.operator.naming import object_name
 
 from support import Cluster, GatewayProcess, Tenant, create_key, eventually
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
-from modelcluster.operator.naming import object_name
+from modelcluster.api.naming import object_name
 
 from support import GIANT_MODEL, Cluster, GatewayProcess, Tenant, create_key, eventually
 

@@ -17,8 +17,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
 
+from modelcluster.api.naming import object_name
 from modelcluster.devcluster.controlplane import free_port
-from modelcluster.operator.naming import object_name
 from modelcluster.operator.run import EXIT_LEADERSHIP_LOST
 
 from support import Cluster, OperatorProcess, eventually, or_none

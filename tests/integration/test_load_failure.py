@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client as k8s
 
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
-from modelcluster.operator.naming import object_name
+from modelcluster.api.naming import object_name
 
 from support import Cluster, OperatorProcess, eventually
 

@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from modelcluster.operator.naming import object_name
+from modelcluster.api.naming import object_name
 
 from support import GIANT_MODEL, REJECTED_MODEL, Cluster, OperatorProcess, eventually, or_none
 

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from modelcluster.operator.naming import object_name
+from modelcluster.api.naming import object_name
 
 from support import Cluster, OperatorProcess, eventually, or_none
 

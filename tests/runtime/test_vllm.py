@@ -18,11 +18,11 @@ from runtime_support import ServerHandle
 from modelcluster.api.errors import InputError
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, RunRequest
 from modelcluster.api.inputs import MESSAGES, TEXT, normalize
+from modelcluster.api.streaming import TokenUsage
 from modelcluster.devcluster import tiny_models
 from modelcluster.runtime.generation_params import VLLM, accepted_names
 from modelcluster.runtime.limits import Limits
 from modelcluster.runtime.llm_engine import VLLM_PARAM_NAMES, VllmHandler, to_sampling_params
-from modelcluster.runtime.tasks.base import TokenUsage
 
 NOT_INSTALLED = "vLLM is not installed here (the llm model image installs it; the runtime extra does not)"
 SAMPLE_VALUES: dict[str, Any] = {

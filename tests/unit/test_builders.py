@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 
 from modelcluster.api import ModelClusterSpec
+from modelcluster.api.labels import MANAGED_BY, MODEL, selector_labels, selector_string
+from modelcluster.api.naming import is_label_value, model_label_value
 from modelcluster.catalog import Catalog, load_catalog
 from modelcluster.operator.deployment import build_deployment
-from modelcluster.operator.labels import MANAGED_BY, MODEL, selector_labels, selector_string
-from modelcluster.operator.naming import is_label_value, model_label_value
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply, desired_replicas
 from modelcluster.operator.service import build_service, service_endpoint
 from modelcluster.operator.workload import PodOptions, Workload

@@ -17,7 +17,9 @@ from kubernetes_asyncio import client as async_client
 
 from modelcluster.api import InputError, ModelClusterSpec
 from modelcluster.api.errors import NotFound, RateLimited, Unavailable
+from modelcluster.api.labels import MODEL
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
+from modelcluster.api.naming import model_label_value, object_name
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import create_app
 from modelcluster.gateway.balancer import Balancer
@@ -46,8 +48,6 @@ from modelcluster.gateway.openapi import openapi_document
 from modelcluster.gateway.router import Router, needs_wake
 from modelcluster.gateway.service import Gateway
 from modelcluster.gateway.settings import GatewaySettings
-from modelcluster.operator.labels import MODEL
-from modelcluster.operator.naming import model_label_value, object_name
 from modelcluster.operator.plan import plan
 from modelcluster.operator.replicas import desired_replicas, wake_remaining, woken_at
 from modelcluster.operator.workload import PodOptions

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelcluster.api.modelcluster import is_model_id
-from modelcluster.operator.naming import (
+from modelcluster.api.naming import (
     is_dns1035_label,
     is_label_value,
     model_hash,

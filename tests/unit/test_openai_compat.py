@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelcluster.api.errors import ApiError
+from modelcluster.api.streaming import Failure, StreamParser
 from modelcluster.gateway.openai_compat import (
     DEFAULT_MAX_TOKENS,
     SSE_DONE,
@@ -18,12 +19,10 @@ from modelcluster.gateway.openai_compat import (
     CompletionRequest,
     Delta,
     Done,
-    Failure,
-    RuntimeEvent,
-    RuntimeSSEParser,
     StopTrimmer,
+    StreamEvent,
     StreamTranslator,
-    Usage,
+    TokenUsage,
     apply_stop,
     chat_chunk,
     chat_completion,
@@ -372,45 +371,45 @@ def test_runtime_errors(status: int, body: bytes, expected_status: int, message:
     [
         ({}, None),
         ({"content-type": "application/json"}, None),
-        ({"X-Prompt-Tokens": "5", "X-Completion-Tokens": "7"}, Usage(5, 7)),
-        ({"x-prompt-tokens": "5"}, Usage(5, 0)),
-        ({"X-COMPLETION-TOKENS": " 3 "}, Usage(0, 3)),
-        ({"X-Prompt-Tokens": "lots", "X-Completion-Tokens": "-2"}, Usage(0, 0)),
+        ({"X-Prompt-Tokens": "5", "X-Completion-Tokens": "7"}, TokenUsage(5, 7)),
+        ({"x-prompt-tokens": "5"}, TokenUsage(5, 0)),
+        ({"X-COMPLETION-TOKENS": " 3 "}, TokenUsage(0, 3)),
+        ({"X-Prompt-Tokens": "lots", "X-Completion-Tokens": "-2"}, TokenUsage(0, 0)),
     ],
 )
-def test_usage_from_headers(headers: dict[str, str], expected: Usage | None) -> None:
+def test_usage_from_headers(headers: dict[str, str], expected: TokenUsage | None) -> None:
     assert usage_from_headers(headers) == expected
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ({"prompt_tokens": 2, "completion_tokens": 3}, Usage(2, 3)),
-        ({"prompt_tokens": True, "completion_tokens": 1.5}, Usage(0, 0)),
-        ({}, Usage(0, 0)),
+        ({"prompt_tokens": 2, "completion_tokens": 3}, TokenUsage(2, 3)),
+        ({"prompt_tokens": True, "completion_tokens": 1.5}, TokenUsage(0, 0)),
+        ({}, TokenUsage(0, 0)),
         (None, None),
         ([1, 2], None),
     ],
 )
-def test_usage_from_mapping(value: object, expected: Usage | None) -> None:
-    assert Usage.from_mapping(value) == expected
+def test_usage_from_mapping(value: object, expected: TokenUsage | None) -> None:
+    assert TokenUsage.from_mapping(value) == expected
 
 
 def test_usage_totals() -> None:
-    assert Usage(2, 3).as_dict() == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert TokenUsage(2, 3).as_dict() == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
 
 
 @pytest.mark.parametrize(
     ("stopped", "usage", "max_tokens", "expected"),
     [
         (False, None, 10, "stop"),
-        (False, Usage(1, 9), 10, "stop"),
-        (False, Usage(1, 10), 10, "length"),
-        (True, Usage(1, 10), 10, "stop"),
-        (False, Usage(1, 10), None, "stop"),
+        (False, TokenUsage(1, 9), 10, "stop"),
+        (False, TokenUsage(1, 10), 10, "length"),
+        (True, TokenUsage(1, 10), 10, "stop"),
+        (False, TokenUsage(1, 10), None, "stop"),
     ],
 )
-def test_finish_reason(stopped: bool, usage: Usage | None, max_tokens: int | None, expected: str) -> None:
+def test_finish_reason(stopped: bool, usage: TokenUsage | None, max_tokens: int | None, expected: str) -> None:
     assert finish_reason(stopped, usage, max_tokens) == expected
 
 
@@ -469,7 +468,7 @@ def test_stop_trimming_does_not_depend_on_chunking(text: str, stops: list[str], 
 
 def test_chat_completion_shape() -> None:
     body = chat_completion(
-        "org/chat-model", {"role": "assistant", "content": "Hi there"}, Usage(4, 2), CREATED, "abc", max_tokens=100
+        "org/chat-model", {"role": "assistant", "content": "Hi there"}, TokenUsage(4, 2), CREATED, "abc", max_tokens=100
     )
     assert body == {
         "id": "chatcmpl-abc",
@@ -501,10 +500,10 @@ def test_completion_shape() -> None:
 
 
 def test_responses_apply_stop_and_length() -> None:
-    stopped = chat_completion("m", "one. two.", Usage(1, 5), CREATED, "a", stop=["."], max_tokens=5)
+    stopped = chat_completion("m", "one. two.", TokenUsage(1, 5), CREATED, "a", stop=["."], max_tokens=5)
     assert stopped["choices"][0]["message"]["content"] == "one"
     assert stopped["choices"][0]["finish_reason"] == "stop"
-    cut_off = completion("m", "one two", Usage(1, 5), CREATED, "a", stop=["!"], max_tokens=5)
+    cut_off = completion("m", "one two", TokenUsage(1, 5), CREATED, "a", stop=["!"], max_tokens=5)
     assert cut_off["choices"][0]["text"] == "one two"
     assert cut_off["choices"][0]["finish_reason"] == "length"
 
@@ -552,7 +551,7 @@ def test_chunk_builders() -> None:
     assert text["object"] == "text_completion"
     assert text["choices"] == [{"index": 0, "text": "x", "logprobs": None, "finish_reason": None}]
     assert "usage" not in text
-    assert usage_chunk("chat", "m", "r", CREATED, Usage(1, 2))["usage"] == {
+    assert usage_chunk("chat", "m", "r", CREATED, TokenUsage(1, 2))["usage"] == {
         "prompt_tokens": 1,
         "completion_tokens": 2,
         "total_tokens": 3,
@@ -563,7 +562,7 @@ def test_chunk_builders() -> None:
 # --- streaming ---------------------------------------------------------------------------------------------------
 
 
-def translate(translator: StreamTranslator, events: list[RuntimeEvent], *, close: bool = False) -> list[Any]:
+def translate(translator: StreamTranslator, events: list[StreamEvent], *, close: bool = False) -> list[Any]:
     out = translator.start() + b"".join(translator.feed(event) for event in events)
     if close:
         out += translator.close()
@@ -575,7 +574,7 @@ def chat_translator(**options: Any) -> StreamTranslator:
 
 
 def test_chat_stream_sequence() -> None:
-    events = translate(chat_translator(max_tokens=50), [Delta("Hel"), Delta("lo"), Usage(3, 2), Done()])
+    events = translate(chat_translator(max_tokens=50), [Delta("Hel"), Delta("lo"), TokenUsage(3, 2), Done()])
     assert [event["choices"][0]["delta"] for event in events[:-1]] == [
         {"role": "assistant", "content": ""},
         {"content": "Hel"},
@@ -589,7 +588,9 @@ def test_chat_stream_sequence() -> None:
 
 
 def test_chat_stream_with_usage() -> None:
-    events = translate(chat_translator(include_usage=True, max_tokens=2), [Delta("a"), Usage(3, 2), Delta("b"), Done()])
+    events = translate(
+        chat_translator(include_usage=True, max_tokens=2), [Delta("a"), TokenUsage(3, 2), Delta("b"), Done()]
+    )
     assert [event["usage"] for event in events[:-2]] == [None] * 4
     assert events[3]["choices"][0]["finish_reason"] == "length"
     assert events[-2]["choices"] == []
@@ -634,7 +635,7 @@ def test_held_back_text_is_sent_at_the_end() -> None:
         ([Delta("a")], True, "the model stream ended before the generation finished"),
     ],
 )
-def test_stream_failures(events: list[RuntimeEvent], close: bool, message: str) -> None:
+def test_stream_failures(events: list[StreamEvent], close: bool, message: str) -> None:
     translator = chat_translator()
     out = translate(translator, events, close=close)
     assert out[-2] == {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
@@ -668,11 +669,11 @@ SAMPLE_STREAM = (
     + runtime_sse({"error": None, "output": "", "usage": {"prompt_tokens": 4, "completion_tokens": 3}})
     + SSE_DONE
 )
-SAMPLE_EVENTS: list[RuntimeEvent] = [Delta("Hé"), Delta("llo 👋"), Usage(4, 3), Done()]
+SAMPLE_EVENTS: list[StreamEvent] = [Delta("Hé"), Delta("llo 👋"), TokenUsage(4, 3), Done()]
 
 
-def parse_all(chunks: Iterator[bytes] | list[bytes]) -> list[RuntimeEvent]:
-    parser = RuntimeSSEParser()
+def parse_all(chunks: Iterator[bytes] | list[bytes]) -> list[StreamEvent]:
+    parser = StreamParser()
     events = [event for chunk in chunks for event in parser.feed(chunk)]
     return events + parser.close()
 
@@ -713,7 +714,7 @@ def test_parser_failures(stream: bytes, expected: Failure) -> None:
 
 
 def test_parser_stops_after_done_or_failure() -> None:
-    parser = RuntimeSSEParser()
+    parser = StreamParser()
     assert parser.feed(SSE_DONE + runtime_sse({"error": None, "output": "late"})) == [Done()]
     assert parser.finished
     assert parser.feed(runtime_sse({"error": None, "output": "later"})) == []
@@ -721,7 +722,7 @@ def test_parser_stops_after_done_or_failure() -> None:
 
 
 def test_parser_bounds_an_event() -> None:
-    parser = RuntimeSSEParser(max_event_bytes=64)
+    parser = StreamParser(max_event_bytes=64)
     assert parser.feed(b"data: " + b"x" * 40) == []
     assert parser.feed(b"x" * 40) == [Failure("the model sent an event larger than 64 bytes")]
     assert parser.feed(b"\n\n") == []
@@ -729,14 +730,14 @@ def test_parser_bounds_an_event() -> None:
 
 event_strategy = st.one_of(
     st.builds(Delta, st.text(min_size=1, max_size=12)),
-    st.builds(Usage, st.integers(0, 10**6), st.integers(0, 10**6)),
+    st.builds(TokenUsage, st.integers(0, 10**6), st.integers(0, 10**6)),
 )
 
 
-def encode_runtime(event: RuntimeEvent, ascii_only: bool) -> bytes:
+def encode_runtime(event: StreamEvent, ascii_only: bool) -> bytes:
     if isinstance(event, Delta):
         return runtime_sse({"error": None, "output": event.text}, ascii_only=ascii_only)
-    if isinstance(event, Usage):
+    if isinstance(event, TokenUsage):
         usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens}
         return runtime_sse({"error": None, "output": "", "usage": usage})
     if isinstance(event, Failure):
@@ -750,7 +751,7 @@ def encode_runtime(event: RuntimeEvent, ascii_only: bool) -> bytes:
     ascii_only=st.booleans(),
     cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=30),
 )
-def test_parser_any_chunking(events: list[RuntimeEvent], end: RuntimeEvent, ascii_only: bool, cuts: list[int]) -> None:
+def test_parser_any_chunking(events: list[StreamEvent], end: StreamEvent, ascii_only: bool, cuts: list[int]) -> None:
     stream = b"".join(encode_runtime(event, ascii_only) for event in [*events, end])
     points = sorted({cut % (len(stream) + 1) for cut in cuts})
     chunks = [stream[start:stop] for start, stop in zip([0, *points], [*points, len(stream)], strict=True)]
@@ -789,7 +790,7 @@ def fake_gateway(runtime_stream: bytes) -> Handler:
             return httpx2.Response(error.openai_status, json=openai_error_body(error))
         if parsed.stream:
             translator = StreamTranslator.for_request(parsed, "req1", CREATED)
-            parser = RuntimeSSEParser()
+            parser = StreamParser()
             out = translator.start()
             for event in parser.feed(runtime_stream) + parser.close():
                 out += translator.feed(event)

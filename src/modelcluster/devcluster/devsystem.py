@@ -28,6 +28,7 @@ import click
 import httpx
 import yaml
 
+from modelcluster.api.naming import object_name
 from modelcluster.crd.definition import render_crd
 from modelcluster.devcluster import controlplane, netguard, processes
 from modelcluster.devcluster.binaries import log
@@ -37,7 +38,6 @@ from modelcluster.devcluster.offline_models import MODEL_ID
 from modelcluster.devcluster.tiny_models import MODEL_ID as CHAT_MODEL_ID
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.gateway.keys import key_id_of
-from modelcluster.operator.naming import object_name
 
 CRD_NAME = "modelclusters.modelcluster.dev"
 DEV_TENANT = "dev"

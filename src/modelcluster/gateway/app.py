@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 
 from modelcluster.api import ApiError, error_body
 from modelcluster.api.errors import InternalError, RateLimited, Unauthorized
+from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
 from modelcluster.gateway import native, openai_routes
 from modelcluster.gateway.informer import run_informer
 from modelcluster.gateway.keystore import KeyStore
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX = "/models/v2/"
 OPENAI_PREFIX = "/models/v2/openai/"
-MANAGED_BY = "app.kubernetes.io/managed-by=modelcluster-operator"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEYS: web.AppKey[KeyStore] = web.AppKey("keys", KeyStore)
 LIMITER: web.AppKey[ConcurrencyLimiter] = web.AppKey("limiter", ConcurrencyLimiter)
@@ -185,7 +185,7 @@ def _lifecycle(
                     gateway.endpoints,
                     endpoints_synced,
                     "EndpointSlices",
-                    label_selector=MANAGED_BY,
+                    label_selector=MANAGED_SELECTOR_TEXT,
                 )
             ),
         ]

@@ -7,14 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from modelcluster.api import API_VERSION, KIND, InputError, ModelClusterSpec
+from modelcluster.api import API_VERSION, KIND, ClusterPhase, InputError, ModelClusterSpec
+from modelcluster.api.field_managers import GATEWAY
 from modelcluster.api.inference import summarize_validation_error
+from modelcluster.api.labels import MODEL
 from modelcluster.api.modelcluster import MAX_REPLICAS, MAX_TIMEOUT_SECONDS, TASK_PATTERN, WAKE_ANNOTATION
-from modelcluster.operator.labels import MODEL
-from modelcluster.operator.naming import model_label_value, object_name
+from modelcluster.api.naming import model_label_value, object_name
 
 CREATED_BY_LABEL = "modelcluster.dev/created-by"
-GATEWAY = "modelcluster-gateway"
 
 
 class CapacityPatch(BaseModel):
@@ -118,7 +118,7 @@ def cluster_view(obj: dict[str, Any], last_request: str | None = None, task: str
     return {
         "modelId": spec.get("model"),
         "task": status.get("task") or spec.get("task") or task,
-        "status": status.get("status") or "deploying",
+        "status": status.get("status") or ClusterPhase.DEPLOYING.value,
         "reason": status.get("reason"),
         "message": status.get("message"),
         "capacity": capacity,

@@ -11,8 +11,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from modelcluster.api.metric_names import GATEWAY_HELD, GATEWAY_LAST, GATEWAY_MODEL_LABELS, GATEWAY_OUTSTANDING
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-MODEL_LABELS = ("namespace", "model")
+MODEL_LABELS = GATEWAY_MODEL_LABELS
 
 
 class GatewayMetrics:
@@ -20,19 +22,19 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.outstanding = Gauge(
-            "modelcluster_gateway_outstanding_requests",
+            GATEWAY_OUTSTANDING,
             "Requests of a model held or in flight at this gateway replica (the queue-depth signal).",
             MODEL_LABELS,
             registry=r,
         )
         self.held = Gauge(
-            "modelcluster_gateway_held_requests",
+            GATEWAY_HELD,
             "Requests of a model waiting for a ready pod or a free slot at this gateway replica.",
             MODEL_LABELS,
             registry=r,
         )
         self.last_request = Gauge(
-            "modelcluster_gateway_last_request_timestamp_seconds",
+            GATEWAY_LAST,
             "Unix time of the last arrival or completion of a request of a model at this gateway replica.",
             MODEL_LABELS,
             registry=r,

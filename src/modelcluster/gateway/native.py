@@ -9,10 +9,10 @@ from aiohttp import web
 
 from modelcluster.api import InputError, normalize, parse_run_request, task_info, task_names
 from modelcluster.api.errors import NotFound
+from modelcluster.api.naming import object_name
 from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
 from modelcluster.gateway.service import TENANT, Gateway, Target
-from modelcluster.operator.naming import object_name
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 JSON_HEADERS = {"Content-Type": "application/json"}

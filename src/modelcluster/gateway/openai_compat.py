@@ -3,7 +3,7 @@
 Requests: :class:`ChatCompletionRequest` and :class:`CompletionRequest` (unknown fields are errors, ``null`` means
 absent) become the runtime's unified body with :func:`to_run_body`.
 Answers: the runtime's ``{"error", "output"}`` and its token counts become OpenAI bodies (:func:`chat_completion`,
-:func:`completion`); its SSE stream is parsed by :class:`RuntimeSSEParser` and turned into OpenAI chunks by
+:func:`completion`); its SSE stream is parsed by :class:`StreamParser` and turned into OpenAI chunks by
 :class:`StreamTranslator`. Every error uses OpenAI's ``{"error": {"message", "type", "param", "code"}}`` shape.
 
 Decisions:
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -38,13 +37,22 @@ from pydantic import (
 
 from modelcluster.api.errors import ApiError, BadGateway, BadRequest, UpstreamError
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
+from modelcluster.api.streaming import (
+    DONE_EVENT,
+    SSE_ACCEPT,
+    Delta,
+    Done,
+    StreamEvent,
+    TokenUsage,
+    token_count,
+)
 
 JSONDict = dict[str, Any]
 FinishReason = Literal["stop", "length"]
 
-SSE_DONE = b"data: [DONE]\n\n"
+SSE_DONE = DONE_EVENT.encode()
 # What the gateway sends upstream so that the runtime streams SSE events rather than raw text.
-RUNTIME_STREAM_HEADERS = {"Accept": "text/event-stream"}
+RUNTIME_STREAM_HEADERS = SSE_ACCEPT
 # The runtime's own default for max_new_tokens; sent explicitly so the gateway knows the limit.
 DEFAULT_MAX_TOKENS = 256
 MAX_STOP_SEQUENCES = 4
@@ -362,53 +370,17 @@ def to_run_body(request: OpenAIRequest, *, task: str = "text-generation", runtim
 # --- token counts and stop sequences -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Token counts of one generation, as the runtime reports them."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-
-    @classmethod
-    def from_mapping(cls, value: object) -> Usage | None:
-        """``{"prompt_tokens": n, "completion_tokens": m}``; ``None`` unless it is a mapping; bad counts read 0."""
-        if not isinstance(value, Mapping):
-            return None
-        return cls(_count(value.get("prompt_tokens")), _count(value.get("completion_tokens")))
-
-
-def _count(value: object) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return 0
-
-
-def usage_from_headers(headers: Mapping[str, str]) -> Usage | None:
+def usage_from_headers(headers: Mapping[str, str]) -> TokenUsage | None:
     """The runtime's ``X-Prompt-Tokens`` / ``X-Completion-Tokens`` (any case); ``None`` when neither is there."""
     lowered = {key.lower(): value for key, value in headers.items()}
     prompt = lowered.get(PROMPT_TOKENS_HEADER.lower())
     completion = lowered.get(COMPLETION_TOKENS_HEADER.lower())
     if prompt is None and completion is None:
         return None
-    return Usage(_count(prompt), _count(completion))
+    return TokenUsage(token_count(prompt), token_count(completion))
 
 
-def finish_reason(stopped: bool, usage: Usage | None, max_tokens: int | None) -> FinishReason:
+def finish_reason(stopped: bool, usage: TokenUsage | None, max_tokens: int | None) -> FinishReason:
     """``length`` when the generation used up its token limit, else ``stop``."""
     if not stopped and usage is not None and max_tokens is not None and usage.completion_tokens >= max_tokens:
         return "length"
@@ -489,7 +461,7 @@ def completion_id(request_id: str) -> str:
 def chat_completion(
     model: str,
     output: object,
-    usage: Usage | None,
+    usage: TokenUsage | None,
     created: int,
     request_id: str,
     *,
@@ -511,14 +483,14 @@ def chat_completion(
                 "finish_reason": finish_reason(stopped, usage, max_tokens),
             }
         ],
-        "usage": (usage or Usage()).as_dict(),
+        "usage": (usage or TokenUsage()).as_dict(),
     }
 
 
 def completion(
     model: str,
     output: object,
-    usage: Usage | None,
+    usage: TokenUsage | None,
     created: int,
     request_id: str,
     *,
@@ -535,7 +507,7 @@ def completion(
         "choices": [
             {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason(stopped, usage, max_tokens)}
         ],
-        "usage": (usage or Usage()).as_dict(),
+        "usage": (usage or TokenUsage()).as_dict(),
     }
 
 
@@ -593,7 +565,7 @@ def completion_chunk(
 
 
 def usage_chunk(
-    kind: Literal["chat", "completion"], model: str, request_id: str, created: int, usage: Usage | None
+    kind: Literal["chat", "completion"], model: str, request_id: str, created: int, usage: TokenUsage | None
 ) -> JSONDict:
     """The last chunk of a stream with ``stream_options.include_usage``: no choices, the token counts."""
     chat = kind == "chat"
@@ -603,7 +575,7 @@ def usage_chunk(
         "created": created,
         "model": model,
         "choices": [],
-        "usage": (usage or Usage()).as_dict(),
+        "usage": (usage or TokenUsage()).as_dict(),
     }
 
 
@@ -623,110 +595,8 @@ def models_list(models: Iterable[tuple[str, int]]) -> JSONDict:
     return {"object": "list", "data": [model_object(model_id, created) for model_id, created in models]}
 
 
-# --- the runtime's stream ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Delta:
-    """Generated text."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Failure:
-    """The generation failed; nothing follows."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """The generation ended normally (``data: [DONE]``)."""
-
-
-RuntimeEvent = Delta | Failure | Usage | Done
-
-
-class RuntimeSSEParser:
-    """Parses the runtime's SSE stream from bytes in chunks of any size into :data:`RuntimeEvent` s.
-
-    Events are ``data: {"error": null, "output": "<delta>"}`` (optionally with ``"usage"``), then ``data: [DONE]``;
-    or ``data: {"error": "...", "output": null}``. Nothing is parsed after :class:`Done` or :class:`Failure`.
-    """
-
-    def __init__(self, max_event_bytes: int = 1 << 20) -> None:
-        self.max_event_bytes = max_event_bytes
-        self.finished = False
-        self._buffer = bytearray()
-        self._data: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[RuntimeEvent]:
-        if self.finished:
-            return []
-        self._buffer += chunk
-        events: list[RuntimeEvent] = []
-        while not self.finished:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                break
-            line = bytes(self._buffer[:end]).removesuffix(b"\r")
-            del self._buffer[: end + 1]
-            events.extend(self._line(line))
-        if not self.finished and len(self._buffer) + sum(map(len, self._data)) > self.max_event_bytes:
-            events.append(self._fail(f"the model sent an event larger than {self.max_event_bytes} bytes"))
-        return events
-
-    def close(self) -> list[RuntimeEvent]:
-        """The end of the upstream body: a stream that did not finish is a failure."""
-        if self.finished:
-            return []
-        return [self._fail("the model stream ended before the generation finished")]
-
-    def _fail(self, message: str) -> Failure:
-        self.finished = True
-        self._buffer.clear()
-        self._data.clear()
-        return Failure(message)
-
-    def _line(self, line: bytes) -> list[RuntimeEvent]:
-        if not line:
-            return self._dispatch()
-        if line.startswith(b":"):
-            return []
-        name, _, value = line.partition(b":")
-        if name == b"data":
-            self._data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
-        return []
-
-    def _dispatch(self) -> list[RuntimeEvent]:
-        if not self._data:
-            return []
-        data = "\n".join(self._data)
-        self._data.clear()
-        if data == "[DONE]":
-            self.finished = True
-            return [Done()]
-        try:
-            payload = json.loads(data)
-        except json.JSONDecodeError:
-            return [self._fail(f"the model sent a malformed event: {data[:200]!r}")]
-        if not isinstance(payload, dict):
-            return [self._fail(f"the model sent a malformed event: {data[:200]!r}")]
-        if payload.get("error") is not None:
-            return [self._fail(str(payload["error"]))]
-        events: list[RuntimeEvent] = []
-        output = payload.get("output")
-        if isinstance(output, str) and output:
-            events.append(Delta(output))
-        usage = Usage.from_mapping(payload.get("usage"))
-        if usage is not None:
-            events.append(usage)
-        return events
-
-
 class StreamTranslator:
-    """Turns :data:`RuntimeEvent` s into the OpenAI SSE stream of one request, as bytes to send.
+    """Turns :data:`StreamEvent` s into the OpenAI SSE stream of one request, as bytes to send.
 
     ``start()`` first, then ``feed()`` for each event and ``close()`` at the end of the upstream body. Once
     ``finished`` is true the answer is complete (it ended with ``data: [DONE]``) and the upstream can be dropped,
@@ -751,7 +621,7 @@ class StreamTranslator:
         self.include_usage = include_usage
         self.max_tokens = max_tokens
         self.trimmer = StopTrimmer(stop)
-        self.usage: Usage | None = None
+        self.usage: TokenUsage | None = None
         self.finished = False
 
     @classmethod
@@ -772,14 +642,14 @@ class StreamTranslator:
             return self._text_chunk("", role=True)
         return b""
 
-    def feed(self, event: RuntimeEvent) -> bytes:
+    def feed(self, event: StreamEvent) -> bytes:
         if self.finished:
             return b""
         if isinstance(event, Delta):
             text = self.trimmer.feed(event.text)
             out = self._text_chunk(text) if text else b""
             return out + self._finish() if self.trimmer.stopped else out
-        if isinstance(event, Usage):
+        if isinstance(event, TokenUsage):
             self.usage = event
             return b""
         if isinstance(event, Done):

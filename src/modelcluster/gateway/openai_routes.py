@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from modelcluster.api.errors import BadRequest
+from modelcluster.api.streaming import SSE_CONTENT_TYPE, StreamParser
 from modelcluster.gateway import openai_compat as compat
 from modelcluster.gateway.native import GATEWAY, JSON_HEADERS
 from modelcluster.gateway.proxy import Upstream
@@ -105,10 +106,10 @@ async def _stream(
             finished = True
             raise compat.runtime_error(upstream.response.status, payload)
         translator = compat.StreamTranslator.for_request(body, request_id, created)
-        out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        out = web.StreamResponse(headers={"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache"})
         await out.prepare(request)
         await out.write(translator.start())
-        parser = compat.RuntimeSSEParser()
+        parser = StreamParser()
         try:
             async for chunk in upstream.response.content.iter_any():
                 for event in parser.feed(chunk):

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelcluster import __version__
-from modelcluster.api import RunRequest, task_names
+from modelcluster.api import ClusterPhase, RunRequest, task_names
 from modelcluster.gateway.clusters import ClusterBody
 from modelcluster.gateway.openai_compat import ChatCompletionRequest, CompletionRequest
 
@@ -42,7 +42,7 @@ def _schemas() -> dict[str, Any]:
         "properties": {
             "modelId": {"type": ["string", "null"]},
             "task": {"type": ["string", "null"]},
-            "status": {"type": "string", "enum": ["deploying", "running", "stopped", "failed"]},
+            "status": {"type": "string", "enum": [phase.value for phase in ClusterPhase]},
             "reason": {"type": ["string", "null"]},
             "message": {"type": ["string", "null"]},
             "capacity": {"type": "object"},

@@ -11,7 +11,6 @@ upstream connection so the runtime sees the disconnect and stops generating.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from modelcluster.api import error_body
 from modelcluster.api.errors import BadGateway, GatewayTimeout, Unavailable
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
+from modelcluster.api.streaming import RAW_MEDIA_TYPE, SSE_CONTENT_TYPE, error_event, raw_error
 from modelcluster.gateway.endpoints import ClusterKey, Endpoint
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.router import Router
@@ -147,8 +146,8 @@ class Proxy:
             if out is None:
                 raise (GatewayTimeout if kind == "timeout" else BadGateway)(message) from error
             # Headers are sent: the error goes into the stream, as the runtime writes its own.
-            sse = response.headers.get("Content-Type", "").startswith("text/event-stream")
-            line = f"data: {json.dumps(error_body(message))}\n\n" if sse else f"\n[error] {message}"
+            sse = response.headers.get("Content-Type", "").startswith(SSE_CONTENT_TYPE)
+            line = error_event(message) if sse else raw_error(message)
             await out.write(line.encode())
             await out.write_eof()
             return out
@@ -189,4 +188,4 @@ def resend_exclusions(tried: frozenset[str], failed: Endpoint, ready: Sequence[E
 
 def _is_stream(response: aiohttp.ClientResponse) -> bool:
     content_type = response.headers.get("Content-Type", "")
-    return content_type.startswith(("text/event-stream", "text/plain"))
+    return content_type.startswith((SSE_CONTENT_TYPE, RAW_MEDIA_TYPE))

@@ -16,6 +16,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from modelcluster.api import ClusterPhase
 from modelcluster.api.errors import ApiError, NotFound, RateLimited, Unavailable
 from modelcluster.gateway.balancer import Balancer
 from modelcluster.gateway.clusters import wake_patch
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 def needs_wake(cluster: dict[str, Any]) -> bool:
     """Whether the operator currently runs no replicas for ``cluster`` (so a request must wake it)."""
     status = cluster.get("status") or {}
-    if status.get("status") == "stopped":
+    if status.get("status") == ClusterPhase.STOPPED:
         return True
     return status.get("targetReplicas") == 0
 
@@ -126,7 +127,7 @@ class Router:
         if cluster is None:
             raise NotFound(f"model cluster for {model} not found (it was deleted)")
         status = cluster.get("status") or {}
-        if status.get("status") == "failed":
+        if status.get("status") == ClusterPhase.FAILED:
             raise Unavailable(f"{model} cannot start: {status.get('message') or status.get('reason')}", retry_after=30)
         if not self.endpoints.ready(key) and needs_wake(cluster):
             self.wake(key)

@@ -12,6 +12,7 @@ from aiohttp import web
 from modelcluster.api import InputError, PayloadTooLarge
 from modelcluster.api.errors import Conflict, NotFound
 from modelcluster.api.modelcluster import is_model_id
+from modelcluster.api.naming import object_name
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.gateway.clusters import ClusterBody, build_cluster
 from modelcluster.gateway.demand import Demand
@@ -21,7 +22,6 @@ from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
-from modelcluster.operator.naming import object_name
 
 logger = logging.getLogger(__name__)
 

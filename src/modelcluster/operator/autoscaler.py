@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from modelcluster.api import ModelClusterSpec
+from modelcluster.api import ModelClusterSpec, field_managers
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.operator.events import build_event
@@ -39,7 +39,7 @@ from modelcluster.operator.store import Store
 logger = logging.getLogger(__name__)
 
 Body = dict[str, Any]
-STATUS_FIELD_MANAGER = "modelcluster-autoscaler"
+STATUS_FIELD_MANAGER = field_managers.AUTOSCALER
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 MERGE_OPTIONS: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 EVENT_INTERVAL_S = 10.0

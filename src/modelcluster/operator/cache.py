@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcluster.operator.labels import standard_labels
+from modelcluster.api.labels import standard_labels
 from modelcluster.operator.workload import Workload
 
 DEFAULT_ACCESS_MODE = "ReadWriteOnce"

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from modelcluster.api import field_managers
 from modelcluster.operator.scaling_config import AutoscalerConfig
 from modelcluster.operator.workload import PodOptions
 
-FIELD_MANAGER = "modelcluster-operator"
+FIELD_MANAGER = field_managers.OPERATOR
 #: Lease retries wait the retry period plus up to this fraction more, so standbys do not move in step.
 LEASE_RETRY_JITTER = 0.2
 

@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelcluster.api import ModelClusterSpec, ModelClusterStatus
+from modelcluster.api.labels import selector_string
+from modelcluster.api.naming import is_dns1035_label
 from modelcluster.catalog import Catalog, CatalogError, resolve, with_spec
-from modelcluster.operator.labels import selector_string
-from modelcluster.operator.naming import is_dns1035_label
 from modelcluster.operator.replicas import desired_replicas, woken_at
 from modelcluster.operator.service import service_endpoint
 from modelcluster.operator.status import Problem

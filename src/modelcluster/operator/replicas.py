@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelcluster.api import ModelClusterSpec, ModelClusterStatus
+from modelcluster.api import ModelClusterSpec, ModelClusterStatus, field_managers
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.operator.status import parse_time
 
-REPLICAS_FIELD_MANAGER = "modelcluster-operator-replicas"
+REPLICAS_FIELD_MANAGER = field_managers.OPERATOR_REPLICAS
 
 
 def woken_at(metadata: Mapping[str, Any]) -> datetime | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelcluster.operator.labels import MODEL_ID_ANNOTATION, selector_labels, standard_labels
+from modelcluster.api.labels import MODEL_ID_ANNOTATION, selector_labels, standard_labels
 from modelcluster.operator.pod import PORT_NAME
 from modelcluster.operator.workload import PodOptions, Workload
 

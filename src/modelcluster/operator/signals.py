@@ -9,17 +9,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modelcluster.api.metric_names import (
+    GATEWAY_HELD,
+    GATEWAY_LAST,
+    GATEWAY_OUTSTANDING,
+    RUNTIME_IN_FLIGHT,
+    RUNTIME_LAST,
+    RUNTIME_QUEUE,
+)
+
 ClusterKey = tuple[str, str]  # (namespace, ModelCluster name)
 
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)", re.MULTILINE)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
-GATEWAY_OUTSTANDING = "modelcluster_gateway_outstanding_requests"
-GATEWAY_HELD = "modelcluster_gateway_held_requests"
-GATEWAY_LAST = "modelcluster_gateway_last_request_timestamp_seconds"
-RUNTIME_QUEUE = "modelcluster_runtime_queue_depth"
-RUNTIME_IN_FLIGHT = "modelcluster_runtime_in_flight_requests"
-RUNTIME_LAST = "modelcluster_runtime_last_request_timestamp_seconds"
 _GATEWAY = frozenset({GATEWAY_OUTSTANDING, GATEWAY_HELD, GATEWAY_LAST})
 _RUNTIME = frozenset({RUNTIME_QUEUE, RUNTIME_IN_FLIGHT, RUNTIME_LAST})
 

@@ -17,10 +17,10 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from modelcluster.api import GROUP, PLURAL, VERSION
+from modelcluster.api.labels import INSTANCE, MANAGED_SELECTOR_TEXT
 from modelcluster.gateway.informer import ListCall, Sink, run_informer
 from modelcluster.operator.config import FIELD_MANAGER
 from modelcluster.operator.kube import Kube
-from modelcluster.operator.labels import INSTANCE, MANAGED_SELECTOR
 
 Body = dict[str, Any]
 ClusterKey = tuple[str, str]
@@ -176,7 +176,7 @@ class Store:
         custom = client.CustomObjectsApi(kube.api_client)
         apps = client.AppsV1Api(kube.api_client)
         core = client.CoreV1Api(kube.api_client)
-        selector = {"label_selector": ",".join(f"{k}={v}" for k, v in MANAGED_SELECTOR.items())}
+        selector = {"label_selector": MANAGED_SELECTOR_TEXT}
         if not namespaces:
             return [
                 *([(functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL), self.clusters,

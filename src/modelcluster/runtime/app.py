@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +29,16 @@ from modelcluster.api.errors import (
     RequestTimeout,
 )
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
+from modelcluster.api.streaming import (
+    DONE_EVENT,
+    RAW_CONTENT_TYPE,
+    SSE_CONTENT_TYPE,
+    TokenUsage,
+    delta_event,
+    error_event,
+    raw_error,
+    usage_event,
+)
 from modelcluster.runtime import media
 from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.limits import check_request_size
@@ -38,7 +47,7 @@ from modelcluster.runtime.metrics import RuntimeMetrics
 from modelcluster.runtime.offload import json_bytes, off_loop, render_off_loop
 from modelcluster.runtime.queueing import DeadlineExceeded, Job, StreamEnd
 from modelcluster.runtime.settings import RuntimeSettings
-from modelcluster.runtime.tasks.base import Handler, MediaOutput, MediaRef, TokenUsage
+from modelcluster.runtime.tasks.base import Handler, MediaOutput, MediaRef
 from modelcluster.runtime.urlfetch import UrlFetcher
 
 logger = logging.getLogger(__name__)
@@ -185,20 +194,11 @@ def job_error(exc: BaseException, limit_s: float, request_id: str | None) -> Api
     return model_error(exc, request_id)
 
 
-def sse_event(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload)}\n\n"
-
-
 def usage_headers(usage: TokenUsage | None) -> dict[str, str]:
     """The token counts of a generation answered whole, as response headers."""
     if usage is None:
         return {}
     return {PROMPT_TOKENS_HEADER: str(usage.prompt_tokens), COMPLETION_TOKENS_HEADER: str(usage.completion_tokens)}
-
-
-def usage_event(usage: TokenUsage) -> str:
-    """The SSE event sent right before ``[DONE]``: no text, the generation's token counts."""
-    return sse_event({"error": None, "output": "", "usage": asdict(usage)})
 
 
 def create_app(
@@ -325,10 +325,10 @@ def create_app(
         job = scheduler.new_job(item, params, stream=handler.streamable, deadline=deadline)
         scheduler.submit(job)
         if handler.streamable and body.stream:
-            sse = "text/event-stream" in request.headers.get("accept", "")
+            sse = SSE_CONTENT_TYPE in request.headers.get("accept", "")
             return StreamingResponse(
                 stream_body(job, sse, settings.request_timeout_s, request_id),
-                media_type="text/event-stream" if sse else "text/plain; charset=utf-8",
+                media_type=SSE_CONTENT_TYPE if sse else RAW_CONTENT_TYPE,
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         headers: dict[str, str] = {}
@@ -406,18 +406,18 @@ def stream_body(job: Job, sse: bool, timeout: float, request_id: str | None = No
                     chunk = await next_chunk(job, deadline)
                 except TimeoutError:
                     message = timeout_error(timeout).message
-                    yield sse_event(error_body(message)) if sse else f"\n[error] {message}"
+                    yield error_event(message) if sse else raw_error(message)
                     return
                 if isinstance(chunk, StreamEnd):
                     if chunk.error is not None:
                         message = job_error(chunk.error, timeout, request_id).message
-                        yield sse_event(error_body(message)) if sse else f"\n[error] {message}"
+                        yield error_event(message) if sse else raw_error(message)
                     elif sse:
                         if chunk.usage is not None:
                             yield usage_event(chunk.usage)
-                        yield "data: [DONE]\n\n"
+                        yield DONE_EVENT
                     return
-                yield sse_event({"error": None, "output": chunk}) if sse else chunk
+                yield delta_event(chunk) if sse else chunk
         finally:
             job.cancel.set()
 

@@ -10,8 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from modelcluster.api.streaming import TokenUsage
 from modelcluster.runtime.queueing import DeadlineExceeded, Job, RequestQueue, StreamEnd, batch_target
-from modelcluster.runtime.tasks.base import Stopped, TokenUsage
+from modelcluster.runtime.tasks.base import Stopped
 
 if TYPE_CHECKING:
     from modelcluster.runtime.metrics import RuntimeMetrics

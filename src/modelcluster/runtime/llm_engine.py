@@ -13,8 +13,9 @@ from typing import Any
 
 from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
+from modelcluster.api.streaming import TokenUsage
 from modelcluster.runtime.generation_params import VLLM, accepted_names, check_generation_params
-from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
+from modelcluster.runtime.tasks.base import Handler, LoadContext
 
 # generate() names -> vLLM SamplingParams names
 VLLM_PARAM_NAMES = {

@@ -6,6 +6,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from modelcluster.api.metric_names import RUNTIME_IN_FLIGHT, RUNTIME_LAST, RUNTIME_QUEUE
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -20,10 +22,8 @@ class RuntimeMetrics:
             f"{prefix}_model_info", "Model served by this runtime.", ["task", "model"], registry=self.registry
         )
         self.info.labels(task=task, model=model_id).set(1)
-        self.queue_depth = Gauge(
-            f"{prefix}_queue_depth", "Requests admitted and waiting for the model.", registry=self.registry
-        )
-        self.in_flight = Gauge(f"{prefix}_in_flight_requests", "Requests running on the model.", registry=self.registry)
+        self.queue_depth = Gauge(RUNTIME_QUEUE, "Requests admitted and waiting for the model.", registry=self.registry)
+        self.in_flight = Gauge(RUNTIME_IN_FLIGHT, "Requests running on the model.", registry=self.registry)
         self.batch_size = Histogram(
             f"{prefix}_batch_size", "Items per model call.", buckets=BATCH_BUCKETS, registry=self.registry
         )
@@ -50,9 +50,7 @@ class RuntimeMetrics:
         self.draining = Gauge(
             f"{prefix}_draining", "1 from SIGTERM on: unready, finishing in-flight work.", registry=self.registry
         )
-        self.last_request = Gauge(
-            f"{prefix}_last_request_timestamp_seconds", "Unix time of the last /run request.", registry=self.registry
-        )
+        self.last_request = Gauge(RUNTIME_LAST, "Unix time of the last /run request.", registry=self.registry)
         self.streams_cancelled = Counter(
             f"{prefix}_streams_cancelled", "Generations stopped early (client gone or timeout).", registry=self.registry
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelcluster.api.errors import QueueFull
-from modelcluster.runtime.tasks.base import TokenUsage
+from modelcluster.api.streaming import TokenUsage
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import InputSpec, Payload
+from modelcluster.api.streaming import TokenUsage
 from modelcluster.api.tasks import TaskInfo, task_info
 from modelcluster.runtime.limits import DEFAULT_LIMITS, Limits
 
@@ -46,14 +47,6 @@ class LoadContext:
 class MediaRef:
     url: str | None = None
     base64: str | None = None
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    """What a generation cost: the encoded prompt given to the model and the token ids it generated."""
-
-    prompt_tokens: int
-    completion_tokens: int
 
 
 @dataclass(frozen=True)

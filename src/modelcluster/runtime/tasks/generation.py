@@ -15,8 +15,9 @@ from typing import Any
 
 from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
+from modelcluster.api.streaming import TokenUsage
 from modelcluster.runtime.generation_params import accepted_names, check_generation_params
-from modelcluster.runtime.tasks.base import Handler, LoadContext, TokenUsage
+from modelcluster.runtime.tasks.base import Handler, LoadContext
 from modelcluster.runtime.tasks.common import stopping_criteria
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelcluster.operator.naming import model_label_value
+from modelcluster.api.naming import model_label_value
 
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
@@ -18,8 +18,17 @@ COMPONENT_NAME = "model-server"
 MANAGER = "modelcluster-operator"
 PART_OF_NAME = "modelcluster"
 
-#: What the operator's watches of Deployments and Pods select on.
+#: What the operator's watches of Deployments and Pods (and the gateway's of EndpointSlices) select on.
 MANAGED_SELECTOR = {MANAGED_BY: MANAGER}
+
+
+def selector_text(labels: dict[str, str]) -> str:
+    """A label selector as the API takes it in ``labelSelector``."""
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+#: :data:`MANAGED_SELECTOR` as a ``labelSelector``.
+MANAGED_SELECTOR_TEXT = selector_text(MANAGED_SELECTOR)
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -29,7 +38,7 @@ def selector_labels(name: str) -> dict[str, str]:
 
 def selector_string(name: str) -> str:
     """The selector as a string, for ``status.selector`` (scale subresource)."""
-    return ",".join(f"{key}={value}" for key, value in selector_labels(name).items())
+    return selector_text(selector_labels(name))
 
 
 def standard_labels(name: str, model_id: str, task: str) -> dict[str, str]:
