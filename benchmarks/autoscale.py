@@ -736,11 +736,11 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
     """Time ``Autoscaler.tick`` over in-memory tables with synthetic metrics (run in a process of its own)."""
     from kubernetes_asyncio import client as async_client
 
+    from modelcluster.api.labels import INSTANCE
     from modelcluster.catalog import load_catalog
     from modelcluster.gateway.metrics import GatewayMetrics
+    from modelcluster.kube.client import Kube
     from modelcluster.operator.autoscaler import Autoscaler
-    from modelcluster.operator.kube import Kube
-    from modelcluster.api.labels import INSTANCE
     from modelcluster.operator.scaling_config import AutoscalerConfig
     from modelcluster.operator.store import Store
     from modelcluster.runtime.metrics import RuntimeMetrics

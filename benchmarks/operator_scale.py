@@ -66,6 +66,7 @@ from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 from kubernetes_asyncio.client.rest import ApiException
 
+from modelcluster.api.naming import object_name
 from modelcluster.catalog import load_catalog
 from modelcluster.devcluster import controlplane
 from modelcluster.devcluster.config import ClusterConfig
@@ -73,7 +74,6 @@ from modelcluster.devcluster.pki import Pki
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.operator.children import with_spec_hash
 from modelcluster.operator.deployment import build_deployment
-from modelcluster.api.naming import object_name
 from modelcluster.operator.plan import plan
 from modelcluster.operator.service import build_service
 from modelcluster.operator.workload import PodOptions

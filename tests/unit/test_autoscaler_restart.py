@@ -8,8 +8,8 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from modelcluster.catalog import Catalog
+from modelcluster.kube.client import Kube
 from modelcluster.operator.autoscaler import Autoscaler
-from modelcluster.operator.kube import Kube
 from modelcluster.operator.scaling_config import AutoscalerConfig
 from modelcluster.operator.store import Store
 

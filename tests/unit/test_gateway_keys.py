@@ -17,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes_asyncio import client as async_client
 
-from modelcluster.gateway.informer import Backoff
 from modelcluster.gateway.keys import (
     ApiKeyRecord,
     InvalidKeySecret,
@@ -33,7 +32,8 @@ from modelcluster.gateway.keys import (
 from modelcluster.gateway.keys_cli import format_table
 from modelcluster.gateway.keystore import KeyStore, apply_event
 from modelcluster.gateway.limits import ConcurrencyLimiter
-from modelcluster.operator.kube import KubeError
+from modelcluster.kube.client import KubeError
+from modelcluster.kube.informer import Backoff
 
 KEY = "mc_0123456789ab_" + "A" * 20 + "-_" + "z" * 21
 OTHER_KEY = "mc_0123456789ab_" + "B" * 43

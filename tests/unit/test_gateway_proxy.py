@@ -19,11 +19,12 @@ from aiohttp.test_utils import TestServer
 from modelcluster.api.errors import BadGateway
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import SERVICE_NAME_LABEL, Endpoint, EndpointTable
-from modelcluster.gateway.kube import ClusterTable, GatewayKube
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy, closed_before_answer, no_route, no_route_message, resend_exclusions
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.kube.client import Kube
+from modelcluster.kube.index import ClusterTable
 
 KEY = ("tenant", "gpt2-1234abcd")
 
@@ -106,7 +107,7 @@ class Gateway:
         settings = GatewaySettings(hold_timeout_s=2.0)
         clusters = ClusterTable()
         clusters.put({"metadata": {"namespace": KEY[0], "name": KEY[1]}, "spec": {"model": "openai-community/gpt2"}})
-        router = Router(settings, cast(GatewayKube, None), clusters, self.endpoints, Demand(self.metrics), self.metrics)
+        router = Router(settings, cast(Kube, None), clusters, self.endpoints, Demand(self.metrics), self.metrics)
         self.endpoints.on_change = router.changed
         self.proxy = Proxy(router, self.metrics, connect_timeout_s=2.0, read_timeout_s=10.0, attempts=3)
 

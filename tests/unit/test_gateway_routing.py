@@ -42,12 +42,13 @@ from modelcluster.gateway.endpoints import (
     slice_owner,
 )
 from modelcluster.gateway.keystore import KeyStore
-from modelcluster.gateway.kube import ClusterTable, GatewayKube
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.openapi import openapi_document
 from modelcluster.gateway.router import Router, needs_wake
 from modelcluster.gateway.service import Gateway
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.kube.client import Kube, KubeError
+from modelcluster.kube.index import ClusterTable
 from modelcluster.operator.plan import plan
 from modelcluster.operator.replicas import desired_replicas, wake_remaining, woken_at
 from modelcluster.operator.workload import PodOptions
@@ -607,17 +608,17 @@ def test_the_plan_of_a_running_cluster_keeps_its_replicas_when_woken(default_cat
 
 
 class FakeKube:
-    """``patch_cluster`` of :class:`GatewayKube`: records each patch and answers the merged object."""
+    """``patch_cluster`` of :class:`Kube`: records each patch and answers the merged object."""
 
     def __init__(self, clusters: ClusterTable) -> None:
         self.clusters = clusters
         self.patches: list[tuple[str, str, dict[str, Any]]] = []
 
-    async def patch_cluster(self, namespace: str, name: str, patch: dict[str, Any], what: str) -> dict[str, Any]:
+    async def patch_cluster(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         self.patches.append((namespace, name, patch))
         await asyncio.sleep(0)  # the answer comes back later than the request left
         current = self.clusters.get((namespace, name))
-        assert current is not None, what
+        assert current is not None, name
         metadata = dict(current["metadata"])
         metadata["annotations"] = {**(metadata.get("annotations") or {}), **patch["metadata"]["annotations"]}
         return {**current, "metadata": metadata}
@@ -642,7 +643,7 @@ class Routing:
         self.clusters = ClusterTable()
         self.kube = FakeKube(self.clusters)
         self.demand = Demand(self.metrics)
-        kube = cast(GatewayKube, self.kube)
+        kube = cast(Kube, self.kube)
         self.router = Router(self.settings, kube, self.clusters, self.endpoints, self.demand, self.metrics)
         self.endpoints.on_change = self.router.changed
         self.clusters.on_change = self.router.changed
@@ -759,14 +760,14 @@ async def test_a_burst_on_a_stopped_cluster_writes_one_wake(make_routing: MakeRo
 async def test_a_failed_wake_is_written_again_by_the_next_request(make_routing: MakeRouting) -> None:
     routing = make_routing()
     routing.clusters.reset([stored_cluster(STOPPED)])
-    failures = [Unavailable("the Kubernetes API is unavailable")]
+    failures = [KubeError(0, "ClientConnectorError: the Kubernetes API is unavailable")]
     original = routing.kube.patch_cluster
 
-    async def flaky(namespace: str, name: str, patch: dict[str, Any], what: str) -> dict[str, Any]:
+    async def flaky(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         if failures:
             routing.kube.patches.append((namespace, name, patch))
             raise failures.pop()
-        return await original(namespace, name, patch, what)
+        return await original(namespace, name, patch)
 
     routing.kube.patch_cluster = flaky  # type: ignore[method-assign]
     first = asyncio.create_task(routing.request(1))
@@ -917,7 +918,7 @@ def test_every_component_schema_is_valid_json_schema_and_every_reference_resolve
 
 async def test_every_route_is_documented_with_its_methods(default_catalog: Catalog) -> None:
     async with async_client.ApiClient(async_client.Configuration()) as api_client:
-        gateway = Gateway(settings=GatewaySettings(), catalog=default_catalog, kube=GatewayKube(api_client))
+        gateway = Gateway(settings=GatewaySettings(), catalog=default_catalog, kube=Kube(api_client))
         app = create_app(gateway, KeyStore("keys"))
     routed: set[tuple[str, str]] = set()
     for route in app.router.routes():

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from modelcluster.kube.client import KubeError
 from modelcluster.operator.config import LeaderElectionConfig
-from modelcluster.operator.kube import KubeError
 from modelcluster.operator.leader import (
     FencedApiClient,
     LeaderElector,

@@ -10,10 +10,10 @@ import yaml
 from click.testing import CliRunner
 
 from modelcluster.cli import main
+from modelcluster.kube.client import KubeError
 from modelcluster.operator.config import OperatorConfig
 from modelcluster.operator.handlers import build_registry
 from modelcluster.operator.kopf_settings import configure
-from modelcluster.operator.kube import KubeError
 from modelcluster.operator.queue import WorkQueue
 from modelcluster.operator.store import Store
 

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from modelcluster.catalog import Catalog
+from modelcluster.kube.client import KubeError
+from modelcluster.kube.objects import Body
 from modelcluster.operator.children import SPEC_HASH_ANNOTATION
 from modelcluster.operator.config import FIELD_MANAGER
 from modelcluster.operator.controller import Controller, recheck_delay
-from modelcluster.operator.kube import Body, KubeError
 from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.reconcile import Memory, Reconciler, Seen
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER

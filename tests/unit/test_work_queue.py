@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from modelcluster.operator.kube import KubeError
+from modelcluster.kube.client import KubeError
 from modelcluster.operator.locks import KeyedLocks
 from modelcluster.operator.queue import RETRY_DELAYS, WorkQueue, retry_delay
 

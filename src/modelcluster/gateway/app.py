@@ -15,14 +15,14 @@ from modelcluster.api import ApiError, error_body
 from modelcluster.api.errors import InternalError, RateLimited, Unauthorized
 from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
 from modelcluster.gateway import native, openai_routes
-from modelcluster.gateway.informer import run_informer
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.limits import ConcurrencyLimiter
 from modelcluster.gateway.native import GATEWAY
 from modelcluster.gateway.openai_compat import openai_error_body
 from modelcluster.gateway.openapi import openapi_document
 from modelcluster.gateway.service import TENANT, Gateway
-from modelcluster.operator.kube import load_client_configuration
+from modelcluster.kube.client import load_client_configuration
+from modelcluster.kube.informer import run_informer
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from modelcluster.api.inference import summarize_validation_error
 from modelcluster.api.labels import MODEL
 from modelcluster.api.modelcluster import MAX_REPLICAS, MAX_TIMEOUT_SECONDS, TASK_PATTERN, WAKE_ANNOTATION
 from modelcluster.api.naming import model_label_value, object_name
+from modelcluster.kube.objects import rfc3339_micro
 
 CREATED_BY_LABEL = "modelcluster.dev/created-by"
 
@@ -96,7 +97,7 @@ def build_patch(body: ClusterBody, current_task: str | None = None) -> dict[str,
 
 def wake_patch(now: datetime) -> dict[str, Any]:
     """The annotation that asks the operator to bring a stopped cluster back at once."""
-    return {"metadata": {"annotations": {WAKE_ANNOTATION: now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}}
+    return {"metadata": {"annotations": {WAKE_ANNOTATION: rfc3339_micro(now)}}}
 
 
 def _later(a: str | None, b: str | None) -> str | None:

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from modelcluster.gateway.endpoints import ClusterKey
 from modelcluster.gateway.metrics import GatewayMetrics
+from modelcluster.kube.objects import ClusterKey
 
 
 @dataclass

@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelcluster.kube.objects import ClusterKey
+
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-ClusterKey = tuple[str, str]  # (namespace, ModelCluster name == Service name)
 
 
 @dataclass(frozen=True)

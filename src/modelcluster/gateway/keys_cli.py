@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any, TypeVar
 
 import click
@@ -34,7 +33,8 @@ from modelcluster.gateway.keys import (
     secret_name,
     validate_tenant,
 )
-from modelcluster.operator.kube import Kube, KubeError, load_client_configuration
+from modelcluster.kube.client import Kube, KubeError, load_client_configuration
+from modelcluster.kube.objects import rfc3339
 
 DEFAULT_NAMESPACE = "modelcluster-system"
 DEFAULT_CONCURRENCY = 10
@@ -67,7 +67,8 @@ def _run(action: Callable[[_Api], Awaitable[_T]]) -> _T:
         except ConfigException as error:
             raise click.ClickException(f"no Kubernetes configuration: {error}") from error
         async with client.ApiClient(configuration) as api_client:
-            return await action(_Api(api_client, Kube(api_client), client.CoreV1Api(api_client)))
+            kube = Kube(api_client)
+            return await action(_Api(api_client, kube, kube.core))
 
     try:
         return asyncio.run(run())
@@ -191,7 +192,7 @@ def format_table(records: list[ApiKeyRecord]) -> str:
     rows = [("KEY ID", "TENANT", "CONCURRENCY", "CREATED")]
     ordered = sorted(records, key=lambda record: (record.created is None, record.created, record.key_id))
     for record in ordered:
-        created = record.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if record.created else "-"
+        created = rfc3339(record.created) if record.created else "-"
         rows.append((record.key_id, record.tenant, str(record.concurrency), created))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = ("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)

@@ -3,7 +3,7 @@
 Authenticating a request is a dictionary lookup by the key's public id and one
 constant-time comparison of hashes: no API call per request. The table follows
 the Secrets with labels ``modelcluster.dev/api-key=true`` in one namespace with the
-gateway's shared informer (:func:`~modelcluster.gateway.informer.run_informer`): it
+gateway's shared informer (:func:`~modelcluster.kube.informer.run_informer`): it
 resumes a broken watch from the last resource version seen, lists again when the
 apiserver answers 410 Gone (that version is too old), and backs off (bounded)
 after other errors. A revoked key stops working once its DELETED event arrives,
@@ -20,7 +20,6 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from modelcluster.gateway.informer import DEFAULT_BACKOFF, Backoff, list_objects, run_informer
 from modelcluster.gateway.keys import (
     KEY_SELECTOR,
     ApiKeyRecord,
@@ -30,7 +29,8 @@ from modelcluster.gateway.keys import (
     parse_authorization,
     verify,
 )
-from modelcluster.operator.kube import Kube
+from modelcluster.kube.client import Kube
+from modelcluster.kube.informer import DEFAULT_BACKOFF, Backoff, list_objects, run_informer
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _secret_name(secret: Mapping[str, Any]) -> str:
 
 
 class KeyStore:
-    """API keys by id, following the key Secrets of ``namespace`` (a :class:`~modelcluster.gateway.informer.Sink`)."""
+    """API keys by id, following the key Secrets of ``namespace`` (a :class:`~modelcluster.kube.informer.Sink`)."""
 
     def __init__(
         self, namespace: str, *, watch_timeout: int = WATCH_SECONDS, backoff: Backoff = DEFAULT_BACKOFF
@@ -121,7 +121,7 @@ class KeyStore:
         if self._task is not None:
             raise RuntimeError("the key store is already started")
         kube = Kube(api_client)
-        call = functools.partial(client.CoreV1Api(api_client).list_namespaced_secret, self.namespace)
+        call = functools.partial(kube.core.list_namespaced_secret, self.namespace)
         items, version = await list_objects(kube, call, label_selector=KEY_SELECTOR)
         self.reset(items)
         self._task = asyncio.create_task(

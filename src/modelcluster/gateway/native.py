@@ -12,7 +12,9 @@ from modelcluster.api.errors import NotFound
 from modelcluster.api.naming import object_name
 from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
+from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.service import TENANT, Gateway, Target
+from modelcluster.kube.objects import rfc3339_from_timestamp
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -28,7 +30,7 @@ def _model_id(request: web.Request) -> str:
 
 def _last_request(gateway: Gateway, target: Target) -> str | None:
     stamp = gateway.demand.of(target.key).last_activity
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp else None
+    return rfc3339_from_timestamp(stamp) if stamp else None
 
 
 async def run(request: web.Request) -> web.StreamResponse:
@@ -85,7 +87,7 @@ async def patch_cluster(request: web.Request) -> web.Response:
         raise NotFound(f"no cluster for {target.model_id}")
     patch = build_patch(body, target.task)
     namespace, name = target.key
-    updated = await gateway.kube.patch_cluster(namespace, name, patch, f"cluster for {target.model_id}")
+    updated = await answered(gateway.kube.patch_cluster(namespace, name, patch), f"cluster for {target.model_id}")
     gateway.clusters.put(updated)
     view = cluster_view(updated, _last_request(gateway, target), target.task)
     return ok(view, cluster=view)
@@ -97,7 +99,7 @@ async def delete_cluster(request: web.Request) -> web.Response:
     if target.cluster is None:
         raise NotFound(f"no cluster for {target.model_id}")
     namespace, name = target.key
-    await gateway.kube.delete_cluster(namespace, name, f"cluster for {target.model_id}")
+    await answered(gateway.kube.delete_cluster(namespace, name), f"cluster for {target.model_id}")
     gateway.clusters.event("DELETED", target.cluster)
     return ok(f"cluster for {target.model_id} deleted")
 
@@ -153,6 +155,6 @@ async def list_clusters(request: web.Request) -> web.Response:
         spec = cluster.get("spec") or {}
         key = (namespace, object_name(str(spec.get("model"))))
         stamp = gateway.demand.of(key).last_activity
-        last = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp else None
+        last = rfc3339_from_timestamp(stamp) if stamp else None
         views.append(cluster_view(cluster, last))
     return ok(views)

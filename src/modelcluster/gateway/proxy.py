@@ -21,9 +21,10 @@ from aiohttp import web
 from modelcluster.api.errors import BadGateway, GatewayTimeout, Unavailable
 from modelcluster.api.inference import COMPLETION_TOKENS_HEADER, PROMPT_TOKENS_HEADER
 from modelcluster.api.streaming import RAW_MEDIA_TYPE, SSE_CONTENT_TYPE, error_event, raw_error
-from modelcluster.gateway.endpoints import ClusterKey, Endpoint
+from modelcluster.gateway.endpoints import Endpoint
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.router import Router
+from modelcluster.kube.objects import ClusterKey
 
 logger = logging.getLogger(__name__)
 

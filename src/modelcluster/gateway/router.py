@@ -21,10 +21,13 @@ from modelcluster.api.errors import ApiError, NotFound, RateLimited, Unavailable
 from modelcluster.gateway.balancer import Balancer
 from modelcluster.gateway.clusters import wake_patch
 from modelcluster.gateway.demand import Demand
-from modelcluster.gateway.endpoints import ClusterKey, Endpoint, EndpointTable
-from modelcluster.gateway.kube import ClusterTable, GatewayKube
+from modelcluster.gateway.endpoints import Endpoint, EndpointTable
+from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.kube.client import Kube
+from modelcluster.kube.index import ClusterTable
+from modelcluster.kube.objects import ClusterKey
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class Router:
     def __init__(
         self,
         settings: GatewaySettings,
-        kube: GatewayKube,
+        kube: Kube,
         clusters: ClusterTable,
         endpoints: EndpointTable,
         demand: Demand,
@@ -145,7 +148,9 @@ class Router:
     async def _write_wake(self, key: ClusterKey) -> None:
         namespace, name = key
         try:
-            updated = await self.kube.patch_cluster(namespace, name, wake_patch(datetime.now(UTC)), f"cluster {name}")
+            updated = await answered(
+                self.kube.patch_cluster(namespace, name, wake_patch(datetime.now(UTC))), f"cluster {name}"
+            )
         except ApiError as error:
             self._last_wake.pop(key, None)
             logger.warning("waking %s/%s failed: %s", namespace, name, error.message)

@@ -11,16 +11,16 @@ from aiohttp import web
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import build_api_client, create_app
 from modelcluster.gateway.keystore import KeyStore
-from modelcluster.gateway.kube import GatewayKube
 from modelcluster.gateway.service import Gateway
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.kube.client import Kube
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(settings: GatewaySettings, catalog: Catalog) -> None:
     api_client = await build_api_client()
-    gateway = Gateway(settings=settings, catalog=catalog, kube=GatewayKube(api_client))
+    gateway = Gateway(settings=settings, catalog=catalog, kube=Kube(api_client))
     app = create_app(gateway, KeyStore(settings.key_namespace), api_client)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()

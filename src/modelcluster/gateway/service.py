@@ -16,12 +16,15 @@ from modelcluster.api.naming import object_name
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.gateway.clusters import ClusterBody, build_cluster
 from modelcluster.gateway.demand import Demand
-from modelcluster.gateway.endpoints import ClusterKey, EndpointTable
-from modelcluster.gateway.kube import ClusterTable, GatewayKube
+from modelcluster.gateway.endpoints import EndpointTable
+from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.kube.client import Kube
+from modelcluster.kube.index import ClusterTable
+from modelcluster.kube.objects import ClusterKey
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class Target:
 class Gateway:
     settings: GatewaySettings
     catalog: Catalog
-    kube: GatewayKube
+    kube: Kube
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     endpoints: EndpointTable = field(default_factory=EndpointTable)
     clusters: ClusterTable = field(init=False)
@@ -90,8 +93,8 @@ class Gateway:
     async def create(self, target: Target, body: ClusterBody) -> dict[str, Any]:
         """Create the cluster of ``target`` (409 when it exists)."""
         namespace, _ = target.key
-        created = await self.kube.create_cluster(
-            build_cluster(namespace, target.model_id, body), f"cluster for {target.model_id}"
+        created = await answered(
+            self.kube.create_cluster(build_cluster(namespace, target.model_id, body)), f"cluster for {target.model_id}"
         )
         self.clusters.put(created)
         return created

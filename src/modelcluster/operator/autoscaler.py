@@ -21,18 +21,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client
 
 from modelcluster.api import ModelClusterSpec, field_managers
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.catalog import Catalog, CatalogError, resolve
+from modelcluster.kube.client import MERGE_OPTIONS, Kube, KubeError
+from modelcluster.kube.objects import ClusterKey, rfc3339_from_timestamp
 from modelcluster.operator.events import build_event
-from modelcluster.operator.kube import Kube, KubeError
 from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.scaling import History, Observed, ScalingSpec, decide, demand
 from modelcluster.operator.scaling_config import AutoscalerConfig
-from modelcluster.operator.signals import ClusterKey, ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
+from modelcluster.operator.signals import ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
 from modelcluster.operator.status import cold_start_times, parse_time
 from modelcluster.operator.store import Store
 
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 Body = dict[str, Any]
 STATUS_FIELD_MANAGER = field_managers.AUTOSCALER
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-MERGE_OPTIONS: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 EVENT_INTERVAL_S = 10.0
 STATUS_INTERVAL_S = 5.0
 #: Outstanding requests one replica should carry, by task family, unless the spec says otherwise.
@@ -58,7 +57,7 @@ def _timestamp(value: Any) -> float | None:
 
 
 def _iso(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339_from_timestamp(stamp)
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -100,10 +99,6 @@ class Autoscaler:
         self._events: dict[ClusterKey, float] = {}
         self._poke = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
-        self.core = client.CoreV1Api(kube.api_client)  # events and gateway discovery
-        self.discovery = client.DiscoveryV1Api(kube.api_client)
-        self.custom = client.CustomObjectsApi(kube.api_client)
-        self.apps = client.AppsV1Api(kube.api_client)
 
     def poke(self) -> None:
         """Tick now (a wake arrived)."""
@@ -298,7 +293,7 @@ class Autoscaler:
             namespace, name = self.config.gateway_service
             try:
                 slices = await self.kube.json(
-                    self.discovery.list_namespaced_endpoint_slice(
+                    self.kube.discovery.list_namespaced_endpoint_slice(
                         namespace, label_selector=f"kubernetes.io/service-name={name}", _preload_content=False
                     )
                 )
@@ -354,6 +349,6 @@ class Autoscaler:
                 continue
             patch = {"metadata": {"annotations": {DELETION_COST: cost}}}
             try:
-                await self.kube.call(self.core.patch_namespaced_pod(name, namespace, patch, **MERGE_OPTIONS))
+                await self.kube.call(self.kube.core.patch_namespaced_pod(name, namespace, patch, **MERGE_OPTIONS))
             except KubeError as error:
                 logger.debug("deletion cost of %s/%s not set: %s", namespace, name, error)

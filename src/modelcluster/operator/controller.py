@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelcluster.operator.kube import KubeError
+from modelcluster.kube.client import KubeError
+from modelcluster.kube.objects import Body, ClusterKey
 from modelcluster.operator.locks import KeyedLocks
 from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.queue import Key, WorkQueue
 from modelcluster.operator.reconcile import Memory, Reconciler, Seen
 from modelcluster.operator.status import Derived
-from modelcluster.operator.store import Body, ClusterKey, Store
+from modelcluster.operator.store import Store
 
 CONTROLLER = "modelcluster"
 #: A change of the ModelCluster itself is acted on at once.

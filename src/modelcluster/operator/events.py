@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from modelcluster.kube.objects import rfc3339
+
 COMPONENT = "modelcluster-operator"
 #: The apiserver caps an Event's message at 1 KiB.
 MESSAGE_LIMIT = 1024
@@ -23,7 +25,7 @@ def build_event(
     """A core/v1 Event about ``body`` (a ModelCluster as the API returns it)."""
     metadata = body.get("metadata") or {}
     namespace, name = metadata.get("namespace"), metadata.get("name")
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = rfc3339(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",

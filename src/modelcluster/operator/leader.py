@@ -30,8 +30,9 @@ from typing import Any, Protocol, cast
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from modelcluster.kube.client import Kube, KubeError
+from modelcluster.kube.objects import Body, rfc3339_micro
 from modelcluster.operator.config import LEASE_RETRY_JITTER, LeaderElectionConfig
-from modelcluster.operator.kube import Body, Kube, KubeError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def renew_budget(renewed_at: float | None, now: float, renew_deadline: float) ->
 
 def micro_time(moment: datetime) -> str:
     """A ``MicroTime`` as the apiserver parses it (always six fraction digits, UTC)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339_micro(moment)
 
 
 def lease_spec(record: LeaseRecord | None, identity: str, now: datetime, duration: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from modelcluster.operator.kube import KubeError
+from modelcluster.kube.client import KubeError
 
 logger = logging.getLogger(__name__)
 

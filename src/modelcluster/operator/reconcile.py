@@ -17,6 +17,7 @@ from typing import Any
 
 from modelcluster.api import ModelClusterStatus
 from modelcluster.catalog import Catalog
+from modelcluster.kube.client import ClusterApi, KubeError
 from modelcluster.operator.cache import build_cache_claim
 from modelcluster.operator.children import (
     ApplyReason,
@@ -29,7 +30,6 @@ from modelcluster.operator.children import (
 from modelcluster.operator.config import FIELD_MANAGER
 from modelcluster.operator.deployment import build_deployment
 from modelcluster.operator.events import build_event
-from modelcluster.operator.kube import ClusterApi, KubeError
 from modelcluster.operator.plan import Plan, plan
 from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.service import build_service

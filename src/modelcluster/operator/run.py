@@ -11,13 +11,13 @@ import kopf
 from kubernetes_asyncio import client
 
 from modelcluster.catalog import Catalog
+from modelcluster.kube.client import Kube, load_client_configuration
 from modelcluster.operator.autoscaler import Autoscaler
 from modelcluster.operator.config import OperatorConfig
 from modelcluster.operator.controller import Controller
 from modelcluster.operator.handlers import build_registry
 from modelcluster.operator.health import HealthState, start_health_server
 from modelcluster.operator.kopf_settings import configure
-from modelcluster.operator.kube import Kube, load_client_configuration
 from modelcluster.operator.leader import FencedApiClient, LeaderElector, LeaseStore
 from modelcluster.operator.metrics import ReconcileMetrics
 from modelcluster.operator.reconcile import Reconciler

@@ -17,8 +17,7 @@ from modelcluster.api.metric_names import (
     RUNTIME_LAST,
     RUNTIME_QUEUE,
 )
-
-ClusterKey = tuple[str, str]  # (namespace, ModelCluster name)
+from modelcluster.kube.objects import ClusterKey
 
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)", re.MULTILINE)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

@@ -13,6 +13,7 @@ from typing import Any
 
 from modelcluster.api import ClusterPhase, Condition, ConditionStatus, ModelClusterStatus
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
+from modelcluster.kube.objects import parse_rfc3339
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -72,7 +73,7 @@ def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_rfc3339(value)
     except ValueError:
         return None
 

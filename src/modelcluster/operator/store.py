@@ -10,36 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from modelcluster.api import GROUP, PLURAL, VERSION
-from modelcluster.api.labels import INSTANCE, MANAGED_SELECTOR_TEXT
-from modelcluster.gateway.informer import ListCall, Sink, run_informer
-from modelcluster.operator.config import FIELD_MANAGER
-from modelcluster.operator.kube import Kube
-
-Body = dict[str, Any]
-ClusterKey = tuple[str, str]
-#: Called with the cluster's key, the object now (None once deleted) and before (None when new).
-Listener = Callable[[ClusterKey, Body | None, Body | None], None]
-
-
-def own_key(obj: Mapping[str, Any]) -> ClusterKey | None:
-    """A ModelCluster's own (namespace, name)."""
-    metadata = obj.get("metadata") or {}
-    return (str(metadata.get("namespace")), str(metadata.get("name")))
-
-
-def owner_key(obj: Mapping[str, Any]) -> ClusterKey | None:
-    """The (namespace, name) of the ModelCluster a child belongs to, from its instance label."""
-    metadata = obj.get("metadata") or {}
-    instance = (metadata.get("labels") or {}).get(INSTANCE)
-    return (str(metadata.get("namespace")), str(instance)) if instance else None
-
+from modelcluster.api.field_managers import OPERATOR as FIELD_MANAGER
+from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
+from modelcluster.kube.client import Kube
+from modelcluster.kube.index import Index, NamespaceView
+from modelcluster.kube.informer import ListCall, Sink, run_informer
+from modelcluster.kube.objects import Body, own_key, owner_key
 
 #: The field manager whose managedFields entry is kept (drift is judged on it); every other one is dropped.
 #: Stores of thousands of objects keep only what the operator reads.
@@ -74,87 +54,6 @@ def slim_service(obj: Body) -> Body:
     return _own_fields_only(obj)
 
 
-def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name"))
-
-
-class Index:
-    """Objects grouped by the cluster they belong to; listeners hear of every change."""
-
-    def __init__(
-        self, key_of: Callable[[Mapping[str, Any]], ClusterKey | None], trim: Callable[[Body], Body] | None = None
-    ) -> None:
-        self.key_of = key_of
-        self.trim = trim
-        self.items: dict[ClusterKey, dict[str, Body]] = {}
-        self._listeners: list[Listener] = []
-
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def _notify(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:
-        for listener in self._listeners:
-            listener(key, new, old)
-
-    def reset(self, items: list[Body], namespace: str | None = None) -> None:
-        """Replace everything (or everything in ``namespace``) with a fresh list; what vanished counts as deleted."""
-        stale = {
-            (key, name): obj
-            for key, group in self.items.items()
-            if namespace is None or key[0] == namespace
-            for name, obj in group.items()
-        }
-        for item in items:
-            key = self.key_of(item)
-            if key is not None:
-                stale.pop((key, _name(item)), None)
-        for obj in stale.values():
-            self.event("DELETED", obj)
-        for item in items:
-            self.event("ADDED", item)
-
-    def event(self, kind: str, obj: Body) -> None:
-        key = self.key_of(obj)
-        if key is None:
-            return
-        name = _name(obj)
-        group = self.items.setdefault(key, {})
-        old = group.get(name)
-        if kind == "DELETED":
-            group.pop(name, None)
-            if not group:
-                del self.items[key]
-            self._notify(key, None, old)
-            return
-        kept = self.trim(obj) if self.trim is not None else obj
-        group[name] = kept
-        self._notify(key, kept, old)
-
-    def one(self, key: ClusterKey) -> Body | None:
-        group = self.items.get(key)
-        return next(iter(group.values())) if group else None
-
-    def named(self, key: ClusterKey, name: str) -> Body | None:
-        return (self.items.get(key) or {}).get(name)
-
-    def all(self, key: ClusterKey) -> list[Body]:
-        return list((self.items.get(key) or {}).values())
-
-
-class NamespaceView:
-    """One namespace's informer feeding an :class:`Index` shared by several namespaces."""
-
-    def __init__(self, index: Index, namespace: str) -> None:
-        self.index = index
-        self.namespace = namespace
-
-    def reset(self, items: list[Body]) -> None:
-        self.index.reset(items, self.namespace)
-
-    def event(self, kind: str, obj: Body) -> None:
-        self.index.event(kind, obj)
-
-
 @dataclass
 class Store:
     """ModelClusters, and the Deployments, Services and pods the operator manages."""
@@ -173,9 +72,7 @@ class Store:
 
         With ``clusters`` false, ModelClusters come from elsewhere (the operator's kopf watch).
         """
-        custom = client.CustomObjectsApi(kube.api_client)
-        apps = client.AppsV1Api(kube.api_client)
-        core = client.CoreV1Api(kube.api_client)
+        custom, apps, core = kube.custom, kube.apps, kube.core
         selector = {"label_selector": MANAGED_SELECTOR_TEXT}
         if not namespaces:
             return [

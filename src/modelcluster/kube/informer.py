@@ -1,7 +1,7 @@
 """A list-and-watch loop over one kind of object, delivering plain JSON dicts.
 
 The gateway keeps its routing, cluster and key tables in memory from watches (never
-an API call per request). :func:`run_informer` lists (in pages), hands every object
+an API call per request), and the operator its store. :func:`run_informer` lists (in pages), hands every object
 to the sink, then watches from the list's resource version; a broken watch resumes
 from the last version seen, a 410 Gone lists again, other failures back off (bounded).
 """
@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from modelcluster.operator.kube import Kube, KubeError
+from modelcluster.kube.client import Kube, KubeError
+from modelcluster.kube.objects import Body, resource_version
 
 logger = logging.getLogger(__name__)
 
-Body = dict[str, Any]
 ListCall = Callable[..., Awaitable[Any]]
 
 WATCH_SECONDS = 240
@@ -51,11 +51,6 @@ class Sink(Protocol):
 
     def event(self, kind: str, obj: Body) -> None:
         """``ADDED``, ``MODIFIED`` or ``DELETED`` of one object."""
-
-
-def resource_version(obj: Mapping[str, Any]) -> str | None:
-    value = (obj.get("metadata") or {}).get("resourceVersion")
-    return str(value) if value else None
 
 
 async def list_objects(

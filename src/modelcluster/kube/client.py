@@ -1,7 +1,9 @@
-"""The operator's small Kubernetes I/O layer (kubernetes_asyncio): apply, read, write status.
+"""The Kubernetes API client of the operator and the gateway (kubernetes_asyncio), in plain JSON.
 
-Every method returns plain JSON dicts and raises :class:`KubeError` on failure,
-so callers never handle library-specific exceptions or model classes.
+Every method returns plain JSON dicts and raises :class:`KubeError` on failure, so callers
+never handle library-specific exceptions or model classes. The operator applies children and
+writes status through it; the gateway creates, reads, patches and deletes ModelClusters; both
+list and watch through :mod:`modelcluster.kube.informer`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from modelcluster.api import GROUP, KIND, PLURAL, VERSION
+from modelcluster.kube.objects import Body
 
 APPLY = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+#: The client's stubs omit ``_content_type``; it makes a PATCH a JSON merge patch.
+MERGE_OPTIONS: dict[str, Any] = {"_content_type": MERGE_PATCH}
 _T = TypeVar("_T")
-
-Body = dict[str, Any]
 
 
 def _apply_options(field_manager: str) -> dict[str, Any]:
@@ -87,9 +91,10 @@ class Kube:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._client = api_client
-        self._apps = client.AppsV1Api(api_client)
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.discovery = client.DiscoveryV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
 
     @property
@@ -148,13 +153,11 @@ class Kube:
         options = {**_apply_options(field_manager), "_preload_content": False}
         kind = body["kind"]
         if kind == "Deployment":
-            return await self.json(self._apps.patch_namespaced_deployment(name, namespace, body, **options))
+            return await self.json(self.apps.patch_namespaced_deployment(name, namespace, body, **options))
         if kind == "Service":
-            return await self.json(self._core.patch_namespaced_service(name, namespace, body, **options))
+            return await self.json(self.core.patch_namespaced_service(name, namespace, body, **options))
         if kind == "PersistentVolumeClaim":
-            return await self.json(
-                self._core.patch_namespaced_persistent_volume_claim(name, namespace, body, **options)
-            )
+            return await self.json(self.core.patch_namespaced_persistent_volume_claim(name, namespace, body, **options))
         raise ValueError(f"cannot apply a {kind}")
 
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
@@ -165,7 +168,7 @@ class Kube:
             "status": status,
         }
         await self.json(
-            self._custom.patch_namespaced_custom_object_status(
+            self.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -180,5 +183,39 @@ class Kube:
     async def post_event(self, event: Body) -> None:
         """Create a core/v1 Event (built by :func:`modelcluster.operator.events.build_event`)."""
         await self.json(
-            self._core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, event), _preload_content=False)
+            self.core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, event), _preload_content=False)
         )
+
+    # ModelClusters, as the gateway drives them ------------------------------------------------------------------
+
+    async def create_cluster(self, body: Body) -> Body:
+        namespace = body["metadata"]["namespace"]
+        return await self.json(
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, _preload_content=False)
+        )
+
+    async def read_cluster(self, namespace: str, name: str) -> Body:
+        return await self.json(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _preload_content=False)
+        )
+
+    async def patch_cluster(self, namespace: str, name: str, patch: Body) -> Body:
+        """A JSON merge patch of one ModelCluster."""
+        return await self.json(
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch, _preload_content=False, **MERGE_OPTIONS
+            )
+        )
+
+    async def delete_cluster(self, namespace: str, name: str) -> None:
+        await self.json(
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _preload_content=False)
+        )
+
+    # List calls the informers follow -------------------------------------------------------------------------------
+
+    def list_all_clusters(self, **kwargs: Any) -> Awaitable[Any]:
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+
+    def list_all_endpoint_slices(self, **kwargs: Any) -> Awaitable[Any]:
+        return self.discovery.list_endpoint_slice_for_all_namespaces(**kwargs)
