@@ -31,7 +31,7 @@ help:
 	@echo "make dev           the whole system locally: control plane, operator, gateway and model pods"
 	@echo "make test          every test tier (starts a local control plane unless KUBECONFIG is set)"
 	@echo "make test-unit     unit tests only (no cluster)"
-	@echo "make lint          ruff and mypy"
+	@echo "make lint          ruff, mypy and the import contracts (import-linter)"
 	@echo "make format        ruff format and fixes"
 	@echo "make cluster-up    start the local control plane and print its KUBECONFIG line"
 	@echo "make cluster-down  stop it"
@@ -85,6 +85,7 @@ lint: $(STAMP)
 	$(UV) run --frozen --no-sync ruff check .
 	$(UV) run --frozen --no-sync ruff format --check .
 	$(UV) run --frozen --no-sync mypy
+	$(UV) run --frozen --no-sync lint-imports
 
 format: $(STAMP)
 	$(UV) run --frozen --no-sync ruff format .

@@ -477,7 +477,7 @@ def poll_gauge(system: System, key: tuple[str, str], threshold: float, since: fl
     """
     import httpx
 
-    from modelcluster.operator.signals import parse_gateway
+    from modelcluster.operator.autoscaling.signals import parse_gateway
 
     before = since
     with httpx.Client(timeout=2.0) as http:
@@ -740,9 +740,9 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
     from modelcluster.catalog import load_catalog
     from modelcluster.gateway.metrics import GatewayMetrics
     from modelcluster.kube.client import Kube
-    from modelcluster.operator.autoscaler import Autoscaler
-    from modelcluster.operator.scaling_config import AutoscalerConfig
-    from modelcluster.operator.store import Store
+    from modelcluster.operator.autoscaling.config import AutoscalerConfig
+    from modelcluster.operator.autoscaling.loop import Autoscaler
+    from modelcluster.operator.controller.store import Store
     from modelcluster.runtime.metrics import RuntimeMetrics
 
     rng = random.Random(seed)

@@ -72,11 +72,11 @@ from modelcluster.devcluster import controlplane
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.pki import Pki
 from modelcluster.devcluster.tools import ensure_tools
-from modelcluster.operator.children import with_spec_hash
-from modelcluster.operator.deployment import build_deployment
-from modelcluster.operator.plan import plan
-from modelcluster.operator.service import build_service
-from modelcluster.operator.workload import PodOptions
+from modelcluster.operator.builders.children import with_spec_hash
+from modelcluster.operator.builders.deployment import build_deployment
+from modelcluster.operator.builders.plan import plan
+from modelcluster.operator.builders.service import build_service
+from modelcluster.operator.builders.workload import PodOptions
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"

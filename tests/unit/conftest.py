@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from modelcluster.catalog import Catalog, load_catalog, resolve
-from modelcluster.operator.workload import Owner, Workload
+from modelcluster.operator.builders.workload import Owner, Workload
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ from kubernetes_asyncio import client
 
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import Kube
-from modelcluster.operator.autoscaler import Autoscaler
-from modelcluster.operator.scaling_config import AutoscalerConfig
-from modelcluster.operator.store import Store
+from modelcluster.operator.autoscaling.config import AutoscalerConfig
+from modelcluster.operator.autoscaling.loop import Autoscaler
+from modelcluster.operator.controller.store import Store
 
 NAME, NAMESPACE = "gpt2-1234abcd", "tenant"
 

@@ -9,10 +9,10 @@ from modelcluster.api import ModelClusterSpec
 from modelcluster.api.labels import MANAGED_BY, MODEL, selector_labels, selector_string
 from modelcluster.api.naming import is_label_value, model_label_value
 from modelcluster.catalog import Catalog, load_catalog
-from modelcluster.operator.deployment import build_deployment
-from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply, desired_replicas
-from modelcluster.operator.service import build_service, service_endpoint
-from modelcluster.operator.workload import PodOptions, Workload
+from modelcluster.operator.builders.deployment import build_deployment
+from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply, desired_replicas
+from modelcluster.operator.builders.service import build_service, service_endpoint
+from modelcluster.operator.builders.workload import PodOptions, Workload
 from modelcluster.runtime.settings import RuntimeSettings
 
 WorkloadFactory = Callable[..., Workload]
@@ -94,7 +94,7 @@ def test_cpu_tier_asks_for_no_gpu(tmp_path: Any) -> None:
         encoding="utf-8",
     )
     from modelcluster.catalog import resolve
-    from modelcluster.operator.workload import Owner, Workload
+    from modelcluster.operator.builders.workload import Owner, Workload
 
     catalog = load_catalog([path])
     workload = Workload(Owner("x-1", "ns", "u"), resolve(catalog, "someone/tiny", "fill-mask"))

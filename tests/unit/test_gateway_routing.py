@@ -45,13 +45,13 @@ from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.openapi import openapi_document
 from modelcluster.gateway.router import Router, needs_wake
-from modelcluster.gateway.service import Gateway
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.gateway.state import Gateway
 from modelcluster.kube.client import Kube, KubeError
 from modelcluster.kube.index import ClusterTable
-from modelcluster.operator.plan import plan
-from modelcluster.operator.replicas import desired_replicas, wake_remaining, woken_at
-from modelcluster.operator.workload import PodOptions
+from modelcluster.operator.builders.plan import plan
+from modelcluster.operator.builders.replicas import desired_replicas, wake_remaining, woken_at
+from modelcluster.operator.builders.workload import PodOptions
 
 NS = "tenant"
 NAME = "gpt2-1234abcd"

@@ -13,7 +13,7 @@ from kubernetes_asyncio import client
 
 from modelcluster.kube.client import KubeError
 from modelcluster.operator.config import LeaderElectionConfig
-from modelcluster.operator.leader import (
+from modelcluster.operator.controller.leader import (
     FencedApiClient,
     LeaderElector,
     LeaseNamespaceMissing,

@@ -12,7 +12,7 @@ from modelcluster.api import ClusterPhase
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
 from modelcluster.devcluster.nodes import GPU_24GB, GPU_80GB, node_pool
 from modelcluster.devcluster.podstatus import ContainerView, exit_code_of, pod_status, termination_message
-from modelcluster.operator.status import MODEL_LOAD_FAILED, Observation, derive_status
+from modelcluster.operator.builders.status import MODEL_LOAD_FAILED, Observation, derive_status
 from modelcluster.runtime.loading import multi_gpu_kwargs
 from modelcluster.runtime.termination import MAX_MESSAGE_BYTES, write_termination_message
 

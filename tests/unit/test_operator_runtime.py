@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from modelcluster.cli import main
 from modelcluster.kube.client import KubeError
 from modelcluster.operator.config import OperatorConfig
-from modelcluster.operator.handlers import build_registry
-from modelcluster.operator.kopf_settings import configure
-from modelcluster.operator.queue import WorkQueue
-from modelcluster.operator.store import Store
+from modelcluster.operator.controller.handlers import build_registry
+from modelcluster.operator.controller.kopf_settings import configure
+from modelcluster.operator.controller.queue import WorkQueue
+from modelcluster.operator.controller.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from modelcluster.api import ModelCache, ModelClusterSpec, Rollout
 from modelcluster.catalog import Catalog, load_catalog, resolve, with_spec
-from modelcluster.operator.cache import build_cache_claim, cache_claim_name
-from modelcluster.operator.deployment import build_deployment
-from modelcluster.operator.pod import TERMINATION_MESSAGE_POLICY, build_pod_template, gpu_node_affinity
-from modelcluster.operator.workload import Owner, PodOptions, Workload
+from modelcluster.operator.builders.deployment import build_deployment
+from modelcluster.operator.builders.model_cache import build_cache_claim, cache_claim_name
+from modelcluster.operator.builders.pod import TERMINATION_MESSAGE_POLICY, build_pod_template, gpu_node_affinity
+from modelcluster.operator.builders.workload import Owner, PodOptions, Workload
 
 OPTIONS = PodOptions()
 CATALOG: Catalog = load_catalog()

@@ -9,14 +9,14 @@ import pytest
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import KubeError
 from modelcluster.kube.objects import Body
-from modelcluster.operator.children import SPEC_HASH_ANNOTATION
+from modelcluster.operator.builders.children import SPEC_HASH_ANNOTATION
+from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER
+from modelcluster.operator.builders.workload import PodOptions
 from modelcluster.operator.config import FIELD_MANAGER
-from modelcluster.operator.controller import Controller, recheck_delay
+from modelcluster.operator.controller.reconcile import Memory, Reconciler, Seen
+from modelcluster.operator.controller.store import Store
+from modelcluster.operator.controller.workers import Controller, recheck_delay
 from modelcluster.operator.metrics import ReconcileMetrics
-from modelcluster.operator.reconcile import Memory, Reconciler, Seen
-from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER
-from modelcluster.operator.store import Store
-from modelcluster.operator.workload import PodOptions
 
 GPT2 = {"model": "openai-community/gpt2", "capacity": {"desired": 0, "max": 2}}
 
@@ -331,7 +331,7 @@ async def test_a_deleted_child_is_forgotten_and_its_cluster_queued(api: FakeApi,
 
 
 def test_recheck_delay_is_after_the_deadline() -> None:
-    from modelcluster.operator.status import Derived
+    from modelcluster.operator.builders.status import Derived
 
     status = Derived(status=None, recheck_after=4.0)  # type: ignore[arg-type]
     assert recheck_delay(status) == 5.0

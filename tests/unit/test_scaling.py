@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.metrics import GatewayMetrics
-from modelcluster.operator.scaling import (
+from modelcluster.operator.autoscaling.policy import (
     Decision,
     History,
     Observed,
@@ -23,7 +23,7 @@ from modelcluster.operator.scaling import (
     is_active,
     recently_requested,
 )
-from modelcluster.operator.signals import ModelSignal, parse_gateway, parse_runtime, sum_gateways
+from modelcluster.operator.autoscaling.signals import ModelSignal, parse_gateway, parse_runtime, sum_gateways
 from modelcluster.runtime.metrics import RuntimeMetrics
 
 T0 = 1_800_000_000.0  # a fixed "now" (unix seconds): the policy has no clock of its own
@@ -582,7 +582,7 @@ def test_property_sum_gateways(reports: list[dict[tuple[str, str], ModelSignal]]
 
 
 def test_pods_still_starting_are_not_torn_down_when_the_timeout_passes() -> None:
-    from modelcluster.operator.scaling import History, Observed, ScalingSpec, decide
+    from modelcluster.operator.autoscaling.policy import History, Observed, ScalingSpec, decide
 
     spec = ScalingSpec(min=0, desired=1, max=2, timeout_s=60, target_per_replica=1)
     starting = Observed(replicas=1, ready=0, created_at=0.0)
@@ -593,7 +593,7 @@ def test_pods_still_starting_are_not_torn_down_when_the_timeout_passes() -> None
 
 
 def test_a_lowered_max_applies_at_once() -> None:
-    from modelcluster.operator.scaling import History, Observed, ScalingSpec, decide
+    from modelcluster.operator.autoscaling.policy import History, Observed, ScalingSpec, decide
 
     spec = ScalingSpec(min=1, desired=1, max=1, timeout_s=600, target_per_replica=1)
     busy = Observed(replicas=2, ready=2, gateway_outstanding=4, last_activity=99.0, created_at=0.0)

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from modelcluster.api import ClusterPhase, ConditionStatus, ModelClusterStatus
-from modelcluster.operator.status import (
+from modelcluster.operator.builders.status import (
     DEGRADED,
     READY,
     Derived,

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from modelcluster.kube.client import KubeError
-from modelcluster.operator.locks import KeyedLocks
-from modelcluster.operator.queue import RETRY_DELAYS, WorkQueue, retry_delay
+from modelcluster.operator.controller.locks import KeyedLocks
+from modelcluster.operator.controller.queue import RETRY_DELAYS, WorkQueue, retry_delay
 
 KEY = ("ns", "a")
 
@@ -46,7 +46,7 @@ async def test_any_error_is_logged_and_retried_with_the_same_request(
         return None
 
     queue = WorkQueue(work, retry_delays=(0.01,))
-    with caplog.at_level(logging.WARNING, logger="modelcluster.operator.queue"):
+    with caplog.at_level(logging.WARNING, logger="modelcluster.operator.controller.queue"):
         queue.request(KEY, 0, apply=True)
         await until(lambda: len(calls) == 2 and queue.pending() == 0)
     assert calls == [True, True]

@@ -20,7 +20,7 @@ from modelcluster.gateway.limits import ConcurrencyLimiter
 from modelcluster.gateway.native import GATEWAY
 from modelcluster.gateway.openai_compat import openai_error_body
 from modelcluster.gateway.openapi import openapi_document
-from modelcluster.gateway.service import TENANT, Gateway
+from modelcluster.gateway.state import TENANT, Gateway
 from modelcluster.kube.client import load_client_configuration
 from modelcluster.kube.informer import run_informer
 

@@ -13,7 +13,7 @@ from modelcluster.api.naming import object_name
 from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
 from modelcluster.gateway.kube_answers import answered
-from modelcluster.gateway.service import TENANT, Gateway, Target
+from modelcluster.gateway.state import TENANT, Gateway, Target
 from modelcluster.kube.objects import rfc3339_from_timestamp
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

@@ -21,7 +21,7 @@ from modelcluster.api.streaming import SSE_CONTENT_TYPE, StreamParser
 from modelcluster.gateway import openai_compat as compat
 from modelcluster.gateway.native import GATEWAY, JSON_HEADERS
 from modelcluster.gateway.proxy import Upstream
-from modelcluster.gateway.service import TENANT, Gateway
+from modelcluster.gateway.state import TENANT, Gateway
 
 CHAT_TASKS = frozenset({"chat", "image-text-to-text", "audio-text-to-text", "video-text-to-text"})
 COMPLETION_TASKS = frozenset({"text-generation", "text2text-generation", "summarization", "translation"})

@@ -11,8 +11,8 @@ from aiohttp import web
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import build_api_client, create_app
 from modelcluster.gateway.keystore import KeyStore
-from modelcluster.gateway.service import Gateway
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.gateway.state import Gateway
 from modelcluster.kube.client import Kube
 
 logger = logging.getLogger(__name__)

@@ -181,7 +181,7 @@ class Kube:
         )
 
     async def post_event(self, event: Body) -> None:
-        """Create a core/v1 Event (built by :func:`modelcluster.operator.events.build_event`)."""
+        """Create a core/v1 Event (built by :func:`modelcluster.operator.builders.events.build_event`)."""
         await self.json(
             self.core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, event), _preload_content=False)
         )

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from modelcluster.cli_support import catalog_or_exit, configure_logging
+from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.config import LeaderElectionConfig, OperatorConfig
-from modelcluster.operator.scaling_config import AutoscalerConfig
 
 
 def _default_identity() -> str:
@@ -127,7 +127,7 @@ def operator(
         if autoscale
         else None,
     )
-    from modelcluster.operator.leader import LeaseNamespaceMissing
+    from modelcluster.operator.controller.leader import LeaseNamespaceMissing
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running
 
     try:

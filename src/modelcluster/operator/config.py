@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from modelcluster.api import field_managers
-from modelcluster.operator.scaling_config import AutoscalerConfig
-from modelcluster.operator.workload import PodOptions
+from modelcluster.operator.autoscaling.config import AutoscalerConfig
+from modelcluster.operator.builders.workload import PodOptions
 
 FIELD_MANAGER = field_managers.OPERATOR
 #: Lease retries wait the retry period plus up to this fraction more, so standbys do not move in step.

@@ -12,16 +12,16 @@ from kubernetes_asyncio import client
 
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import Kube, load_client_configuration
-from modelcluster.operator.autoscaler import Autoscaler
+from modelcluster.operator.autoscaling.loop import Autoscaler
 from modelcluster.operator.config import OperatorConfig
-from modelcluster.operator.controller import Controller
-from modelcluster.operator.handlers import build_registry
+from modelcluster.operator.controller.handlers import build_registry
+from modelcluster.operator.controller.kopf_settings import configure
+from modelcluster.operator.controller.leader import FencedApiClient, LeaderElector, LeaseStore
+from modelcluster.operator.controller.reconcile import Reconciler
+from modelcluster.operator.controller.store import Store
+from modelcluster.operator.controller.workers import Controller
 from modelcluster.operator.health import HealthState, start_health_server
-from modelcluster.operator.kopf_settings import configure
-from modelcluster.operator.leader import FencedApiClient, LeaderElector, LeaseStore
 from modelcluster.operator.metrics import ReconcileMetrics
-from modelcluster.operator.reconcile import Reconciler
-from modelcluster.operator.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from modelcluster.api.labels import MODEL_ID_ANNOTATION, selector_labels, standard_labels
-from modelcluster.operator.cache import cache_access_mode
-from modelcluster.operator.pod import STARTUP_PERIOD_SECONDS, build_pod_template
-from modelcluster.operator.workload import PodOptions, Workload
+from modelcluster.operator.builders.model_cache import cache_access_mode
+from modelcluster.operator.builders.pod import STARTUP_PERIOD_SECONDS, build_pod_template
+from modelcluster.operator.builders.workload import PodOptions, Workload
 
 
 def rollout_strategy(workload: Workload) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def build_deployment(workload: Workload, options: PodOptions) -> dict[str, Any]:
     """The Deployment applied by the ``modelcluster-operator`` field manager.
 
     ``spec.replicas`` is left out on purpose: it is applied on its own by
-    :func:`modelcluster.operator.replicas.build_replicas_apply`.
+    :func:`modelcluster.operator.builders.replicas.build_replicas_apply`.
     """
     placement = workload.placement
     labels = standard_labels(workload.name, placement.model_id, placement.task)

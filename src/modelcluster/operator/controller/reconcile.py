@@ -18,8 +18,7 @@ from typing import Any
 from modelcluster.api import ModelClusterStatus
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import ClusterApi, KubeError
-from modelcluster.operator.cache import build_cache_claim
-from modelcluster.operator.children import (
+from modelcluster.operator.builders.children import (
     ApplyReason,
     apply_reason,
     newer,
@@ -27,15 +26,16 @@ from modelcluster.operator.children import (
     spec_hash,
     with_spec_hash,
 )
+from modelcluster.operator.builders.deployment import build_deployment
+from modelcluster.operator.builders.events import build_event
+from modelcluster.operator.builders.model_cache import build_cache_claim
+from modelcluster.operator.builders.plan import Plan, plan
+from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
+from modelcluster.operator.builders.service import build_service
+from modelcluster.operator.builders.status import Derived, Observation, Problem, derive_status
+from modelcluster.operator.builders.workload import PodOptions, Workload
 from modelcluster.operator.config import FIELD_MANAGER
-from modelcluster.operator.deployment import build_deployment
-from modelcluster.operator.events import build_event
-from modelcluster.operator.plan import Plan, plan
-from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
-from modelcluster.operator.service import build_service
-from modelcluster.operator.status import Derived, Observation, Problem, derive_status
-from modelcluster.operator.store import slim_deployment, slim_service
-from modelcluster.operator.workload import PodOptions, Workload
+from modelcluster.operator.controller.store import slim_deployment, slim_service
 
 #: Status fields other writers own (the gateway and the autoscaler): never applied here.
 #: Written by the autoscaler under its own field manager.

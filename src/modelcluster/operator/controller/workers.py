@@ -15,12 +15,12 @@ from typing import Any
 
 from modelcluster.kube.client import KubeError
 from modelcluster.kube.objects import Body, ClusterKey
-from modelcluster.operator.locks import KeyedLocks
+from modelcluster.operator.builders.status import Derived
+from modelcluster.operator.controller.locks import KeyedLocks
+from modelcluster.operator.controller.queue import Key, WorkQueue
+from modelcluster.operator.controller.reconcile import Memory, Reconciler, Seen
+from modelcluster.operator.controller.store import Store
 from modelcluster.operator.metrics import ReconcileMetrics
-from modelcluster.operator.queue import Key, WorkQueue
-from modelcluster.operator.reconcile import Memory, Reconciler, Seen
-from modelcluster.operator.status import Derived
-from modelcluster.operator.store import Store
 
 CONTROLLER = "modelcluster"
 #: A change of the ModelCluster itself is acted on at once.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modelcluster.operator.scaling import Tunables
+from modelcluster.operator.autoscaling.policy import Tunables
 
 
 @dataclass(frozen=True)

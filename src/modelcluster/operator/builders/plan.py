@@ -13,10 +13,10 @@ from modelcluster.api import ModelClusterSpec, ModelClusterStatus
 from modelcluster.api.labels import selector_string
 from modelcluster.api.naming import is_dns1035_label
 from modelcluster.catalog import Catalog, CatalogError, resolve, with_spec
-from modelcluster.operator.replicas import desired_replicas, woken_at
-from modelcluster.operator.service import service_endpoint
-from modelcluster.operator.status import Problem
-from modelcluster.operator.workload import Owner, PodOptions, Workload
+from modelcluster.operator.builders.replicas import desired_replicas, woken_at
+from modelcluster.operator.builders.service import service_endpoint
+from modelcluster.operator.builders.status import Problem
+from modelcluster.operator.builders.workload import Owner, PodOptions, Workload
 
 
 @dataclass(frozen=True)

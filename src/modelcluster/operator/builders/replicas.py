@@ -13,7 +13,7 @@ from typing import Any
 
 from modelcluster.api import ModelClusterSpec, ModelClusterStatus, field_managers
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
-from modelcluster.operator.status import parse_time
+from modelcluster.operator.builders.status import parse_time
 
 REPLICAS_FIELD_MANAGER = field_managers.OPERATOR_REPLICAS
 

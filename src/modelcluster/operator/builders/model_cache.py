@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelcluster.api.labels import standard_labels
-from modelcluster.operator.workload import Workload
+from modelcluster.operator.builders.workload import Workload
 
 DEFAULT_ACCESS_MODE = "ReadWriteOnce"
 

@@ -27,14 +27,14 @@ from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.kube.client import MERGE_OPTIONS, Kube, KubeError
 from modelcluster.kube.objects import ClusterKey, rfc3339_from_timestamp
-from modelcluster.operator.events import build_event
+from modelcluster.operator.autoscaling.config import AutoscalerConfig
+from modelcluster.operator.autoscaling.policy import History, Observed, ScalingSpec, decide, demand
+from modelcluster.operator.autoscaling.signals import ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
+from modelcluster.operator.builders.events import build_event
+from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
+from modelcluster.operator.builders.status import cold_start_times, parse_time
+from modelcluster.operator.controller.store import Store
 from modelcluster.operator.metrics import ReconcileMetrics
-from modelcluster.operator.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
-from modelcluster.operator.scaling import History, Observed, ScalingSpec, decide, demand
-from modelcluster.operator.scaling_config import AutoscalerConfig
-from modelcluster.operator.signals import ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
-from modelcluster.operator.status import cold_start_times, parse_time
-from modelcluster.operator.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 import kopf
 
 from modelcluster.api import GROUP, PLURAL, VERSION
-from modelcluster.operator.controller import cluster_event
-from modelcluster.operator.store import Store
+from modelcluster.operator.controller.store import Store
+from modelcluster.operator.controller.workers import cluster_event
 
 
 def build_registry(store: Store) -> kopf.OperatorRegistry:

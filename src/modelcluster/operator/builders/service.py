@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelcluster.api.labels import MODEL_ID_ANNOTATION, selector_labels, standard_labels
-from modelcluster.operator.pod import PORT_NAME
-from modelcluster.operator.workload import PodOptions, Workload
+from modelcluster.operator.builders.pod import PORT_NAME
+from modelcluster.operator.builders.workload import PodOptions, Workload
 
 
 def build_service(workload: Workload, options: PodOptions) -> dict[str, Any]:

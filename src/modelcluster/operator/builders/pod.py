@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelcluster.api.labels import MODEL_ID_ANNOTATION, selector_labels
-from modelcluster.operator.cache import cache_access_mode, cache_claim_name
-from modelcluster.operator.workload import PodOptions, Workload
+from modelcluster.operator.builders.model_cache import cache_access_mode, cache_claim_name
+from modelcluster.operator.builders.workload import PodOptions, Workload
 
 CONTAINER = "runtime"
 PORT_NAME = "http"
