@@ -13,11 +13,11 @@ import httpx
 import pytest
 from runtime_support import ServerHandle
 
-from modelcluster.api.streaming import TokenUsage
-from modelcluster.runtime.app import collect_text, stream_body, usage_event, usage_headers
+from modelcluster.api.streaming import TokenUsage, usage_event
 from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.llm_engine import VllmHandler, output_usage
 from modelcluster.runtime.metrics import RuntimeMetrics
+from modelcluster.runtime.pipeline import collect_text, stream_body, usage_headers
 from modelcluster.runtime.tasks.generation import TokenCounter
 
 EXACT = {"do_sample": False, "max_new_tokens": 6, "min_new_tokens": 6}
