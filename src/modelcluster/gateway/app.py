@@ -14,11 +14,12 @@ from kubernetes_asyncio import client
 from modelcluster.api import ApiError, error_body
 from modelcluster.api.errors import InternalError, RateLimited, Unauthorized
 from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
-from modelcluster.gateway import native, openai_routes
+from modelcluster.gateway import native
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.limits import ConcurrencyLimiter
 from modelcluster.gateway.native import GATEWAY
-from modelcluster.gateway.openai_compat import openai_error_body
+from modelcluster.gateway.openai.protocol import openai_error_body
+from modelcluster.gateway.openai.routes import add_routes as add_openai_routes
 from modelcluster.gateway.openapi import openapi_document
 from modelcluster.gateway.state import TENANT, Gateway
 from modelcluster.kube.client import load_client_configuration
@@ -140,9 +141,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/models/v2/list/models", native.list_models, name="list_models")
     r.add_get("/models/v2/list/tasks", native.list_tasks, name="list_tasks")
     r.add_get("/models/v2/list/clusters", native.list_clusters, name="list_clusters")
-    r.add_post("/models/v2/openai/v1/chat/completions", openai_routes.chat_completions, name="openai_chat")
-    r.add_post("/models/v2/openai/v1/completions", openai_routes.completions, name="openai_completions")
-    r.add_get("/models/v2/openai/v1/models", openai_routes.models, name="openai_models")
+    add_openai_routes(r)
     model = "/models/v2/{org}/{name}"
     r.add_post(model, native.run, name="run")
     r.add_put(model, native.create_cluster, name="cluster_create")

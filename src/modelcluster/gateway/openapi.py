@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from modelcluster import __version__
 from modelcluster.api import ClusterPhase, RunRequest, task_names
 from modelcluster.gateway.clusters import ClusterBody
-from modelcluster.gateway.openai_compat import ChatCompletionRequest, CompletionRequest
+from modelcluster.gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
 
 REF = "#/components/schemas/"
 JSON = "application/json"
