@@ -130,10 +130,10 @@ class BadGateway(ApiError):
     kind = "bad_gateway"
 
 
-class UpstreamError(ApiError):
-    """An error answer of a model pod passed on to the client with the pod's own status."""
+class StatusError(ApiError):
+    """An error whose status is known only when it happens (an HTTP layer's own 404 or 405, say)."""
 
-    kind = "upstream"
+    kind = "http"
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -142,6 +142,12 @@ class UpstreamError(ApiError):
     @property
     def status(self) -> int:
         return self._status
+
+
+class UpstreamError(StatusError):
+    """An error answer of a model pod passed on to the client with the pod's own status."""
+
+    kind = "upstream"
 
 
 class GatewayTimeout(ApiError):

@@ -12,7 +12,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from modelcluster.api import ApiError, error_body
-from modelcluster.api.errors import InternalError, RateLimited, Unauthorized
+from modelcluster.api.errors import InternalError, RateLimited, StatusError, Unauthorized
 from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
 from modelcluster.gateway import native
 from modelcluster.gateway.keystore import KeyStore
@@ -45,18 +45,6 @@ def _render(request: web.Request, error: ApiError) -> web.Response:
     return response
 
 
-class _HttpError(ApiError):
-    """aiohttp's own 4xx/5xx (no such route, method not allowed) in the one vocabulary."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self._status = status
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure answers in the API's error shape (OpenAI's on the OpenAI routes); internals stay in the log."""
@@ -68,7 +56,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if error.status < 400:
             raise
         message = "not found" if error.status == 404 else error.reason
-        response = _render(request, _HttpError(error.status, message))
+        response = _render(request, StatusError(error.status, message))
         if "Allow" in error.headers:
             response.headers["Allow"] = error.headers["Allow"]
         return response

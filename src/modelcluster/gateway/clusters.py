@@ -13,7 +13,7 @@ from modelcluster.api.inference import summarize_validation_error
 from modelcluster.api.labels import MODEL
 from modelcluster.api.modelcluster import MAX_REPLICAS, MAX_TIMEOUT_SECONDS, TASK_PATTERN, WAKE_ANNOTATION
 from modelcluster.api.naming import model_label_value, object_name
-from modelcluster.kube.objects import rfc3339_micro
+from modelcluster.kube.objects import metadata_of, rfc3339_micro
 
 CREATED_BY_LABEL = "modelcluster.dev/created-by"
 
@@ -113,7 +113,7 @@ def cluster_view(obj: dict[str, Any], last_request: str | None = None, task: str
     """
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    metadata = obj.get("metadata") or {}
+    metadata = metadata_of(obj)
     capacity = dict(spec.get("capacity") or {})
     capacity.setdefault("max", capacity.get("desired"))
     return {

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelcluster.kube.objects import ClusterKey
+from modelcluster.kube.objects import ClusterKey, metadata_of
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -55,7 +55,7 @@ def endpoints_of_slice(slice_: Mapping[str, Any]) -> tuple[Endpoint, ...]:
 
 def slice_owner(slice_: Mapping[str, Any]) -> tuple[ClusterKey, str] | None:
     """The cluster a slice belongs to and the slice's own name."""
-    metadata = slice_.get("metadata") or {}
+    metadata = metadata_of(slice_)
     service = (metadata.get("labels") or {}).get(SERVICE_NAME_LABEL)
     namespace, name = metadata.get("namespace"), metadata.get("name")
     if not service or not namespace or not name:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from modelcluster.kube.objects import metadata_of
+
 KEY_PREFIX = "mc"
 KEY_ID_LENGTH = 12
 SECRET_NAME_PREFIX = "modelcluster-key-"
@@ -198,7 +200,7 @@ class ApiKeyRecord:
     @classmethod
     def from_secret(cls, secret: Mapping[str, Any]) -> ApiKeyRecord:
         """Parse a key Secret (a plain JSON dict with base64 ``data``); raise :class:`InvalidKeySecret`."""
-        metadata = secret.get("metadata") or {}
+        metadata = metadata_of(secret)
         name = str(metadata.get("name") or "")
         key_id = key_id_of_secret_name(name)
         if key_id is None:

@@ -34,7 +34,7 @@ from modelcluster.gateway.keys import (
     validate_tenant,
 )
 from modelcluster.kube.client import Kube, KubeError, load_client_configuration
-from modelcluster.kube.objects import rfc3339
+from modelcluster.kube.objects import metadata_of, rfc3339
 
 DEFAULT_NAMESPACE = "modelcluster-system"
 DEFAULT_CONCURRENCY = 10
@@ -179,7 +179,7 @@ def list_keys(tenant: str | None, namespace: str) -> None:
         try:
             records.append(ApiKeyRecord.from_secret(secret))
         except InvalidKeySecret as error:
-            name = (secret.get("metadata") or {}).get("name")
+            name = metadata_of(secret).get("name")
             click.echo(f"warning: Secret {namespace}/{name} is not a valid key: {error}", err=True)
     if not records:
         click.echo(f"no API keys in namespace {namespace}", err=True)
@@ -215,7 +215,7 @@ def revoke(key_id: str, namespace: str) -> None:
             if error.status == 404:
                 return None
             raise
-        metadata = secret.get("metadata") or {}
+        metadata = metadata_of(secret)
         if (metadata.get("labels") or {}).get(API_KEY_LABEL) != "true":
             return None
         # Delete exactly the Secret read: a key created since under the same id is left alone.

@@ -31,6 +31,7 @@ from modelcluster.gateway.keys import (
 )
 from modelcluster.kube.client import Kube
 from modelcluster.kube.informer import DEFAULT_BACKOFF, Backoff, list_objects, run_informer
+from modelcluster.kube.objects import metadata_of
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def apply_event(records: dict[str, ApiKeyRecord], event_type: str, secret: Mappi
     damaged stops working) and :class:`InvalidKeySecret` is raised for the caller to
     report.
     """
-    key_id = key_id_of_secret_name(str((secret.get("metadata") or {}).get("name") or ""))
+    key_id = key_id_of_secret_name(str(metadata_of(secret).get("name") or ""))
     if event_type == DELETED:
         return key_id if key_id is not None and records.pop(key_id, None) is not None else None
     if event_type not in (ADDED, MODIFIED):
@@ -63,7 +64,7 @@ def apply_event(records: dict[str, ApiKeyRecord], event_type: str, secret: Mappi
 
 
 def _secret_name(secret: Mapping[str, Any]) -> str:
-    return str((secret.get("metadata") or {}).get("name") or "?")
+    return str(metadata_of(secret).get("name") or "?")
 
 
 class KeyStore:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from modelcluster.kube.client import Kube, KubeError
-from modelcluster.kube.objects import Body, resource_version
+from modelcluster.kube.objects import Body, metadata_of, resource_version
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ async def list_objects(
     while True:
         body = await kube.json(call(**kwargs, **paging, _preload_content=False))
         items.extend(body.get("items") or [])
-        metadata = body.get("metadata") or {}
+        metadata = metadata_of(body)
         if not metadata.get("continue"):
             break
         paging["_continue"] = str(metadata["continue"])

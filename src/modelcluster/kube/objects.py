@@ -13,39 +13,39 @@ Body = dict[str, Any]
 ClusterKey = tuple[str, str]
 
 
-def metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """``obj["metadata"]``, or an empty mapping when it is missing or null."""
     found = obj.get("metadata")
     return found if isinstance(found, Mapping) else {}
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
-    return str(metadata(obj).get("name"))
+    return str(metadata_of(obj).get("name"))
 
 
 def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    return metadata(obj).get("labels") or {}
+    return metadata_of(obj).get("labels") or {}
 
 
 def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    return metadata(obj).get("annotations") or {}
+    return metadata_of(obj).get("annotations") or {}
 
 
 def own_key(obj: Mapping[str, Any]) -> ClusterKey:
     """An object's own (namespace, name): a ModelCluster's key."""
-    meta = metadata(obj)
+    meta = metadata_of(obj)
     return (str(meta.get("namespace")), str(meta.get("name")))
 
 
 def owner_key(obj: Mapping[str, Any]) -> ClusterKey | None:
     """The (namespace, name) of the ModelCluster a child belongs to, from its instance label."""
-    meta = metadata(obj)
+    meta = metadata_of(obj)
     instance = (meta.get("labels") or {}).get(INSTANCE)
     return (str(meta.get("namespace")), str(instance)) if instance else None
 
 
 def resource_version(obj: Mapping[str, Any]) -> str | None:
-    value = metadata(obj).get("resourceVersion")
+    value = metadata_of(obj).get("resourceVersion")
     return str(value) if value else None
 
 

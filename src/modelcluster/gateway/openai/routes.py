@@ -28,6 +28,7 @@ from modelcluster.gateway.openai.streaming import StreamTranslator
 from modelcluster.gateway.openai.translate import RUNTIME_STREAM_HEADERS, runtime_error, usage_from_headers
 from modelcluster.gateway.proxy import Upstream
 from modelcluster.gateway.state import TENANT, Gateway
+from modelcluster.kube.objects import metadata_of
 
 SERVED_TASKS = CHAT.tasks | COMPLETION.tasks
 
@@ -53,7 +54,7 @@ async def models(request: web.Request) -> web.Response:
         spec = cluster.get("spec") or {}
         model_id = spec.get("model")
         task = (cluster.get("status") or {}).get("task") or spec.get("task") or _catalog_task(gateway, model_id)
-        created = (cluster.get("metadata") or {}).get("creationTimestamp")
+        created = metadata_of(cluster).get("creationTimestamp")
         if model_id and task in SERVED_TASKS:
             ids[model_id] = calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) if created else 0
     return web.json_response(models_list(sorted(ids.items())))

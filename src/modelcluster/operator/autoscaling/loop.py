@@ -26,7 +26,7 @@ from modelcluster.api import ModelClusterSpec, field_managers
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.kube.client import MERGE_OPTIONS, Kube, KubeError
-from modelcluster.kube.objects import ClusterKey, rfc3339_from_timestamp
+from modelcluster.kube.objects import ClusterKey, metadata_of, rfc3339_from_timestamp
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.autoscaling.policy import History, Observed, ScalingSpec, decide, demand
 from modelcluster.operator.autoscaling.signals import ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
@@ -61,7 +61,7 @@ def _iso(stamp: float) -> str:
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+    if metadata_of(pod).get("deletionTimestamp"):
         return False
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -151,7 +151,7 @@ class Autoscaler:
         work = []
         for key, group in list(self.clusters.items.items()):
             body = next(iter(group.values()))
-            if (body.get("metadata") or {}).get("deletionTimestamp"):
+            if metadata_of(body).get("deletionTimestamp"):
                 continue
             step = self.step(key, body, gateway.get(key), runtime.get(key, {}), now)
             if step is not None:
@@ -175,7 +175,7 @@ class Autoscaler:
         except ValueError:
             return None
         status = body.get("status") or {}
-        metadata = body.get("metadata") or {}
+        metadata = metadata_of(body)
         replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
         activity = [
@@ -344,7 +344,7 @@ class Autoscaler:
         namespace, _ = key
         for name, pod in (self.pods.items.get(key) or {}).items():
             cost = str(pods[name].busy if name in pods and pod_ready(pod) else -1000)
-            annotations = (pod.get("metadata") or {}).get("annotations") or {}
+            annotations = metadata_of(pod).get("annotations") or {}
             if annotations.get(DELETION_COST) == cost:
                 continue
             patch = {"metadata": {"annotations": {DELETION_COST: cost}}}

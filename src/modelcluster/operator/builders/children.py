@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from modelcluster.api import GROUP
+from modelcluster.kube.objects import metadata_of
 
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 
@@ -72,7 +73,7 @@ def apply_reason(
     """
     if live is None:
         return ApplyReason.MISSING
-    if (live.get("metadata") or {}).get("deletionTimestamp"):
+    if metadata_of(live).get("deletionTimestamp"):
         return None  # applied again once its deletion is seen through
     if spec_hash(live) != spec_hash(desired):
         return ApplyReason.CHANGED

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from modelcluster.kube.objects import rfc3339
+from modelcluster.kube.objects import metadata_of, rfc3339
 
 COMPONENT = "modelcluster-operator"
 #: The apiserver caps an Event's message at 1 KiB.
@@ -23,7 +23,7 @@ def build_event(
     component: str = COMPONENT,
 ) -> dict[str, Any]:
     """A core/v1 Event about ``body`` (a ModelCluster as the API returns it)."""
-    metadata = body.get("metadata") or {}
+    metadata = metadata_of(body)
     namespace, name = metadata.get("namespace"), metadata.get("name")
     stamp = rfc3339(now)
     return {

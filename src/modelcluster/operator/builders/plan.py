@@ -13,6 +13,7 @@ from modelcluster.api import ModelClusterSpec, ModelClusterStatus
 from modelcluster.api.labels import selector_string
 from modelcluster.api.naming import is_dns1035_label
 from modelcluster.catalog import Catalog, CatalogError, resolve, with_spec
+from modelcluster.kube.objects import metadata_of
 from modelcluster.operator.builders.replicas import desired_replicas, woken_at
 from modelcluster.operator.builders.service import service_endpoint
 from modelcluster.operator.builders.status import Problem
@@ -49,7 +50,7 @@ def _first_error(error: ValidationError) -> str:
 
 def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions, now: datetime) -> Plan:
     """What to do for ``body`` (a ModelCluster as the API returns it). Never raises for bad input."""
-    metadata = body.get("metadata") or {}
+    metadata = metadata_of(body)
     owner = Owner(
         name=str(metadata.get("name", "")),
         namespace=str(metadata.get("namespace", "")),

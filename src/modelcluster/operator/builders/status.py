@@ -13,7 +13,7 @@ from typing import Any
 
 from modelcluster.api import ClusterPhase, Condition, ConditionStatus, ModelClusterStatus
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
-from modelcluster.kube.objects import parse_rfc3339
+from modelcluster.kube.objects import metadata_of, parse_rfc3339
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -160,7 +160,7 @@ def pod_problems(
     problems: list[Problem] = []
     recheck: float | None = None
     for pod in pods:
-        metadata = pod.get("metadata") or {}
+        metadata = metadata_of(pod)
         if metadata.get("deletionTimestamp"):
             continue
         pod_name = metadata.get("name", "?")
@@ -202,7 +202,7 @@ def deployment_problems(deployment: K8sObject) -> list[Problem]:
 
 def rolled_out(deployment: K8sObject) -> bool:
     """Whether the Deployment controller has seen the latest spec and no pod of an older template is left."""
-    generation = int((deployment.get("metadata") or {}).get("generation") or 0)
+    generation = int(metadata_of(deployment).get("generation") or 0)
     status = deployment.get("status") or {}
     if int(status.get("observedGeneration") or 0) < generation:
         return False
@@ -228,7 +228,7 @@ def _phase(obs: Observation, deadline: timedelta) -> tuple[ClusterPhase, str, st
     spec = deployment.get("spec") or {}
     target = obs.target_replicas if obs.target_replicas is not None else int(spec.get("replicas", 1))
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
-    created = parse_time((deployment.get("metadata") or {}).get("creationTimestamp"))
+    created = parse_time(metadata_of(deployment).get("creationTimestamp"))
     problems, recheck = pod_problems(obs.pods, obs.now, deadline, created)
     problems = [*problems, *deployment_problems(deployment)]
     if target == 0:
@@ -306,7 +306,7 @@ def cold_start_times(pod: K8sObject) -> dict[str, datetime | None]:
     containers = status.get("containerStatuses") or []
     running = ((containers[0].get("state") or {}).get("running") or {}) if containers else {}
     return {
-        "created": parse_time((pod.get("metadata") or {}).get("creationTimestamp")),
+        "created": parse_time(metadata_of(pod).get("creationTimestamp")),
         "PodScheduled": parse_time(scheduled.get("lastTransitionTime")) if scheduled.get("status") == "True" else None,
         "ContainerStarted": parse_time(running.get("startedAt")),
         "ModelLoaded": parse_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None,
@@ -317,8 +317,8 @@ def cold_start_conditions(pods: Sequence[K8sObject], generation: int | None) -> 
     """The cold start of the newest pod, phase by phase, with the time each phase was reached."""
     if not pods:
         return []
-    newest = max(pods, key=lambda pod: str((pod.get("metadata") or {}).get("creationTimestamp") or ""))
-    name = (newest.get("metadata") or {}).get("name")
+    newest = max(pods, key=lambda pod: str(metadata_of(pod).get("creationTimestamp") or ""))
+    name = metadata_of(newest).get("name")
     times = cold_start_times(newest)
     conditions = []
     for phase in COLD_START_PHASES:

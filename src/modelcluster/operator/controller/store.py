@@ -19,7 +19,7 @@ from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
 from modelcluster.kube.client import Kube
 from modelcluster.kube.index import Index, NamespaceView
 from modelcluster.kube.informer import ListCall, Sink, run_informer
-from modelcluster.kube.objects import Body, own_key, owner_key
+from modelcluster.kube.objects import Body, metadata_of, own_key, owner_key
 
 #: The field manager whose managedFields entry is kept (drift is judged on it); every other one is dropped.
 #: Stores of thousands of objects keep only what the operator reads.
@@ -27,7 +27,7 @@ KEPT_MANAGER = FIELD_MANAGER
 
 
 def _own_fields_only(obj: Body) -> Body:
-    metadata = dict(obj.get("metadata") or {})
+    metadata = dict(metadata_of(obj))
     managed = [m for m in metadata.get("managedFields") or [] if m.get("manager") == KEPT_MANAGER]
     if managed:
         metadata["managedFields"] = managed

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelcluster.kube.client import KubeError
-from modelcluster.kube.objects import Body, ClusterKey
+from modelcluster.kube.objects import Body, ClusterKey, metadata_of
 from modelcluster.operator.builders.status import Derived
 from modelcluster.operator.controller.locks import KeyedLocks
 from modelcluster.operator.controller.queue import Key, WorkQueue
@@ -74,7 +74,7 @@ class Controller:
         def changed(key: ClusterKey, new: Body | None, old: Body | None) -> None:
             if new is None and old is not None:
                 # Gone: applied again (if its cluster still wants it) rather than trusted from memory.
-                self.memory.forget((key[0], str((old.get("metadata") or {}).get("name")), kind))
+                self.memory.forget((key[0], str(metadata_of(old).get("name")), kind))
                 self.request(key, CLUSTER_DELAY_SECONDS)
                 return
             self.request(key, CHILD_COALESCE_SECONDS)
@@ -90,7 +90,7 @@ class Controller:
         key = (namespace, name)
         async with self._locks.hold(key), self._slots:
             body = self.store.clusters.one(key)
-            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            if body is None or metadata_of(body).get("deletionTimestamp"):
                 return None  # its children go with it (owner references)
             seen = Seen(
                 deployment=self.store.deployments.named(key, name),
