@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from kubernetes_asyncio import config as async_config
 from modelcluster.gateway.keys import key_id_of
 from modelcluster.gateway.keystore import KeyStore
 
-from support import Cluster
+from support import Cluster, eventually_async
 
 pytestmark = pytest.mark.cluster
 
@@ -89,18 +89,6 @@ def created_key(result: subprocess.CompletedProcess[str]) -> str:
     return key
 
 
-async def until(probe: Callable[[], bool], what: str) -> None:
-    """Poll ``probe`` until it holds; fail after :data:`DEADLINE` seconds."""
-    try:
-        async with asyncio.timeout(DEADLINE):
-            while True:
-                if probe():
-                    return
-                await asyncio.sleep(0.05)  # the store offers no event to wait on: poll it
-    except TimeoutError:
-        raise AssertionError(f"timed out after {DEADLINE}s waiting for {what}") from None
-
-
 async def test_a_key_from_creation_to_revocation(
     cluster: Cluster, key_namespace: str, tenant: str, api_client: async_client.ApiClient
 ) -> None:
@@ -145,7 +133,9 @@ async def test_a_key_from_creation_to_revocation(
 
         # A key created while the store runs arrives through the watch.
         second = created_key(await run_keys_cli(cluster, key_namespace, "create", "--tenant", tenant))
-        await until(lambda: store.authenticate(f"Key {second}") is not None, "the store to learn the second key")
+        await eventually_async(
+            lambda: store.authenticate(f"Key {second}") is not None, DEADLINE, 0.05, "the store to learn the second key"
+        )
         second_record = store.authenticate(f"Key {second}")
         assert second_record is not None
         assert second_record.concurrency == 10
@@ -153,7 +143,9 @@ async def test_a_key_from_creation_to_revocation(
         revoked = await run_keys_cli(cluster, key_namespace, "revoke", key_id)
         assert revoked.returncode == 0, revoked.stderr
         assert key_id in revoked.stdout
-        await until(lambda: store.authenticate(f"Key {key}") is None, "the store to forget the revoked key")
+        await eventually_async(
+            lambda: store.authenticate(f"Key {key}") is None, DEADLINE, 0.05, "the store to forget the revoked key"
+        )
         assert store.authenticate(f"Key {second}") == second_record
     finally:
         await store.stop()
