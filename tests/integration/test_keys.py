@@ -21,21 +21,13 @@ from kubernetes_asyncio import config as async_config
 from modelcluster.gateway.keys import key_id_of
 from modelcluster.gateway.keystore import KeyStore
 
-from support import Cluster, eventually_async
+from support import Cluster, drop_namespace, eventually_async
 
 pytestmark = pytest.mark.cluster
 
 CLI = Path(sys.executable).with_name("modelcluster")
 #: Seconds a running key store may take to follow a created or revoked key.
 DEADLINE = 10
-
-
-def delete_namespace(cluster: Cluster, name: str) -> None:
-    try:
-        cluster.core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
 
 
 def namespace_exists(cluster: Cluster, name: str) -> bool:
@@ -53,7 +45,7 @@ def key_namespace(cluster: Cluster) -> Iterator[str]:
     """A namespace for key Secrets that does not exist yet (``keys create`` makes it)."""
     name = f"keys-{uuid.uuid4().hex[:10]}"
     yield name
-    delete_namespace(cluster, name)
+    drop_namespace(cluster.core, name)
 
 
 @pytest.fixture
@@ -61,7 +53,7 @@ def tenant(cluster: Cluster) -> Iterator[str]:
     """A tenant whose namespace does not exist yet."""
     name = f"tenant-{uuid.uuid4().hex[:10]}"
     yield name
-    delete_namespace(cluster, name)
+    drop_namespace(cluster.core, name)
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 One sequence: the control plane is up; :func:`install` puts the namespaces and the CRD in (and waits
 until the CRD is served); the operator and the gateway then run as local processes with the argv of
-:func:`operator_argv` and :func:`gateway_argv` and the environment of :func:`component_env`.
+:func:`operator_argv` and :func:`gateway_argv`.
 :func:`modelcluster_body` is the ModelCluster that the tests, the benchmarks and ``dev`` create.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,21 +33,6 @@ class KubectlRun(Protocol):
 def executable() -> Path:
     """The ``modelcluster`` command of the running interpreter's environment."""
     return Path(sys.executable).with_name("modelcluster")
-
-
-def component_env(kubeconfig: Path, **extra: str) -> dict[str, str]:
-    """The environment of the operator, the gateway and the CLI: this one, against ``kubeconfig``."""
-    return dict(os.environ, KUBECONFIG=str(kubeconfig), **extra)
-
-
-def kubectl_runner(kubectl: Path, kubeconfig: Path) -> KubectlRun:
-    """A :class:`KubectlRun` that raises :class:`subprocess.CalledProcessError` on failure."""
-
-    def run(*args: str, stdin: str | None = None) -> None:
-        argv = [str(kubectl), f"--kubeconfig={kubeconfig}", *args]
-        subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True)
-
-    return run
 
 
 def namespace_bodies(names: Iterable[str]) -> list[dict[str, Any]]:
