@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import math
 import os
@@ -67,7 +66,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway_overhead import Processes, _stop_on_sigterm, alive, free_port, http_status, kubectl, progress, wait_for
+from gateway_overhead import (
+    Processes,
+    _stop_on_sigterm,
+    alive,
+    free_port,
+    http_status,
+    kubectl,
+    progress,
+    test_support,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
@@ -734,17 +743,16 @@ def measure_wake(system: System, watches: Watches, args: argparse.Namespace) -> 
 
 def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dict[str, Any]:
     """Time ``Autoscaler.tick`` over in-memory tables with synthetic metrics (run in a process of its own)."""
-    from kubernetes_asyncio import client as async_client
 
     from modelcluster.api.labels import INSTANCE
     from modelcluster.catalog import load_catalog
     from modelcluster.gateway.metrics import GatewayMetrics
-    from modelcluster.kube.client import Kube
     from modelcluster.operator.autoscaling.config import AutoscalerConfig
     from modelcluster.operator.autoscaling.loop import Autoscaler
     from modelcluster.operator.controller.store import Store
     from modelcluster.runtime.metrics import RuntimeMetrics
 
+    FakeKube = test_support().FakeKube
     rng = random.Random(seed)
     models = [
         "sentence-transformers/all-MiniLM-L6-v2",
@@ -753,25 +761,6 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
         "facebook/bart-large-mnli",
     ]
     gateways = ("http://127.0.0.1:9/metrics?gateway=0", "http://127.0.0.1:9/metrics?gateway=1")
-
-    class NoWrites(Kube):
-        writes = 0
-
-        async def apply(self, body: dict[str, Any], field_manager: str) -> dict[str, Any]:
-            self.writes += 1
-            follow(body)
-            return body
-
-        async def apply_cluster_status(
-            self, namespace: str, name: str, status: dict[str, Any], field_manager: str
-        ) -> None:
-            self.writes += 1
-
-        async def call(self, request: Any) -> Any:
-            if inspect.iscoroutine(request):
-                request.close()
-            self.writes += 1
-            return None
 
     tables: list[Any] = []
 
@@ -809,8 +798,7 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
         )
 
     async def main() -> dict[str, Any]:
-        api_client = async_client.ApiClient()
-        kube = NoWrites(api_client)
+        kube = FakeKube(on_apply=follow)
         autoscaler = Autoscaler(kube, load_catalog(), AutoscalerConfig(gateway_urls=gateways), Store())
         tables.append(autoscaler)
         start = time.time()
@@ -895,7 +883,6 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
             await autoscaler.tick(now)
             cpu.append(time.process_time() - began_cpu)
             wall.append(time.perf_counter() - began_wall)
-        await api_client.close()
         return {
             "clusters": clusters,
             "pods": len(pods),
@@ -903,7 +890,7 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
             "first_cpu": cpu[0],
             "cpu": cpu[1:],
             "wall": wall[1:],
-            "writes_per_tick": kube.writes / (ticks + 1),
+            "writes_per_tick": len(kube.writes) / (ticks + 1),
         }
 
     return asyncio.run(main())

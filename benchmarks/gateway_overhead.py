@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +84,17 @@ def free_port() -> int:
     from modelcluster.devcluster.controlplane import free_port as pick
 
     return pick()
+
+
+def test_support() -> ModuleType:
+    """The tests' support package (``tests/support``: the fake of the Kubernetes layer, polling), on first use.
+
+    Imported late: the pod commands run this file with a bare ``python3`` that has no project installed.
+    """
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    return importlib.import_module("support")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.3) -> None:

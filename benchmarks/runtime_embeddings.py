@@ -106,15 +106,6 @@ def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def set_torch_threads() -> None:
     threads = os.environ.get("TORCH_THREADS")
     if threads:
@@ -205,6 +196,8 @@ def infinity_binary() -> Path:
 
 
 def start_server(kind: str, max_batch: int, threads: int) -> Server:
+    from modelcluster.devcluster.controlplane import free_port
+
     port = free_port()
     env = {
         **os.environ,

@@ -18,14 +18,22 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 
 from modelcluster.devcluster import controlplane, netguard
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.controlplane import free_port
 from modelcluster.devcluster.tools import ensure_tools
 
-from support import TEST_CATALOG, Cluster, GatewayProcess, OperatorProcess, Tenant, create_key, eventually
+from support import (
+    TEST_CATALOG,
+    Cluster,
+    GatewayProcess,
+    OperatorProcess,
+    Tenant,
+    create_key,
+    drop_namespace,
+    eventually,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,11 +92,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     try:
         yield name
     finally:
-        try:
-            cluster.core.delete_namespace(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        drop_namespace(cluster.core, name)
 
 
 @pytest.fixture(scope="session")
@@ -168,14 +172,6 @@ def _new_tenant(cluster: Cluster, gateway: GatewayProcess) -> Tenant:
     return made
 
 
-def _drop_namespace(cluster: Cluster, name: str) -> None:
-    try:
-        cluster.core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
 @pytest.fixture
 def tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
     """A fresh tenant and key (the gateway sees the key within a second or two)."""
@@ -183,7 +179,7 @@ def tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
     try:
         yield made
     finally:
-        _drop_namespace(cluster, made.namespace)
+        drop_namespace(cluster.core, made.namespace)
 
 
 @pytest.fixture
@@ -192,4 +188,4 @@ def other_tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
     try:
         yield made
     finally:
-        _drop_namespace(cluster, made.namespace)
+        drop_namespace(cluster.core, made.namespace)

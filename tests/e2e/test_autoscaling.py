@@ -17,7 +17,7 @@ from kubernetes import client as k8s
 from modelcluster.api.naming import object_name
 from modelcluster.devcluster.offline_models import MODEL_ID as MINILM
 
-from support import Cluster, GatewayProcess, OperatorProcess, Tenant, create_key, eventually
+from support import Cluster, GatewayProcess, OperatorProcess, Tenant, create_key, eventually, modelcluster_body
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
@@ -27,12 +27,7 @@ SENTENCES = [f"sentence number {i} about cats, dogs and the weather in the city"
 
 
 def create(cluster: Cluster, namespace: str, spec: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelCluster",
-        "metadata": {"name": NAME},
-        "spec": {"model": MINILM, **spec},
-    }
+    body = modelcluster_body(MINILM, spec=spec)
     k8s.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
 

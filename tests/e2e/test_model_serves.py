@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 from modelcluster.api.naming import object_name
 from modelcluster.devcluster.offline_models import MODEL_ID
 
-from support import Cluster, OperatorProcess, eventually
+from support import Cluster, OperatorProcess, eventually, modelcluster_body
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
@@ -24,12 +24,7 @@ def test_model_cluster_serves_embeddings_from_a_real_runtime_pod(
         pytest.skip("needs the local control plane's process-backed pods (the runtime image is not pulled here)")
     name = object_name(MODEL_ID)
     objects = k8s.CustomObjectsApi(cluster.api_client)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelCluster",
-        "metadata": {"name": name},
-        "spec": {"model": MODEL_ID, "capacity": {"desired": 1, "max": 1}},
-    }
+    body = modelcluster_body(MODEL_ID, capacity={"desired": 1, "max": 1})
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
     def status() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from kubernetes import client as k8s
 from modelcluster.api.naming import object_name
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
 
-from support import Cluster, GatewayProcess, Tenant, create_key, eventually
+from support import Cluster, GatewayProcess, Tenant, create_key, eventually, modelcluster_body
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
@@ -30,12 +30,7 @@ def test_scaling_down_during_20_streams_loses_none(cluster: Cluster, gateway: Ga
         pytest.skip("needs the local control plane's process-backed pods")
     ns = tenant.namespace
     objects = k8s.CustomObjectsApi(cluster.api_client)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelCluster",
-        "metadata": {"name": NAME},
-        "spec": {"model": TINY_CHAT, "capacity": {"min": 2, "desired": 2, "max": 2}, "timeout": 600},
-    }
+    body = modelcluster_body(TINY_CHAT, capacity={"min": 2, "desired": 2, "max": 2}, timeout=600)
     objects.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
 
     def status() -> dict[str, Any]:

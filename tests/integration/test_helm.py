@@ -21,14 +21,13 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import dynamic
-from kubernetes.client.exceptions import ApiException
 
 from modelcluster.catalog.loader import load_catalog
 from modelcluster.crd import render_crd
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.gateway.keys import ApiKeyRecord, verify
 
-from support import Cluster, eventually
+from support import Cluster, drop_namespace, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelcluster"
@@ -244,19 +243,11 @@ def test_catalog_config_map_carries_the_model_images(tmp_path: Path) -> None:
 # --- a real install ---------------------------------------------------------------------------------------------
 
 
-def _delete_namespace(cluster: Cluster, name: str) -> None:
-    try:
-        cluster.core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
 @pytest.fixture
 def release_namespace(cluster: Cluster) -> Iterator[str]:
     name = f"mcs-{uuid.uuid4().hex[:8]}"
     yield name
-    _delete_namespace(cluster, name)
+    drop_namespace(cluster.core, name)
 
 
 def _exists(client: dynamic.DynamicClient, doc: Manifest) -> bool:

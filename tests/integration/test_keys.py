@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +21,13 @@ from kubernetes_asyncio import config as async_config
 from modelcluster.gateway.keys import key_id_of
 from modelcluster.gateway.keystore import KeyStore
 
-from support import Cluster
+from support import Cluster, drop_namespace, eventually_async
 
 pytestmark = pytest.mark.cluster
 
 CLI = Path(sys.executable).with_name("modelcluster")
 #: Seconds a running key store may take to follow a created or revoked key.
 DEADLINE = 10
-
-
-def delete_namespace(cluster: Cluster, name: str) -> None:
-    try:
-        cluster.core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
 
 
 def namespace_exists(cluster: Cluster, name: str) -> bool:
@@ -53,7 +45,7 @@ def key_namespace(cluster: Cluster) -> Iterator[str]:
     """A namespace for key Secrets that does not exist yet (``keys create`` makes it)."""
     name = f"keys-{uuid.uuid4().hex[:10]}"
     yield name
-    delete_namespace(cluster, name)
+    drop_namespace(cluster.core, name)
 
 
 @pytest.fixture
@@ -61,7 +53,7 @@ def tenant(cluster: Cluster) -> Iterator[str]:
     """A tenant whose namespace does not exist yet."""
     name = f"tenant-{uuid.uuid4().hex[:10]}"
     yield name
-    delete_namespace(cluster, name)
+    drop_namespace(cluster.core, name)
 
 
 @pytest.fixture
@@ -87,18 +79,6 @@ def created_key(result: subprocess.CompletedProcess[str]) -> str:
     key = result.stdout.splitlines()[-1]
     assert key_id_of(key) is not None, "the last line of standard output is not a key"
     return key
-
-
-async def until(probe: Callable[[], bool], what: str) -> None:
-    """Poll ``probe`` until it holds; fail after :data:`DEADLINE` seconds."""
-    try:
-        async with asyncio.timeout(DEADLINE):
-            while True:
-                if probe():
-                    return
-                await asyncio.sleep(0.05)  # the store offers no event to wait on: poll it
-    except TimeoutError:
-        raise AssertionError(f"timed out after {DEADLINE}s waiting for {what}") from None
 
 
 async def test_a_key_from_creation_to_revocation(
@@ -145,7 +125,9 @@ async def test_a_key_from_creation_to_revocation(
 
         # A key created while the store runs arrives through the watch.
         second = created_key(await run_keys_cli(cluster, key_namespace, "create", "--tenant", tenant))
-        await until(lambda: store.authenticate(f"Key {second}") is not None, "the store to learn the second key")
+        await eventually_async(
+            lambda: store.authenticate(f"Key {second}") is not None, DEADLINE, 0.05, "the store to learn the second key"
+        )
         second_record = store.authenticate(f"Key {second}")
         assert second_record is not None
         assert second_record.concurrency == 10
@@ -153,7 +135,9 @@ async def test_a_key_from_creation_to_revocation(
         revoked = await run_keys_cli(cluster, key_namespace, "revoke", key_id)
         assert revoked.returncode == 0, revoked.stderr
         assert key_id in revoked.stdout
-        await until(lambda: store.authenticate(f"Key {key}") is None, "the store to forget the revoked key")
+        await eventually_async(
+            lambda: store.authenticate(f"Key {key}") is None, DEADLINE, 0.05, "the store to forget the revoked key"
+        )
         assert store.authenticate(f"Key {second}") == second_record
     finally:
         await store.stop()

@@ -21,7 +21,7 @@ from modelcluster.api.naming import object_name
 from modelcluster.devcluster.controlplane import free_port
 from modelcluster.operator.run import EXIT_LEADERSHIP_LOST
 
-from support import Cluster, OperatorProcess, eventually, or_none
+from support import Cluster, OperatorProcess, eventually, modelcluster_body, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -101,12 +101,7 @@ def test_a_paused_leader_is_replaced_within_the_lease_and_writes_nothing_when_re
         assert holder() == "leader-a" and not second.leads()
 
         name = object_name(MODEL)
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelCluster",
-            "metadata": {"name": name},
-            "spec": {"model": MODEL, "capacity": {"min": 0, "desired": 0, "max": 1}, "timeout": 300},
-        }
+        body = modelcluster_body(MODEL, capacity={"min": 0, "desired": 0, "max": 1}, timeout=300)
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
         def deployment_memory() -> str | None:

@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
 from modelcluster.api.naming import object_name
 
-from support import Cluster, OperatorProcess, eventually
+from support import Cluster, OperatorProcess, eventually, modelcluster_body
 
 pytestmark = pytest.mark.cluster
 
@@ -36,12 +36,7 @@ def test_a_model_that_cannot_load_is_failed_with_the_runtimes_message_within_sec
     # The text runtime runs as a real process here, offline: a model outside its hub cache cannot load.
     model = "acme/missing-embedder"
     name = object_name(model)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelCluster",
-        "metadata": {"name": name},
-        "spec": {"model": model, "task": "feature-extraction"},
-    }
+    body = modelcluster_body(model, task="feature-extraction")
     k8s.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
     def first_failure() -> Any:

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.api.naming import object_name
 
-from support import GIANT_MODEL, REJECTED_MODEL, Cluster, OperatorProcess, eventually, or_none
+from support import GIANT_MODEL, REJECTED_MODEL, Cluster, OperatorProcess, eventually, modelcluster_body, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -27,12 +27,7 @@ def objects(cluster: Cluster) -> k8s.CustomObjectsApi:
 
 
 def model_cluster(model: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelCluster",
-        "metadata": {"name": object_name(model)},
-        "spec": {"model": model, **spec},
-    }
+    return modelcluster_body(model, spec=spec)
 
 
 def create(cluster: Cluster, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

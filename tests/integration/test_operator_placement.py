@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.api.naming import object_name
 
-from support import Cluster, OperatorProcess, eventually, or_none
+from support import Cluster, OperatorProcess, eventually, modelcluster_body, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -20,12 +20,7 @@ GPU_MEMORY = "nvidia.com/gpu.memory"
 
 def create(cluster: Cluster, namespace: str, model: str, **spec: Any) -> str:
     name = object_name(model)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelCluster",
-        "metadata": {"name": name},
-        "spec": {"model": model, **spec},
-    }
+    body = modelcluster_body(model, spec=spec)
     k8s.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     return name
 

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelcluster.api.naming import object_name
 
-from support import Cluster, OperatorProcess, eventually, or_none
+from support import Cluster, OperatorProcess, eventually, modelcluster_body, or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -118,12 +118,7 @@ def start_operator(cluster: Cluster, installed: Installed, directory: Path, args
 
 def create_cluster(cluster: Cluster, namespace: str) -> str:
     name = object_name(MODEL)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelCluster",
-        "metadata": {"name": name},
-        "spec": {"model": MODEL, "capacity": {"min": 0, "desired": 0, "max": 1}},
-    }
+    body = modelcluster_body(MODEL, capacity={"min": 0, "desired": 0, "max": 1})
     k8s.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     return name
 

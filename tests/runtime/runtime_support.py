@@ -1,21 +1,14 @@
-"""Helpers for the runtime tests: server handles, polling with a deadline, free loopback ports."""
+"""Helpers for the runtime tests: server handles (polling is ``support.eventually``; free ports are ``free_port``'s of
+:mod:`modelcluster.devcluster.controlplane`)."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from modelcluster.devcluster.controlplane import free_port as free_port
 
 
 class ServerHandle:
@@ -35,12 +28,3 @@ class ServerHandle:
             if line.startswith(wanted + " "):
                 return float(line.split()[-1])
         return 0.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from runtime_support import ServerHandle, wait_until
+from runtime_support import ServerHandle
 
 from modelcluster.api.errors import InputError
 from modelcluster.api.inputs import Payload
@@ -26,6 +26,8 @@ from modelcluster.runtime.offload import OFF_LOOP_BYTES, OFF_LOOP_ITEMS, off_loo
 from modelcluster.runtime.queueing import Job, batch_target, select_batch
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.tasks.base import Handler
+
+from support import eventually
 
 # --- pure decisions -------------------------------------------------------------------------------------------
 
@@ -184,9 +186,9 @@ def test_over_http_a_poisoned_request_fails_alone_and_the_server_keeps_serving(
     texts = ["one", "two", "poison", "four", "bad", "six"]
     with ThreadPoolExecutor(len(texts) + 1) as pool, httpx.Client(base_url=server.base_url, timeout=30) as client:
         holding = pool.submit(client.post, "/run", json={"text": "hold"})
-        wait_until(lambda: stub.calls == [["hold"]], 10, "the model to be busy")
+        eventually(lambda: stub.calls == [["hold"]], 10, 0.02, "the model to be busy")
         futures = [pool.submit(client.post, "/run", json={"text": text}) for text in texts]
-        wait_until(lambda: server.metric("modelcluster_runtime_queue_depth") == len(texts), 10, "a full queue")
+        eventually(lambda: server.metric("modelcluster_runtime_queue_depth") == len(texts), 10, 0.02, "a full queue")
         stub.release.set()
         answers = [future.result() for future in futures]
         assert holding.result().json()["output"] == "HOLD"

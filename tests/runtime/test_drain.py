@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from runtime_support import free_port, wait_until
+from runtime_support import free_port
 
 from modelcluster.runtime.server import DrainingServer
+
+from support import eventually
 
 DRAIN_DELAY_S = 3.0  # roomy: the checks made during the delay must fit in it on a busy machine
 TOKENS = 4000  # the tiny model allows 4096 positions; the stream must outlast the delay
@@ -66,7 +68,7 @@ def runtime_process(generation_models: dict[str, Path], tmp_path: Path) -> Itera
             return False
 
     try:
-        wait_until(ready, 180, "runtime process ready")
+        eventually(ready, 180, 0.02, "runtime process ready")
         yield handle
     finally:
         if process.poll() is None:
@@ -168,7 +170,7 @@ def test_sigterm_drains_and_exits_zero(runtime_process: RuntimeProcess) -> None:
             return True
         return False
 
-    wait_until(refused, 10, "new connections refused")
+    eventually(refused, 10, 0.02, "new connections refused")
     assert time.monotonic() - signalled >= DRAIN_DELAY_S
     assert stream.thread.is_alive(), "the stream ended before the drain delay was over; make it longer"
 

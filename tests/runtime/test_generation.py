@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from runtime_support import ServerHandle, wait_until
+from runtime_support import ServerHandle
+
+from support import eventually
 
 LONG = {"max_new_tokens": 3000, "min_new_tokens": 3000, "do_sample": False}
 
@@ -80,12 +82,15 @@ def test_disconnect_stops_generation(gpt2: ServerHandle) -> None:
         first = sock.recv(4096)
         assert b"200 OK" in first
     # the socket is closed: the generation must stop long before 3000 tokens
-    wait_until(
+    eventually(
         lambda: gpt2.metric("modelcluster_runtime_streams_cancelled_total") > cancelled_before,
         timeout=30,
+        interval=0.02,
         what="generation to stop",
     )
-    wait_until(lambda: gpt2.metric("modelcluster_runtime_in_flight_requests") == 0, timeout=30, what="idle")
+    eventually(
+        lambda: gpt2.metric("modelcluster_runtime_in_flight_requests") == 0, timeout=30, interval=0.02, what="idle"
+    )
     streamed = gpt2.metric("modelcluster_runtime_stream_chunks_total") - chunks_before
     assert streamed < 2500
 
@@ -111,7 +116,11 @@ def test_queue_overflow_answers_429_at_once(
     with server.client() as streaming, server.client() as waiting, server.client() as extra:
         with streaming.stream("POST", "/run", json={"text": "a", "params": LONG, "stream": True}) as running:
             assert running.status_code == 200
-            wait_until(lambda: server.metric("modelcluster_runtime_in_flight_requests") == 1, what="stream running")
+            eventually(
+                lambda: server.metric("modelcluster_runtime_in_flight_requests") == 1,
+                interval=0.02,
+                what="stream running",
+            )
             queued: dict[str, httpx.Response] = {}
             thread = threading.Thread(
                 target=lambda: queued.setdefault(
@@ -119,7 +128,9 @@ def test_queue_overflow_answers_429_at_once(
                 )
             )
             thread.start()
-            wait_until(lambda: server.metric("modelcluster_runtime_queue_depth") == 1, what="one request queued")
+            eventually(
+                lambda: server.metric("modelcluster_runtime_queue_depth") == 1, interval=0.02, what="one request queued"
+            )
             started = time.monotonic()
             overflow = extra.post("/run", json={"text": "c", "params": {"max_new_tokens": 2}})
             assert time.monotonic() - started < 2

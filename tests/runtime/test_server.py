@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from runtime_support import ServerHandle, free_port
 
+from support import eventually
+
 
 @pytest.fixture(scope="module")
 def classifier(serve: Callable[..., ServerHandle], text_models: dict[str, Path]) -> ServerHandle:
@@ -117,9 +119,9 @@ def test_invalid_json_and_wrong_body_type(classifier: ServerHandle) -> None:
 def test_failed_load_is_reported_not_crash_looping(serve: Callable[..., ServerHandle], tmp_path: Path) -> None:
     server = serve(tmp_path, "text-classification", wait_ready=False)
     with server.client() as client:
-        from runtime_support import wait_until
-
-        wait_until(lambda: client.get("/status").json()["output"]["status"] == "failed", what="load failure")
+        eventually(
+            lambda: client.get("/status").json()["output"]["status"] == "failed", interval=0.02, what="load failure"
+        )
         health = client.get("/health")
         assert health.status_code == 503
         assert health.json()["error"].startswith("Fatal, model failed to load:")

@@ -114,6 +114,20 @@ def bpe_tokenizer(*special: str) -> Any:
     return tokenizer
 
 
+def bert_config(tokenizer: Any, **extra: Any) -> dict[str, Any]:
+    """The one-layer BERT shape of the text models (and LayoutLM) over ``tokenizer``."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+        "pad_token_id": tokenizer.pad_token_id,
+        **extra,
+    }
+
+
 def llama_text_config(tokenizer: Any, **extra: Any) -> dict[str, Any]:
     return {
         "vocab_size": len(tokenizer),
@@ -131,6 +145,77 @@ def llama_text_config(tokenizer: Any, **extra: Any) -> dict[str, Any]:
 
 
 # --- text -----------------------------------------------------------------------------------------------------------
+
+#: The BERT head of each text task, and its labels.
+BERT_TASKS: dict[str, tuple[str, dict[int, str]]] = {
+    "fill-mask": ("BertForMaskedLM", {}),
+    "text-classification": ("BertForSequenceClassification", {0: "NEGATIVE", 1: "POSITIVE"}),
+    "token-classification": ("BertForTokenClassification", {0: "O", 1: "B-PER", 2: "I-PER"}),
+    "zero-shot-classification": ("BertForSequenceClassification", {0: "entailment", 1: "neutral", 2: "contradiction"}),
+    "question-answering": ("BertForQuestionAnswering", {}),
+}
+
+
+def bert(directory: Path, task: str) -> Path:
+    """A one-layer BERT with the head of ``task`` (:data:`BERT_TASKS`) and the WordPiece tokenizer."""
+    import transformers
+
+    class_name, labels = BERT_TASKS[task]
+    tokenizer = wordpiece_tokenizer()
+    tokenizer.save_pretrained(directory)
+    extra = {"id2label": labels, "label2id": {label: index for index, label in labels.items()}} if labels else {}
+    with seeded():
+        model = getattr(transformers, class_name)(transformers.BertConfig(**bert_config(tokenizer, **extra)))
+    model.save_pretrained(directory)
+    return directory
+
+
+def gpt2(directory: Path) -> Path:
+    """A one-layer GPT-2 over the tiny-chat BPE tokenizer, with its chat template."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tiny_models.bpe_tokenizer(chat_template=tiny_models.CHAT_TEMPLATE)
+    tokenizer.save_pretrained(directory)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=4096,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with seeded():
+        GPT2LMHeadModel(config).save_pretrained(directory)
+    return directory
+
+
+def bart(directory: Path) -> Path:
+    """A one-layer BART (summarization and any text-to-text task) over the tiny-chat BPE tokenizer."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    tokenizer = tiny_models.bpe_tokenizer()
+    tokenizer.save_pretrained(directory)
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=None,
+    )
+    with seeded():
+        BartForConditionalGeneration(config).save_pretrained(directory)
+    return directory
 
 
 def t5(directory: Path) -> Path:
@@ -158,6 +243,26 @@ def t5(directory: Path) -> Path:
 
 
 # --- vision ---------------------------------------------------------------------------------------------------------
+
+
+def vit(directory: Path) -> Path:
+    """A one-layer ViT image classifier (cat, dog, bird) on 32x32 images."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label={0: "cat", 1: "dog", 2: "bird"},
+        label2id={"cat": 0, "dog": 1, "bird": 2},
+    )
+    with seeded():
+        ViTForImageClassification(config).save_pretrained(directory)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
+    return directory
 
 
 def segformer(directory: Path) -> Path:
@@ -326,15 +431,7 @@ def layoutlm(directory: Path) -> Path:
     from transformers import LayoutLMConfig, LayoutLMForQuestionAnswering
 
     tokenizer = wordpiece_tokenizer()
-    config = LayoutLMConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = LayoutLMConfig(**bert_config(tokenizer))
     with seeded():
         LayoutLMForQuestionAnswering(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

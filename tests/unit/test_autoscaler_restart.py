@@ -5,28 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from modelcluster.catalog import Catalog
-from modelcluster.kube.client import Kube
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.autoscaling.loop import Autoscaler
 from modelcluster.operator.controller.store import Store
 
+from support import FakeKube
+
 NAME, NAMESPACE = "gpt2-1234abcd", "tenant"
-
-
-class CountingKube(Kube):
-    def __init__(self) -> None:
-        super().__init__(client.ApiClient())
-        self.writes: list[str] = []
-
-    async def apply(self, body: dict[str, Any], field_manager: str) -> dict[str, Any]:
-        self.writes.append(f"apply {body['kind']}")
-        return body
-
-    async def apply_cluster_status(self, namespace: str, name: str, status: dict[str, Any], field_manager: str) -> None:
-        self.writes.append(f"status {status}")
 
 
 def _store(status: dict[str, Any]) -> Store:
@@ -49,17 +35,15 @@ def _store(status: dict[str, Any]) -> Store:
 
 
 async def test_a_converged_cluster_is_not_written_after_a_restart(default_catalog: Catalog) -> None:
-    kube = CountingKube()
+    kube = FakeKube()
     autoscaler = Autoscaler(kube, default_catalog, AutoscalerConfig(), _store({"status": "stopped", "queueDepth": 0}))
     for _ in range(3):
         await autoscaler.tick(time.time())
     assert kube.writes == []
-    await kube.api_client.close()
 
 
 async def test_a_status_without_a_queue_depth_gets_one(default_catalog: Catalog) -> None:
-    kube = CountingKube()
+    kube = FakeKube()
     autoscaler = Autoscaler(kube, default_catalog, AutoscalerConfig(), _store({"status": "stopped"}))
     await autoscaler.tick(time.time())
     assert kube.writes == ["status {'queueDepth': 0}"]
-    await kube.api_client.close()

@@ -35,6 +35,8 @@ from modelcluster.gateway.limits import ConcurrencyLimiter
 from modelcluster.kube.client import KubeError
 from modelcluster.kube.informer import Backoff
 
+from support import eventually_async
+
 KEY = "mc_0123456789ab_" + "A" * 20 + "-_" + "z" * 21
 OTHER_KEY = "mc_0123456789ab_" + "B" * 43
 
@@ -378,14 +380,6 @@ class ScriptedSecrets:
         return Answer({"metadata": metadata, "items": items[start:end]})
 
 
-async def until(probe: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
-        while True:
-            if probe():
-                return
-            await asyncio.sleep(0.01)
-
-
 StartStore = Callable[..., Awaitable[KeyStore]]
 FAST = Backoff(initial=0.01, maximum=0.04)
 
@@ -418,14 +412,14 @@ async def test_the_store_lists_again_after_410_gone(start_store: StartStore) -> 
     store = await start_store(api)
     assert store.ready
     assert store.authenticate(f"Key {first}") is not None  # served from the initial list at once
-    await until(lambda: store.authenticate(f"Key {second}") is not None)
+    await eventually_async(lambda: store.authenticate(f"Key {second}") is not None)
     assert api.listed == 1
 
     watch.push(GONE)
-    await until(lambda: store.authenticate(f"Key {first}") is None)
+    await eventually_async(lambda: store.authenticate(f"Key {first}") is None)
     assert store.authenticate(f"Key {second}") is not None
     assert api.listed == 2
-    await until(lambda: api.watched_from == ["10", "20"])
+    await eventually_async(lambda: api.watched_from == ["10", "20"])
     assert watch.released
     assert store.ready
 
@@ -434,9 +428,9 @@ async def test_a_410_answer_to_the_watch_request_lists_again(start_store: StartS
     key = generate_key()
     api = ScriptedSecrets([("10", []), ("20", [key_secret(key, "15")])], [Stream(status=410)])
     store = await start_store(api)
-    await until(lambda: store.authenticate(key) is not None)
+    await eventually_async(lambda: store.authenticate(key) is not None)
     assert api.listed == 2
-    await until(lambda: api.watched_from == ["10", "20"])
+    await eventually_async(lambda: api.watched_from == ["10", "20"])
 
 
 async def test_the_store_resumes_after_an_error_without_listing(start_store: StartStore) -> None:
@@ -444,7 +438,7 @@ async def test_the_store_resumes_after_an_error_without_listing(start_store: Sta
     broken = Stream(event("ADDED", key_secret(first, "12")), aiohttp.ClientConnectionError("reset"))
     api = ScriptedSecrets([("10", [])], [broken, Stream(event("ADDED", key_secret(second, "13")))])
     store = await start_store(api)
-    await until(lambda: store.authenticate(f"Key {second}") is not None)
+    await eventually_async(lambda: store.authenticate(f"Key {second}") is not None)
     assert store.authenticate(f"Key {first}") is not None
     assert api.listed == 1
     assert api.watched_from == ["10", "12"]
@@ -456,7 +450,7 @@ async def test_a_watch_the_server_ends_resumes_from_the_last_version(start_store
     bookmark = event("BOOKMARK", {"kind": "Secret", "metadata": {"resourceVersion": "17"}})
     api = ScriptedSecrets([("10", [])], [Stream(bookmark, END), Stream(event("ADDED", key_secret(key, "18")))])
     store = await start_store(api)
-    await until(lambda: store.authenticate(key) is not None)
+    await eventually_async(lambda: store.authenticate(key) is not None)
     assert api.watched_from == ["10", "17"]
     assert api.listed == 1
 
@@ -467,7 +461,7 @@ async def test_the_store_forgets_deleted_keys(start_store: StartStore) -> None:
     store = await start_store(ScriptedSecrets([("10", [key_secret(key, "5")])], [watch]))
     assert store.authenticate(key) is not None
     watch.push(event("DELETED", key_secret(key, "14")))
-    await until(lambda: store.authenticate(key) is None)
+    await eventually_async(lambda: store.authenticate(key) is None)
     assert len(store) == 0
 
 
@@ -479,13 +473,13 @@ async def test_the_store_lists_every_page(start_store: StartStore) -> None:
     assert all(store.authenticate(key) is not None for key in keys)
     assert [page.get("_continue") for page in api.pages] == [None, "2", "4"]
     assert all(page["limit"] >= 2 for page in api.pages)
-    await until(lambda: api.watched_from == ["10"])
+    await eventually_async(lambda: api.watched_from == ["10"])
 
 
 async def test_the_watch_asks_for_the_configured_timeout(start_store: StartStore) -> None:
     api = ScriptedSecrets([("10", [])], [])
     await start_store(api, watch_timeout=7)
-    await until(lambda: len(api.watches) == 1)
+    await eventually_async(lambda: len(api.watches) == 1)
     options = api.watches[0]
     assert (options["timeout_seconds"], options["allow_watch_bookmarks"]) == (7, True)
     assert options["_request_timeout"] > 7
@@ -510,7 +504,7 @@ async def test_damaged_secrets_are_logged_and_forgotten(
     assert f"ignoring Secret keys/{broken['metadata']['name']}" in caplog.text
 
     watch.push(event("MODIFIED", with_data(key_secret(good, "12"), concurrency="lots")))
-    await until(lambda: store.authenticate(good) is None)
+    await eventually_async(lambda: store.authenticate(good) is None)
     assert len(store) == 0
     assert store.ready
 
@@ -524,7 +518,7 @@ async def test_failures_back_off_and_a_working_watch_starts_over(
     broken = Stream(event("ADDED", key_secret(key, "12")), aiohttp.ClientPayloadError("cut"))
     api = ScriptedSecrets([("10", [])], [*failing, broken, Stream()])
     store = await start_store(api)
-    await until(lambda: len(api.watches) == 6)
+    await eventually_async(lambda: len(api.watches) == 6)
     assert store.authenticate(key) is not None
     assert api.watched_from == ["10"] * 5 + ["12"]
     delays = [record.args[-1] for record in caplog.records if "retrying in" in record.getMessage()]

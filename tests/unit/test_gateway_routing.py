@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import jsonschema_rs
 import pytest
@@ -53,20 +53,13 @@ from modelcluster.operator.builders.plan import plan
 from modelcluster.operator.builders.replicas import desired_replicas, wake_remaining, woken_at
 from modelcluster.operator.builders.workload import PodOptions
 
+from support import FakeKube, eventually_async
+
 NS = "tenant"
 NAME = "gpt2-1234abcd"
 KEY = (NS, NAME)
 MODEL_ID = "openai-community/gpt2"
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
-
-
-async def until(probe: Callable[[], bool]) -> None:
-    """Poll ``probe`` (state that offers no event to wait on) until it holds; fail after 5 seconds."""
-    async with asyncio.timeout(5):
-        while True:
-            if probe():
-                return
-            await asyncio.sleep(0.005)
 
 
 # --- EndpointSlices -----------------------------------------------------------------------
@@ -607,23 +600,6 @@ def test_the_plan_of_a_running_cluster_keeps_its_replicas_when_woken(default_cat
 # --- holding and waking requests ----------------------------------------------------------
 
 
-class FakeKube:
-    """``patch_cluster`` of :class:`Kube`: records each patch and answers the merged object."""
-
-    def __init__(self, clusters: ClusterTable) -> None:
-        self.clusters = clusters
-        self.patches: list[tuple[str, str, dict[str, Any]]] = []
-
-    async def patch_cluster(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.patches.append((namespace, name, patch))
-        await asyncio.sleep(0)  # the answer comes back later than the request left
-        current = self.clusters.get((namespace, name))
-        assert current is not None, name
-        metadata = dict(current["metadata"])
-        metadata["annotations"] = {**(metadata.get("annotations") or {}), **patch["metadata"]["annotations"]}
-        return {**current, "metadata": metadata}
-
-
 @dataclass
 class Routing:
     """A router with real tables, wired as the gateway wires them, and requests made the way routes make them."""
@@ -641,10 +617,9 @@ class Routing:
 
     def __post_init__(self) -> None:
         self.clusters = ClusterTable()
-        self.kube = FakeKube(self.clusters)
+        self.kube = FakeKube(read=lambda namespace, name: self.clusters.get((namespace, name)))
         self.demand = Demand(self.metrics)
-        kube = cast(Kube, self.kube)
-        self.router = Router(self.settings, kube, self.clusters, self.endpoints, self.demand, self.metrics)
+        self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
         self.endpoints.on_change = self.router.changed
         self.clusters.on_change = self.router.changed
 
@@ -720,7 +695,7 @@ async def test_a_held_request_is_released_the_moment_an_endpoint_appears(make_ro
         return endpoint
 
     task = asyncio.create_task(request())
-    await until(lambda: routing.held() == 1)
+    await eventually_async(lambda: routing.held() == 1)
     assert routing.gauge("modelcluster_gateway_held_requests") == 1.0
     assert not task.done()
 
@@ -738,15 +713,15 @@ async def test_a_burst_on_a_stopped_cluster_writes_one_wake(make_routing: MakeRo
     routing.clusters.reset([stored_cluster(STOPPED)])
     gate = asyncio.Event()
     tasks = [asyncio.create_task(routing.request(n, gate)) for n in range(50)]
-    await until(lambda: routing.held() == 50)
+    await eventually_async(lambda: routing.held() == 50)
     wakes = routing.metrics.registry.get_sample_value
-    await until(lambda: wakes("modelcluster_gateway_wakes_total", {"namespace": NS, "model": NAME}) == 1.0)
+    await eventually_async(lambda: wakes("modelcluster_gateway_wakes_total", {"namespace": NS, "model": NAME}) == 1.0)
     # The woken object came back through the table, so every held request looked again; none wrote again.
     assert WAKE_ANNOTATION in (routing.clusters.get(KEY) or {})["metadata"]["annotations"]
 
     routing.clusters.event("MODIFIED", stored_cluster(RUNNING))  # the operator brings a replica up
     routing.endpoints.event("ADDED", POD)
-    await until(lambda: len(routing.granted) == 50)
+    await eventually_async(lambda: len(routing.granted) == 50)
     gate.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
 
@@ -771,9 +746,9 @@ async def test_a_failed_wake_is_written_again_by_the_next_request(make_routing: 
 
     routing.kube.patch_cluster = flaky  # type: ignore[method-assign]
     first = asyncio.create_task(routing.request(1))
-    await until(lambda: len(routing.kube.patches) == 1)  # written and failed in one step
+    await eventually_async(lambda: len(routing.kube.patches) == 1)  # written and failed in one step
     second = asyncio.create_task(routing.request(2))
-    await until(lambda: len(routing.kube.patches) == 2)
+    await eventually_async(lambda: len(routing.kube.patches) == 2)
     routing.endpoints.event("ADDED", POD)
     await asyncio.wait_for(asyncio.gather(first, second), 5)
     assert len(routing.kube.patches) == 2
@@ -784,7 +759,7 @@ async def test_past_the_hold_limit_requests_are_refused(make_routing: MakeRoutin
     routing = make_routing(hold_limit=3)
     routing.clusters.reset([stored_cluster(RUNNING)])
     held = [asyncio.create_task(routing.request(n)) for n in range(3)]
-    await until(lambda: routing.held() == 3)
+    await eventually_async(lambda: routing.held() == 3)
     with pytest.raises(RateLimited) as refused:
         await routing.request(4)
     assert refused.value.retry_after == 1
@@ -814,7 +789,7 @@ async def test_a_deleted_cluster_answers_its_held_requests_not_found(make_routin
     routing = make_routing()
     routing.clusters.reset([stored_cluster(RUNNING)])
     held = [asyncio.create_task(routing.request(n)) for n in range(3)]
-    await until(lambda: routing.held() == 3)
+    await eventually_async(lambda: routing.held() == 3)
     routing.clusters.event("DELETED", stored_cluster(RUNNING))
     outcomes = await asyncio.wait_for(asyncio.gather(*held, return_exceptions=True), 1)
     assert all(isinstance(outcome, NotFound) for outcome in outcomes)
@@ -826,7 +801,7 @@ async def test_a_cluster_that_fails_answers_unavailable_with_its_message(make_ro
     routing = make_routing()
     routing.clusters.reset([stored_cluster(RUNNING)])
     held = asyncio.create_task(routing.request())
-    await until(lambda: routing.held() == 1)
+    await eventually_async(lambda: routing.held() == 1)
     failed = {"status": "failed", "reason": "Unschedulable", "message": "no node has a free GPU"}
     routing.clusters.event("MODIFIED", stored_cluster(failed))
     with pytest.raises(Unavailable) as unavailable:
@@ -847,14 +822,14 @@ async def test_a_pod_at_its_limit_gets_its_held_requests_one_by_one(make_routing
     routing.clusters.reset([stored_cluster(RUNNING)])
     gates = [asyncio.Event() for _ in range(20)]
     tasks = [asyncio.create_task(routing.request(n, gates[n])) for n in range(20)]
-    await until(lambda: routing.held() == 20)
+    await eventually_async(lambda: routing.held() == 20)
 
     routing.endpoints.event("ADDED", POD)
-    await until(lambda: len(routing.granted) == 4)
+    await eventually_async(lambda: len(routing.granted) == 4)
     assert routing.held() == 16
     for released in range(16):
         gates[routing.granted[released]].set()
-        await until(lambda released=released: len(routing.granted) == 5 + released)
+        await eventually_async(lambda released=released: len(routing.granted) == 5 + released)
         assert routing.active <= 4
         assert routing.held() == 15 - released  # one released slot, one more request: a drip
     for gate in gates:
@@ -870,7 +845,7 @@ async def test_a_request_cancelled_while_held_leaves_no_count_behind(make_routin
     routing = make_routing()
     routing.clusters.reset([stored_cluster(RUNNING)])
     held = asyncio.create_task(routing.request())
-    await until(lambda: routing.held() == 1)
+    await eventually_async(lambda: routing.held() == 1)
     held.cancel()
     with pytest.raises(asyncio.CancelledError):
         await held

@@ -18,63 +18,10 @@ from modelcluster.operator.controller.store import Store
 from modelcluster.operator.controller.workers import Controller, recheck_delay
 from modelcluster.operator.metrics import ReconcileMetrics
 
+from support import FakeKube
+
+NAME = "gpt2-1234abcd"
 GPT2 = {"model": "openai-community/gpt2", "capacity": {"desired": 0, "max": 2}}
-
-
-def _fields(body: Body) -> dict[str, Any]:
-    """A stand-in for the apiserver's fieldsV1: the keys a manager set."""
-    return {f"f:{key}": {} for key in sorted(body.get("spec") or {})}
-
-
-class FakeApi:
-    """An in-memory apiserver good enough for the reconciler (server-side apply, roughly)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], Body] = {}
-        self.applies: list[tuple[str, str, Body]] = []
-        self.statuses: list[Body] = []
-        self.events: list[Body] = []
-        self.fail_with: KubeError | None = None
-        self.version = 100
-
-    async def apply(self, body: Body, field_manager: str) -> Body:
-        if self.fail_with is not None:
-            raise self.fail_with
-        key = (body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])
-        self.applies.append((body["kind"], field_manager, copy.deepcopy(body)))
-        current = self.objects.setdefault(key, {"kind": body["kind"], "metadata": {}, "spec": {}, "status": {}})
-        metadata = current["metadata"]
-        metadata.update({k: v for k, v in body["metadata"].items() if k != "annotations"})
-        metadata.setdefault("annotations", {}).update(body["metadata"].get("annotations") or {})
-        current["spec"].update(body.get("spec", {}))
-        managed = [m for m in metadata.get("managedFields", []) if m["manager"] != field_manager]
-        if field_manager == REPLICAS_FIELD_MANAGER:  # forced: ownership of replicas moves over
-            for entry in managed:
-                entry["fieldsV1"].pop("f:replicas", None)
-        managed.append({"manager": field_manager, "operation": "Apply", "fieldsV1": _fields(body)})
-        metadata["managedFields"] = managed
-        self.version += 1
-        metadata["resourceVersion"] = str(self.version)
-        return copy.deepcopy(current)
-
-    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
-        assert field_manager == FIELD_MANAGER
-        self.statuses.append(status)
-
-    async def post_event(self, event: Body) -> None:
-        self.events.append(event)
-
-    async def get_cluster(self, namespace: str, name: str) -> Body | None:
-        raise AssertionError("reconciles read the store, not the apiserver")
-
-    async def get_deployment(self, namespace: str, name: str) -> Body | None:
-        raise AssertionError("reconciles read the store, not the apiserver")
-
-    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
-        raise AssertionError("reconciles read the store, not the apiserver")
-
-    def child(self, kind: str, name: str = "gpt2-1234abcd") -> Body:
-        return copy.deepcopy(self.objects[(kind, "tenant", name)])
 
 
 def cluster(spec: dict[str, Any], name: str = "gpt2-1234abcd", status: Body | None = None, generation: int = 2) -> Body:
@@ -88,16 +35,16 @@ def cluster(spec: dict[str, Any], name: str = "gpt2-1234abcd", status: Body | No
 
 
 @pytest.fixture
-def api() -> FakeApi:
-    return FakeApi()
+def api() -> FakeKube:
+    return FakeKube(status_manager=FIELD_MANAGER, replicas_manager=REPLICAS_FIELD_MANAGER)
 
 
 @pytest.fixture
-def reconciler(api: FakeApi, default_catalog: Catalog) -> Reconciler:
+def reconciler(api: FakeKube, default_catalog: Catalog) -> Reconciler:
     return Reconciler(api=api, catalog=default_catalog, pods=PodOptions(), unschedulable_deadline=timedelta(minutes=5))
 
 
-async def _converged(api: FakeApi, reconciler: Reconciler, spec: dict[str, Any]) -> tuple[Body, Memory]:
+async def _converged(api: FakeKube, reconciler: Reconciler, spec: dict[str, Any]) -> tuple[Body, Memory]:
     """A cluster after its first reconcile, with its stored status, and the memory of that reconcile."""
     memory = Memory()
     body = cluster(spec)
@@ -106,11 +53,11 @@ async def _converged(api: FakeApi, reconciler: Reconciler, spec: dict[str, Any])
     return body, memory
 
 
-def _seen(api: FakeApi) -> Seen:
-    return Seen(deployment=api.child("Deployment"), service=api.child("Service"))
+def _seen(api: FakeKube) -> Seen:
+    return Seen(deployment=api.stored("Deployment", "tenant", NAME), service=api.stored("Service", "tenant", NAME))
 
 
-async def test_create_applies_service_deployment_then_replicas(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_create_applies_service_deployment_then_replicas(api: FakeKube, reconciler: Reconciler) -> None:
     derived = await reconciler.reconcile(cluster(GPT2), Seen(), Memory())
     kinds = [(kind, manager) for kind, manager, _ in api.applies]
     assert kinds == [("Service", FIELD_MANAGER), ("Deployment", FIELD_MANAGER), ("Deployment", REPLICAS_FIELD_MANAGER)]
@@ -127,7 +74,7 @@ async def test_create_applies_service_deployment_then_replicas(api: FakeApi, rec
 
 
 @pytest.mark.parametrize("fresh_memory", [False, True], ids=["same-process", "after-restart"])
-async def test_a_converged_cluster_costs_no_request(api: FakeApi, reconciler: Reconciler, fresh_memory: bool) -> None:
+async def test_a_converged_cluster_costs_no_request(api: FakeKube, reconciler: Reconciler, fresh_memory: bool) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
     statuses = len(api.statuses)
@@ -136,14 +83,14 @@ async def test_a_converged_cluster_costs_no_request(api: FakeApi, reconciler: Re
     assert len(api.statuses) == statuses
 
 
-async def test_a_child_the_store_has_not_seen_yet_is_not_applied_twice(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_child_the_store_has_not_seen_yet_is_not_applied_twice(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
     await reconciler.reconcile(body, Seen(), memory)
     assert api.applies == []
 
 
-async def test_a_changed_spec_applies_the_body_without_replicas(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_changed_spec_applies_the_body_without_replicas(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
     body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
@@ -154,7 +101,7 @@ async def test_a_changed_spec_applies_the_body_without_replicas(api: FakeApi, re
     assert derived.status.observed_generation == 3
 
 
-async def test_a_capacity_change_leaves_the_deployment_to_the_autoscaler(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_capacity_change_leaves_the_deployment_to_the_autoscaler(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
     body["spec"] = {**GPT2, "capacity": {"desired": 1, "max": 3}}
@@ -162,10 +109,10 @@ async def test_a_capacity_change_leaves_the_deployment_to_the_autoscaler(api: Fa
     assert api.applies == []
 
 
-async def test_drift_by_another_writer_is_applied_back(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_drift_by_another_writer_is_applied_back(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
-    edited = api.child("Deployment")
+    edited = api.stored("Deployment", "tenant", NAME)
     # `kubectl edit` of a field the operator owns: the field moves to the other manager.
     for entry in edited["metadata"]["managedFields"]:
         if entry["manager"] == FIELD_MANAGER:
@@ -174,32 +121,32 @@ async def test_drift_by_another_writer_is_applied_back(api: FakeApi, reconciler:
         {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:template": {}}}
     )
     edited["metadata"]["resourceVersion"] = "900"
-    await reconciler.reconcile(body, Seen(deployment=edited, service=api.child("Service")), memory)
+    await reconciler.reconcile(body, Seen(deployment=edited, service=api.stored("Service", "tenant", NAME)), memory)
     assert [(kind, manager) for kind, manager, _ in api.applies] == [("Deployment", FIELD_MANAGER)]
 
 
-async def test_a_stale_store_copy_is_no_drift(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_stale_store_copy_is_no_drift(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
-    stale = api.child("Deployment")
+    stale = api.stored("Deployment", "tenant", NAME)
     # The copy between the create and the replicas hand-over: the operator still owned spec.replicas then.
     for entry in stale["metadata"]["managedFields"]:
         if entry["manager"] == FIELD_MANAGER:
             entry["fieldsV1"]["f:replicas"] = {}
     stale["metadata"]["resourceVersion"] = "1"
-    await reconciler.reconcile(body, Seen(deployment=stale, service=api.child("Service")), memory)
+    await reconciler.reconcile(body, Seen(deployment=stale, service=api.stored("Service", "tenant", NAME)), memory)
     assert api.applies == []
 
 
-async def test_a_deleted_child_is_created_again(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_deleted_child_is_created_again(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
     memory.forget(("tenant", "gpt2-1234abcd", "Service"))
-    await reconciler.reconcile(body, Seen(deployment=api.child("Deployment")), memory)
+    await reconciler.reconcile(body, Seen(deployment=api.stored("Deployment", "tenant", NAME)), memory)
     assert [(kind, manager) for kind, manager, _ in api.applies] == [("Service", FIELD_MANAGER)]
 
 
-async def test_a_rejected_child_lands_in_status_and_an_event(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_rejected_child_lands_in_status_and_an_event(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
     body["metadata"]["generation"] = 3
@@ -214,14 +161,14 @@ async def test_a_rejected_child_lands_in_status_and_an_event(api: FakeApi, recon
     assert [(e["reason"], e["type"]) for e in api.events] == [("ChildRejected", "Warning")]
 
 
-async def test_an_apiserver_outage_raises_for_a_retry(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_an_apiserver_outage_raises_for_a_retry(api: FakeKube, reconciler: Reconciler) -> None:
     api.fail_with = KubeError(500, "etcd timeout")
     with pytest.raises(KubeError):
         await reconciler.reconcile(cluster(GPT2), Seen(), Memory())
     assert api.statuses == []
 
 
-async def test_unknown_model_without_task_creates_nothing(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_unknown_model_without_task_creates_nothing(api: FakeKube, reconciler: Reconciler) -> None:
     derived = await reconciler.reconcile(cluster({"model": "someone/unknown"}), Seen(), Memory())
     assert api.applies == []
     assert derived.status.status == "failed"
@@ -230,7 +177,7 @@ async def test_unknown_model_without_task_creates_nothing(api: FakeApi, reconcil
     assert api.statuses[-1]["status"] == "failed"
 
 
-async def test_unknown_model_with_task_runs(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_unknown_model_with_task_runs(api: FakeKube, reconciler: Reconciler) -> None:
     await reconciler.reconcile(cluster({"model": "someone/unknown", "task": "fill-mask"}), Seen(), Memory())
     assert [kind for kind, _, _ in api.applies] == ["Service", "Deployment", "Deployment"]
 
@@ -246,14 +193,14 @@ async def test_unknown_model_with_task_runs(api: FakeApi, reconciler: Reconciler
         (cluster({"model": "openai-community/gpt2", "task": "juggling"}), "UnknownTask"),
     ],
 )
-async def test_bad_input_never_raises(api: FakeApi, reconciler: Reconciler, body: Body, reason: str) -> None:
+async def test_bad_input_never_raises(api: FakeKube, reconciler: Reconciler, body: Body, reason: str) -> None:
     derived = await reconciler.reconcile(body, Seen(), Memory())
     assert derived.status.status == "failed"
     assert derived.status.reason == reason
     assert api.applies == []
 
 
-async def test_unchanged_status_is_not_written_again(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_unchanged_status_is_not_written_again(api: FakeKube, reconciler: Reconciler) -> None:
     body = cluster({"model": "someone/unknown"})
     await reconciler.reconcile(body, Seen(), Memory())
     assert len(api.statuses) == 1
@@ -262,7 +209,7 @@ async def test_unchanged_status_is_not_written_again(api: FakeApi, reconciler: R
     assert len(api.statuses) == 1
 
 
-async def test_foreign_status_fields_are_never_written(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_foreign_status_fields_are_never_written(api: FakeKube, reconciler: Reconciler) -> None:
     body = cluster({"model": "someone/unknown"}, status={"queueDepth": 5, "lastRequestTime": "2026-01-01T00:00:00Z"})
     await reconciler.reconcile(body, Seen(), Memory())
     assert "queueDepth" not in api.statuses[-1] and "lastRequestTime" not in api.statuses[-1]
@@ -283,7 +230,7 @@ UNSCHEDULABLE_POD = {
 }
 
 
-async def test_controller_reads_the_store_counts_metrics_and_rechecks(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_controller_reads_the_store_counts_metrics_and_rechecks(api: FakeKube, reconciler: Reconciler) -> None:
     metrics = ReconcileMetrics.create()
     store = Store()
     store.synced.set()
@@ -303,7 +250,7 @@ async def test_controller_reads_the_store_counts_metrics_and_rechecks(api: FakeA
     assert sample("controller_runtime_reconcile_time_seconds_count", {"controller": "modelcluster"}) == 2
 
 
-async def test_controller_skips_missing_and_deleting(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_controller_skips_missing_and_deleting(api: FakeKube, reconciler: Reconciler) -> None:
     store = Store()
     store.synced.set()
     controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
@@ -315,7 +262,7 @@ async def test_controller_skips_missing_and_deleting(api: FakeApi, reconciler: R
     assert api.applies == []
 
 
-async def test_a_deleted_child_is_forgotten_and_its_cluster_queued(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_deleted_child_is_forgotten_and_its_cluster_queued(api: FakeKube, reconciler: Reconciler) -> None:
     store = Store()
     controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
     queue = controller.start()
@@ -337,7 +284,7 @@ def test_recheck_delay_is_after_the_deadline() -> None:
     assert recheck_delay(status) == 5.0
 
 
-async def test_a_rejected_spec_is_not_retried_until_it_changes(api: FakeApi, reconciler: Reconciler) -> None:
+async def test_a_rejected_spec_is_not_retried_until_it_changes(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
     body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
     body["metadata"]["generation"] = 3
@@ -364,7 +311,7 @@ async def test_a_rejected_spec_is_not_retried_until_it_changes(api: FakeApi, rec
     ],
 )
 async def test_a_cluster_deleted_while_reconciling_is_not_retried(
-    api: FakeApi, reconciler: Reconciler, error: KubeError
+    api: FakeKube, reconciler: Reconciler, error: KubeError
 ) -> None:
     store = Store()
     store.synced.set()

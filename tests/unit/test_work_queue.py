@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
 
 import pytest
 
@@ -13,14 +12,9 @@ from modelcluster.kube.client import KubeError
 from modelcluster.operator.controller.locks import KeyedLocks
 from modelcluster.operator.controller.queue import RETRY_DELAYS, WorkQueue, retry_delay
 
+from support import eventually_async
+
 KEY = ("ns", "a")
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll ``condition`` (changed by the queue's own tasks) with a deadline."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - the state belongs to the code under test, which has no event
-            await asyncio.sleep(0.005)
 
 
 def test_retry_delay_grows_then_stays_at_the_last_step() -> None:
@@ -48,7 +42,7 @@ async def test_any_error_is_logged_and_retried_with_the_same_request(
     queue = WorkQueue(work, retry_delays=(0.01,))
     with caplog.at_level(logging.WARNING, logger="modelcluster.operator.controller.queue"):
         queue.request(KEY, 0, apply=True)
-        await until(lambda: len(calls) == 2 and queue.pending() == 0)
+        await eventually_async(lambda: len(calls) == 2 and queue.pending() == 0)
     assert calls == [True, True]
     assert queue.failures(KEY) == 0
     assert any("ns/a" in record.getMessage() and "retrying" in record.getMessage() for record in caplog.records)
@@ -68,7 +62,7 @@ async def test_a_failing_key_is_never_dropped_and_backs_off() -> None:
     delays = (0.01, 0.02, 0.04, 0.08)
     queue = WorkQueue(work, retry_delays=delays)
     queue.request(KEY, 0)
-    await until(lambda: len(times) == 6 and queue.pending() == 0)
+    await eventually_async(lambda: len(times) == 6 and queue.pending() == 0)
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     for gap, delay in zip(gaps, (0.01, 0.02, 0.04, 0.08, 0.08), strict=True):
         assert gap >= delay * 0.99
@@ -89,7 +83,7 @@ async def test_a_deadline_recheck_survives_a_failure() -> None:
 
     queue = WorkQueue(work, retry_delays=(0.01,))
     queue.request(KEY, 0)
-    await until(lambda: len(calls) == 3 and queue.pending() == 0)
+    await eventually_async(lambda: len(calls) == 3 and queue.pending() == 0)
     assert calls == ["a", "a", "a"]
     await queue.close()
 
@@ -105,9 +99,9 @@ async def test_a_request_during_backoff_runs_no_later_than_asked() -> None:
 
     queue = WorkQueue(work, retry_delays=(60,))
     queue.request(KEY, 0)
-    await until(lambda: len(calls) == 1 and queue.failures(KEY) == 1)
+    await eventually_async(lambda: len(calls) == 1 and queue.failures(KEY) == 1)
     queue.request(KEY, 0.01)  # an event: sooner than the minute of back-off, and the apply is kept
-    await until(lambda: len(calls) == 2, within=2)
+    await eventually_async(lambda: len(calls) == 2, within=2)
     await queue.close()
 
 

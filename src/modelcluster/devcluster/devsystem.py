@@ -29,8 +29,7 @@ import httpx
 import yaml
 
 from modelcluster.api.naming import object_name
-from modelcluster.crd.definition import render_crd
-from modelcluster.devcluster import controlplane, netguard, processes
+from modelcluster.devcluster import controlplane, netguard, processes, system
 from modelcluster.devcluster.binaries import log
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.devlog import FileFollower, PrefixedLog, pod_log_name, relay
@@ -39,9 +38,10 @@ from modelcluster.devcluster.tiny_models import MODEL_ID as CHAT_MODEL_ID
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.gateway.keys import key_id_of
 
-CRD_NAME = "modelclusters.modelcluster.dev"
+CRD_NAME = system.CRD_NAME
 DEV_TENANT = "dev"
-SYSTEM_NAMESPACE = "modelcluster-system"
+SYSTEM_NAMESPACE = system.SYSTEM_NAMESPACE
+DEV_NAMESPACES = (SYSTEM_NAMESPACE, DEV_TENANT)
 GATEWAY_PORT = 8080
 OPERATOR_HEALTH_PORT = 8081
 OPERATOR_METRICS_PORT = 8082
@@ -67,41 +67,29 @@ class Ports:
 
 def sample_cluster() -> dict[str, Any]:
     """A ModelCluster for the small model that the local cluster serves offline."""
-    return {
-        "apiVersion": "modelcluster.dev/v1alpha1",
-        "kind": "ModelCluster",
-        "metadata": {"name": object_name(MODEL_ID), "namespace": DEV_TENANT},
-        "spec": {"model": MODEL_ID, "capacity": {"min": 1, "desired": 1, "max": 1}},
-    }
+    return system.modelcluster_body(MODEL_ID, namespace=DEV_TENANT, capacity={"min": 1, "desired": 1, "max": 1})
 
 
 def namespaces() -> list[dict[str, Any]]:
     """The namespaces the dev system uses: the operator's lease and the key Secrets, and the dev tenant."""
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "modelcluster"}},
-        }
-        for name in (SYSTEM_NAMESPACE, DEV_TENANT)
-    ]
+    return system.namespace_bodies(DEV_NAMESPACES)
 
 
 def operator_argv(executable: Path, name: str, ports: Ports) -> list[str]:
     """The operator as it runs in a cluster: leader election on, its lease in the system namespace."""
-    return [
-        str(executable),
-        "operator",
-        f"--lease-namespace={SYSTEM_NAMESPACE}",
-        f"--identity=modelcluster-dev-{name}",
-        f"--metrics-port={ports.operator_metrics}",
-        f"--health-port={ports.operator_health}",
-        f"--gateway-metrics-url=http://127.0.0.1:{ports.gateway}/metrics",
-    ]
+    return system.operator_argv(
+        executable,
+        metrics_port=ports.operator_metrics,
+        health_port=ports.operator_health,
+        extra=[
+            f"--identity=modelcluster-dev-{name}",
+            f"--gateway-metrics-url=http://127.0.0.1:{ports.gateway}/metrics",
+        ],
+    )
 
 
 def gateway_argv(executable: Path, ports: Ports) -> list[str]:
-    return [str(executable), "gateway", f"--port={ports.gateway}", f"--key-namespace={SYSTEM_NAMESPACE}"]
+    return system.gateway_argv(executable, port=ports.gateway)
 
 
 def ports_in_use(ports: Ports) -> list[str]:
@@ -439,10 +427,8 @@ def dev(name: str, port: int, health_port: int, metrics_port: int, pod_commands:
             kubeconfig = controlplane.up(config)
             env = dict(os.environ, KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1")
             kubectl = Kubectl(tools.kubectl, env)
-            kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(namespaces(), sort_keys=False))
-            kubectl("apply", "--server-side", "-f", "-", stdin=render_crd())
-            kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}")
-            executable = Path(sys.executable).with_name("modelcluster")
+            system.install(kubectl, DEV_NAMESPACES)
+            executable = system.executable()
             key = dev_key(executable, env, kubeconfig.parent / "api-key")
             followers = [
                 FileFollower(config.state_dir / "run", "podrunner.log", lambda _: "podrunner", sink).start(),

@@ -1,4 +1,5 @@
-"""Helpers for tests: the cluster under test, and polling with a deadline instead of sleeping."""
+"""Helpers for tests and benchmarks: the cluster under test and its processes, a fake of the Kubernetes layer
+(:mod:`support.fake_kube`), polling with a deadline (:mod:`support.polling`) and ModelCluster bodies."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,12 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from modelcluster.devcluster.config import ClusterConfig
-from modelcluster.devcluster.controlplane import free_port
+from modelcluster.devcluster.controlplane import free_port as free_port
+from modelcluster.devcluster.system import modelcluster_body as modelcluster_body
+
+from support.fake_kube import FakeKube as FakeKube
+from support.polling import eventually as eventually
+from support.polling import eventually_async as eventually_async
 
 T = TypeVar("T")
 
@@ -32,16 +37,13 @@ def or_none(read: Callable[[], T]) -> T | None:
         raise
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
-    """Call ``probe`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or probe!r}; last value: {last!r}")
+def drop_namespace(core: k8s.CoreV1Api, name: str) -> None:
+    """Delete namespace ``name``; one already gone (404) is fine."""
+    try:
+        core.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
 
 
 def serving(process: subprocess.Popen[bytes] | None, what: str, ready_url: str) -> bool:
