@@ -72,7 +72,6 @@ from gateway_overhead import (
     alive,
     free_port,
     http_status,
-    kubectl,
     progress,
     test_support,
     wait_for,
@@ -386,7 +385,7 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    from modelcluster.devcluster import controlplane
+    from modelcluster.devcluster import controlplane, system
     from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
     from modelcluster.devcluster.tools import ensure_tools
 
@@ -399,26 +398,30 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
     progress(f"starting the local control plane {CLUSTER_NAME} ...")
     kubeconfig = controlplane.up(config)
     progress("control plane ready; installing the CRD")
-    kubectl(kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev")
-    kubectl(kubeconfig, "create", "namespace", KEY_NAMESPACE, check=False)
+
+    def run_kubectl(*command: str, stdin: str | None = None) -> None:
+        argv = [str(ensure_tools().kubectl), f"--kubeconfig={kubeconfig}", *command]
+        subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True)
+
+    system.install(run_kubectl, namespaces=(KEY_NAMESPACE,))
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
-    cli = str(Path(sys.executable).with_name("modelcluster"))
+    cli = system.executable()
     gateway_port, health, metrics = free_port(), free_port(), free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     logs = {"operator": work / "operator.log", "gateway": work / "gateway.log"}
     operator = processes.start(
         "operator",
-        [
+        system.operator_argv(
             cli,
-            "operator",
-            "--no-leader-elect",
-            f"--metrics-port={metrics}",
-            f"--health-port={health}",
-            f"--catalog={catalog}",
-            f"--scale-tick={SCALE_TICK_S}",
-            f"--gateway-metrics-url={gateway_url}/metrics",
-        ],
+            metrics_port=metrics,
+            health_port=health,
+            lease_namespace=None,
+            extra=[
+                f"--catalog={catalog}",
+                f"--scale-tick={SCALE_TICK_S}",
+                f"--gateway-metrics-url={gateway_url}/metrics",
+            ],
+        ),
         logs["operator"],
         env,
     )
@@ -431,15 +434,13 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
     wait_for(operator_ready, 90, "the operator to become ready")
     gateway = processes.start(
         "gateway",
-        [
+        system.gateway_argv(
             cli,
-            "gateway",
-            "--host=127.0.0.1",
-            f"--port={gateway_port}",
-            f"--key-namespace={KEY_NAMESPACE}",
-            f"--catalog={catalog}",
-            "--hold-timeout=240",
-        ],
+            port=gateway_port,
+            host="127.0.0.1",
+            key_namespace=KEY_NAMESPACE,
+            extra=[f"--catalog={catalog}", "--hold-timeout=240"],
+        ),
         logs["gateway"],
         env,
     )

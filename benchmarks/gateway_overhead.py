@@ -418,7 +418,7 @@ def ready_pod_ip(kubeconfig: Path) -> str | None:
 def start_system(work: Path, processes: Processes) -> System:
     import httpx
 
-    from modelcluster.devcluster import controlplane
+    from modelcluster.devcluster import controlplane, system
     from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
     from modelcluster.devcluster.tools import ensure_tools
 
@@ -431,24 +431,26 @@ def start_system(work: Path, processes: Processes) -> System:
     progress(f"starting the local control plane {CLUSTER_NAME} ...")
     kubeconfig = controlplane.up(config)
     progress("control plane ready; installing the CRD")
-    kubectl(kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev")
-    kubectl(kubeconfig, "create", "namespace", KEY_NAMESPACE, check=False)
+
+    def run_kubectl(*command: str, stdin: str | None = None) -> None:
+        argv = [str(ensure_tools().kubectl), f"--kubeconfig={kubeconfig}", *command]
+        subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True)
+
+    system.install(run_kubectl, namespaces=(KEY_NAMESPACE,))
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
-    cli = str(Path(sys.executable).with_name("modelcluster"))
+    cli = system.executable()
 
     health, metrics = free_port(), free_port()
     operator_log = work / "operator.log"
     operator = processes.start(
         "operator",
-        [
+        system.operator_argv(
             cli,
-            "operator",
-            "--no-leader-elect",
-            f"--metrics-port={metrics}",
-            f"--health-port={health}",
-            f"--catalog={catalog}",
-        ],
+            metrics_port=metrics,
+            health_port=health,
+            lease_namespace=None,
+            extra=[f"--catalog={catalog}"],
+        ),
         operator_log,
         env,
     )
@@ -465,15 +467,13 @@ def start_system(work: Path, processes: Processes) -> System:
     gateway_log = work / "gateway.log"
     gateway = processes.start(
         "gateway",
-        [
+        system.gateway_argv(
             cli,
-            "gateway",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            f"--key-namespace={KEY_NAMESPACE}",
-            f"--catalog={catalog}",
-            "--hold-timeout=120",
-        ],
+            port=port,
+            host="127.0.0.1",
+            key_namespace=KEY_NAMESPACE,
+            extra=[f"--catalog={catalog}", "--hold-timeout=120"],
+        ),
         gateway_log,
         env,
     )

@@ -50,7 +50,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -68,7 +67,7 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from modelcluster.api.naming import object_name
 from modelcluster.catalog import load_catalog
-from modelcluster.devcluster import controlplane
+from modelcluster.devcluster import controlplane, system
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.pki import Pki
 from modelcluster.devcluster.tools import ensure_tools
@@ -369,12 +368,7 @@ class Operator:
     def start(cls, env: dict[str, str], log: TextIO) -> Operator:
         metrics_port, health_port = controlplane.free_port(), controlplane.free_port()
         process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("modelcluster")),
-                "operator",
-                f"--metrics-port={metrics_port}",
-                f"--health-port={health_port}",
-            ],
+            system.operator_argv(system.executable(), metrics_port=metrics_port, health_port=health_port),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -449,12 +443,11 @@ def main() -> None:
     kubeconfig = controlplane.up(config)
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     kubectl = str(ensure_tools().kubectl)
-    for command in (
-        ["apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml")],
-        ["wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev"],
-    ):
-        subprocess.run([kubectl, *command], env=env, check=True, capture_output=True)
-    subprocess.run([kubectl, "create", "namespace", "modelcluster-system"], env=env, capture_output=True)
+
+    def run_kubectl(*command: str, stdin: str | None = None) -> None:
+        subprocess.run([kubectl, *command], input=stdin, env=env, check=True, capture_output=True, text=True)
+
+    system.install(run_kubectl)
     log = Path(tempfile.gettempdir()) / "modelcluster-bench-operator.log"
     suffix = uuid.uuid4().hex[:6]
 

@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from modelcluster.devcluster import controlplane, netguard
+from modelcluster.devcluster import controlplane, netguard, system
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.controlplane import free_port
 from modelcluster.devcluster.tools import ensure_tools
@@ -122,8 +122,10 @@ def operator(
     gateway_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO / "crds" / "modelclusters.yaml")], check=True)
-    subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd/modelclusters.modelcluster.dev"], check=True)
+    def run_kubectl(*args: str, stdin: str | None = None) -> None:
+        subprocess.run([*kubectl, *args], input=stdin, text=True, check=True)
+
+    system.install(run_kubectl)
     args = ["--catalog", str(test_catalog), f"--gateway-metrics-url=http://127.0.0.1:{gateway_port}/metrics"]
     process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), args)
     process.start()

@@ -16,6 +16,7 @@ import httpx
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from modelcluster.devcluster import system
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.controlplane import free_port as free_port
 from modelcluster.devcluster.system import modelcluster_body as modelcluster_body
@@ -104,7 +105,7 @@ class OperatorProcess:
     """``modelcluster operator`` as a real process against the cluster under test."""
 
     UNSCHEDULABLE_DEADLINE = 10
-    LEASE_NAMESPACE = "modelcluster-system"
+    LEASE_NAMESPACE = system.SYSTEM_NAMESPACE
 
     def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str]) -> None:
         self.cluster = cluster
@@ -121,16 +122,13 @@ class OperatorProcess:
         except ApiException as error:
             if error.status != 409:
                 raise
-        executable = Path(sys.executable).with_name("modelcluster")
-        argv = [
-            str(executable),
-            "operator",
-            f"--metrics-port={self.metrics_port}",
-            f"--health-port={self.health_port}",
-            f"--unschedulable-deadline={self.UNSCHEDULABLE_DEADLINE}",
-            f"--lease-namespace={self.LEASE_NAMESPACE}",
-            *self.extra_args,
-        ]
+        argv = system.operator_argv(
+            system.executable(),
+            metrics_port=self.metrics_port,
+            health_port=self.health_port,
+            lease_namespace=self.LEASE_NAMESPACE,
+            extra=[f"--unschedulable-deadline={self.UNSCHEDULABLE_DEADLINE}", *self.extra_args],
+        )
         env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
         self.starts += 1
         log = (self.workdir / f"operator-{self.starts}.log").open("wb")
@@ -155,7 +153,7 @@ class OperatorProcess:
 class GatewayProcess:
     """``modelcluster gateway`` as a real process on a free port, against the cluster under test."""
 
-    KEY_NAMESPACE = "modelcluster-system"
+    KEY_NAMESPACE = system.SYSTEM_NAMESPACE
 
     def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str], port: int | None = None) -> None:
         self.cluster = cluster
@@ -170,14 +168,13 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        argv = [
-            str(Path(sys.executable).with_name("modelcluster")),
-            "gateway",
-            "--host=127.0.0.1",
-            f"--port={self.port}",
-            f"--key-namespace={self.KEY_NAMESPACE}",
-            *self.extra_args,
-        ]
+        argv = system.gateway_argv(
+            system.executable(),
+            port=self.port,
+            host="127.0.0.1",
+            key_namespace=self.KEY_NAMESPACE,
+            extra=self.extra_args,
+        )
         env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
