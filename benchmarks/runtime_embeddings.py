@@ -211,6 +211,7 @@ def start_server(kind: str, max_batch: int, threads: int) -> Server:
     if kind == "runtime":
         env.update(
             MODEL_ID=str(model_dir()),
+            MODEL_DIRS=str(model_dir().parent),  # a local MODEL_ID lies under a model root
             TASK="feature-extraction",
             PORT=str(port),
             HOST="127.0.0.1",

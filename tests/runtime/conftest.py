@@ -69,8 +69,14 @@ def serve() -> Iterator[Callable[..., ServerHandle]]:
     def start(
         model_id: Path | str, task: str, wait_ready: bool = True, loader: Any = None, **overrides: Any
     ) -> ServerHandle:
-        """``loader`` replaces the model loader (``(settings, progress) -> Handler``), e.g. to serve a stub."""
+        """``loader`` replaces the model loader (``(settings, progress) -> Handler``), e.g. to serve a stub.
+
+        A model directory's parent is the server's model root (``MODEL_DIRS``) unless ``model_dirs`` is given:
+        a local MODEL_ID must lie under one.
+        """
         port = free_port()
+        if isinstance(model_id, Path):
+            overrides.setdefault("model_dirs", [model_id.parent])
         settings = RuntimeSettings(model_id=str(model_id), task=task, port=port, **overrides)
         app = create_app(settings) if loader is None else create_app(settings, loader=loader)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")

@@ -52,6 +52,7 @@ def runtime_process(generation_models: dict[str, Path], tmp_path: Path) -> Itera
         "DRAIN_TIMEOUT_S": "120",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
+        "MODEL_DIRS": str(generation_models["causal"].parent),  # a local MODEL_ID lies under a model root
     }
     argv = [sys.executable, "-m", "modelcluster.runtime", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--model-id", str(generation_models["causal"]), "--task", "text-generation"]

@@ -18,6 +18,7 @@ def test_fatal_load_error_ends_the_process_with_its_cause(tmp_path: Path) -> Non
     termination_log = tmp_path / "termination-log"
     termination_log.touch()  # Kubernetes creates the file; the runtime only writes to an existing one
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DEVICE": "cpu", "TERMINATION_MESSAGE_PATH": str(termination_log)}
+    env["MODEL_DIRS"] = str(tmp_path)  # the empty directory is under a model root: the load itself fails
     argv = [sys.executable, "-m", "modelcluster.runtime", "--host", "127.0.0.1", "--port", str(free_port())]
     argv += ["--model-id", str(empty_model), "--task", "text-classification"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)

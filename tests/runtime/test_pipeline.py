@@ -57,6 +57,8 @@ async def serving() -> AsyncIterator[Callable[..., RunPipeline]]:
     schedulers: list[Scheduler] = []
 
     def start(model_id: Path | str, task: str, handler: Handler | None = None, **overrides: Any) -> RunPipeline:
+        if isinstance(model_id, Path):
+            overrides.setdefault("model_dirs", [model_id.parent])  # a local MODEL_ID lies under a model root
         settings = RuntimeSettings(model_id=str(model_id), task=task, **overrides)
         handler = handler or load_handler(settings, LoadProgress())
         handler.limits = settings.limits()

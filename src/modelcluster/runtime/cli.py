@@ -16,7 +16,11 @@ KEEP_ALIVE_S = 75
 
 
 @click.command("runtime")
-@click.option("--model-id", envvar="MODEL_ID", help="Hub model id or local model directory (env MODEL_ID).")
+@click.option(
+    "--model-id",
+    envvar="MODEL_ID",
+    help="Hub model id (org/name) or a model directory under CACHE_DIR, HF_HOME or MODEL_DIRS (env MODEL_ID).",
+)
 @click.option("--task", envvar="TASK", help="Task to serve (env TASK).")
 @click.option("--host", envvar="HOST", default="0.0.0.0", show_default=True)
 @click.option("--port", envvar="PORT", type=int, default=8000, show_default=True)

@@ -22,6 +22,10 @@ class Limits:
     max_items: int = 256
     max_video_frames: int = 3600
     max_audio_seconds: float = 600.0
+    #: Decoded audio samples (frames x channels): 600 s of 48 kHz stereo, 4 bytes each once decoded.
+    max_audio_samples: int = 600 * 48_000 * 2
+    #: Pixels (width x height) of an input image, checked from its header before it is decoded.
+    max_image_pixels: int = 40_000_000
     max_new_tokens: int = 4096
     max_num_beams: int = 4
     max_image_side: int = 2048
@@ -37,7 +41,12 @@ SETTING_NAMES = {name: name.upper() for name in Limits.__dataclass_fields__}
 
 def over_limit(what: str, value: float, limit: str, bound: float) -> InputError:
     """The 422 of a request over one limit: what is too large, by how much, and which setting bounds it."""
-    return InputError(f"{what} is {value:g}; the limit is {bound:g} ({SETTING_NAMES[limit]})")
+    return InputError(f"{what} is {_number(value)}; the limit is {_number(bound)} ({SETTING_NAMES[limit]})")
+
+
+def _number(value: float) -> str:
+    """Whole numbers in full (``57600000``, not ``5.76e+07``), others as ``:g`` writes them."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def check_request_size(payload: Payload, media_blocks: int, limits: Limits) -> None:

@@ -10,6 +10,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from modelcluster.api.modelcluster import is_model_id
 from modelcluster.runtime.llm_engine import VLLM_TASKS, tensor_parallel_kwargs, use_vllm
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.tasks import resolve_loader
@@ -94,10 +95,41 @@ class LoadProgress:
             }
 
 
+class ModelIdError(ValueError):
+    """A MODEL_ID that is neither a hub id nor a model directory under a model root."""
+
+
+def local_model_dir(settings: RuntimeSettings) -> Path | None:
+    """The directory a local MODEL_ID names, or None for a hub id (``org/name``, always a hub id).
+
+    Any other MODEL_ID is a path that must resolve (symlinks and ``..`` followed) to an existing directory inside
+    one of :meth:`RuntimeSettings.model_roots`; else :class:`ModelIdError`. So a MODEL_ID such as ``proc/self``
+    is the hub id it looks like, and ``/etc`` or a symlink out of the cache is refused.
+    """
+    model_id = settings.model_id
+    if is_model_id(model_id):
+        return None
+    roots = settings.model_roots()
+    shown = ", ".join(str(root) for root in roots) or "none configured"
+    rule = (
+        "MODEL_ID must be a hub id (org/name) or a model directory under a model root "
+        f"(CACHE_DIR, HF_HOME, MODEL_DIRS: {shown})"
+    )
+    if not model_id.strip() or "\x00" in model_id:
+        raise ModelIdError(f"{rule}; got {model_id!r}")
+    resolved = Path(model_id).expanduser().resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ModelIdError(f"{rule}; {model_id!r} is not under one")
+    if not resolved.is_dir():
+        raise ModelIdError(f"{rule}; {model_id!r} is not a directory")
+    return resolved
+
+
 def download(settings: RuntimeSettings, progress: LoadProgress) -> Path:
-    """A local directory is used as is; a hub id is downloaded into the cache with byte progress."""
-    local = Path(settings.model_id)
-    if local.is_dir():
+    """A local model directory (see :func:`local_model_dir`) is used as is; a hub id is downloaded into the cache
+    with byte progress."""
+    local = local_model_dir(settings)
+    if local is not None:
         progress.update(download_percent=100.0)
         return local
     from huggingface_hub import snapshot_download
@@ -131,6 +163,7 @@ def load_handler(settings: RuntimeSettings, progress: LoadProgress) -> Handler:
     """Blocking: runs in a thread at start-up. Raises on failure; the caller reports it on /health."""
     progress.update(started_at=time.monotonic())
     loader = resolve_loader(settings.task)  # an unknown task fails before any import or download
+    local_model_dir(settings)  # so does a MODEL_ID that is neither a hub id nor under a model root
     import torch
 
     if settings.torch_threads:

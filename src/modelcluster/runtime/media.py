@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
+import re
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from modelcluster.api.errors import InputError, PayloadTooLarge
-from modelcluster.runtime.limits import DEFAULT_LIMITS, over_limit
+from modelcluster.runtime.limits import DEFAULT_LIMITS, SETTING_NAMES, over_limit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,23 +51,49 @@ async def collect_bytes(chunks: AsyncIterator[bytes], limit: int, what: str) -> 
     return b"".join(parts)
 
 
-def load_image(data: bytes) -> Image.Image:
+def check_image_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    """An image of ``size`` (width, height, as its header declares) over ``max_pixels`` answers 422."""
+    width, height = size
+    if width * height > max_pixels:
+        raise image_over_limit(f"{width}x{height}", max_pixels)
+
+
+def image_over_limit(size: str, max_pixels: int) -> InputError:
+    setting = SETTING_NAMES["max_image_pixels"]
+    return InputError(f"the image is {size} pixels; the limit is {max_pixels} pixels ({setting})")
+
+
+def load_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.max_image_pixels) -> Image.Image:
+    """Decode an image to RGB. Its size is read from the header first: over ``max_pixels`` it answers 422 before a
+    pixel is decoded. PIL's own decompression-bomb guard is set to the same bound, and its error or warning
+    answers the same 422.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = max_pixels  # also guards images PIL opens elsewhere in the process
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # lazy: the header only
+        check_image_pixels(image.size, max_pixels)
         image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise image_over_limit(found.group(1) if found else f"over {max_pixels}", max_pixels) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError("the media is not an image that can be decoded") from exc
     return image.convert("RGB")
 
 
 def load_audio(
-    data: bytes, sampling_rate: int, max_seconds: float = DEFAULT_LIMITS.max_audio_seconds
+    data: bytes,
+    sampling_rate: int,
+    max_seconds: float = DEFAULT_LIMITS.max_audio_seconds,
+    max_samples: int = DEFAULT_LIMITS.max_audio_samples,
 ) -> npt.NDArray[np.float32]:
     """Decode audio to mono float32 at ``sampling_rate`` (soundfile first, then PyAV for mp3/aac/...).
 
-    Audio longer than ``max_seconds`` answers 422, found from the header when it says, else while decoding.
+    Audio longer than ``max_seconds``, or of more than ``max_samples`` decoded samples (frames x channels), answers
+    422: from the header before anything is decoded when the header says, else while decoding, as soon as the
+    samples decoded so far pass a bound.
     """
     import numpy as np
 
@@ -73,22 +101,35 @@ def load_audio(
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
             rate = int(sound.samplerate)
-            _check_audio_seconds(sound.frames / rate if rate else 0.0, max_seconds)
-            samples = sound.read(dtype="float32", always_2d=True)
+            frames = int(sound.frames)
+            check_audio_size(frames, rate, int(sound.channels), max_seconds, max_samples)
+            # at most the checked frames: the array is allocated for them before reading
+            samples = sound.read(frames=frames, dtype="float32", always_2d=True)
         mono = samples.mean(axis=1)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        mono, rate = _decode_audio_av(data, max_seconds)
+        mono, rate = _decode_audio_av(data, max_seconds, max_samples)
     if mono.size == 0:
         raise InputError("the audio has no samples")
     return resample(mono.astype(np.float32), int(rate), sampling_rate)
 
 
-def _check_audio_seconds(seconds: float, max_seconds: float) -> None:
+def check_audio_size(frames: float, rate: int, channels: int, max_seconds: float, max_samples: int) -> None:
+    """``frames`` per channel at ``rate``: over ``max_seconds`` or ``max_samples`` (frames x channels) answers 422."""
+    _check_audio_seconds(frames / rate if rate else 0.0, max_seconds)
+    _check_audio_samples(math.ceil(frames) * max(1, channels), max_samples)
+
+
+def _check_audio_seconds(seconds: float, max_seconds: float, what: str = "the audio") -> None:
     if seconds > max_seconds:
-        raise over_limit("the audio length in seconds", round(seconds, 1), "max_audio_seconds", max_seconds)
+        raise over_limit(f"{what} length in seconds", round(seconds, 1), "max_audio_seconds", max_seconds)
 
 
-def _decode_audio_av(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int]:
+def _check_audio_samples(samples: int, max_samples: int, what: str = "the audio") -> None:
+    if samples > max_samples:
+        raise over_limit(f"{what} samples (frames x channels)", samples, "max_audio_samples", max_samples)
+
+
+def _decode_audio_av(data: bytes, max_seconds: float, max_samples: int) -> tuple[npt.NDArray[np.float32], int]:
     import av
     import numpy as np
 
@@ -99,13 +140,19 @@ def _decode_audio_av(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.fl
                 raise InputError("the media is not audio that can be decoded")
             stream = container.streams.audio[0]
             rate = int(stream.rate or 16000)
-            if stream.duration is not None and stream.time_base is not None:
-                _check_audio_seconds(float(stream.duration * stream.time_base), max_seconds)
+            channels = int(stream.channels or 1)
+            declared = _declared_seconds(stream, container)
+            if declared is not None:
+                check_audio_size(declared * rate, rate, channels, max_seconds, max_samples)
             parts = []
             decoded = 0
+            decoded_samples = 0
             for frame in container.decode(stream):
+                # the header may lie or say nothing: the bound holds for what is actually decoded
                 decoded += frame.samples
+                decoded_samples += frame.samples * max(1, int(frame.layout.nb_channels))
                 _check_audio_seconds(decoded / rate, max_seconds)
+                _check_audio_samples(decoded_samples, max_samples, "the decoded audio")
                 parts.append(frame.to_ndarray().astype(np.float32))
     except av.FFmpegError as exc:
         raise InputError("the media is not audio that can be decoded") from exc
@@ -113,6 +160,15 @@ def _decode_audio_av(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.fl
         raise InputError("the audio has no samples")
     joined = np.concatenate([p if p.ndim == 2 else p[None, :] for p in parts], axis=1)
     return joined.mean(axis=0), rate
+
+
+def _declared_seconds(stream: Any, container: Any) -> float | None:
+    """The length the stream's or else the container's header declares, when it declares one."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000  # AV_TIME_BASE
+    return None
 
 
 def resample(samples: npt.NDArray[np.float32], rate: int, target: int) -> npt.NDArray[np.float32]:

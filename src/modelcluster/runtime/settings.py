@@ -19,13 +19,21 @@ class RuntimeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    model_id: str = Field(description="A hub model id or a local model directory.")
+    model_id: str = Field(
+        description="A hub model id (org/name), or a local model directory under a model root (see model_roots)."
+    )
     task: str = Field(description="The task to serve, e.g. text-generation or feature-extraction.")
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     device: str = Field(default="auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, mps.")
     dtype: str = Field(default="auto", description="auto, float32, float16 or bfloat16.")
     cache_dir: Path | None = Field(default=None, description="Where hub downloads are kept (a mounted volume).")
+    hf_home: Path | None = Field(default=None, description="The hub library's home (HF_HOME); a model root.")
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories (comma-separated) whose subdirectories MODEL_ID may name as local models, besides "
+        "CACHE_DIR and HF_HOME.",
+    )
     engine: Engine = Field(default="auto", description="LLM engine for generation tasks: auto, transformers, vllm.")
     model_loading_kwargs_json: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for from_pretrained (JSON object)."
@@ -66,6 +74,12 @@ class RuntimeSettings(BaseSettings):
     max_items: int = Field(default=DEFAULT_LIMITS.max_items, ge=1, description="`text` list items / labels.")
     max_video_frames: int = Field(default=DEFAULT_LIMITS.max_video_frames, ge=1, description="Frames decoded.")
     max_audio_seconds: float = Field(default=DEFAULT_LIMITS.max_audio_seconds, gt=0)
+    max_audio_samples: int = Field(
+        default=DEFAULT_LIMITS.max_audio_samples, ge=1, description="Decoded audio samples (frames x channels)."
+    )
+    max_image_pixels: int = Field(
+        default=DEFAULT_LIMITS.max_image_pixels, ge=1, description="Pixels of an input image (width x height)."
+    )
     max_new_tokens: int = Field(default=DEFAULT_LIMITS.max_new_tokens, ge=1)
     max_num_beams: int = Field(default=DEFAULT_LIMITS.max_num_beams, ge=1)
     max_image_side: int = Field(default=DEFAULT_LIMITS.max_image_side, ge=8, description="Generated pixels a side.")
@@ -79,6 +93,18 @@ class RuntimeSettings(BaseSettings):
         if isinstance(value, str):
             return [entry.strip() for entry in value.split(",") if entry.strip()]
         return value
+
+    @field_validator("model_dirs", mode="before")
+    @classmethod
+    def _split_model_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    def model_roots(self) -> list[Path]:
+        """The directories a local MODEL_ID must lie in (after resolving symlinks): CACHE_DIR, HF_HOME, MODEL_DIRS."""
+        given = [self.cache_dir, self.hf_home, *self.model_dirs]
+        return list(dict.fromkeys(path.expanduser().resolve() for path in given if path is not None))
 
     @field_validator("url_allowlist")
     @classmethod

@@ -1,10 +1,10 @@
 """Media by URL, fetched so that a URL cannot be turned against the cluster.
 
 - Only ``http`` and ``https``.
-- The host is resolved here and every address it resolves to is checked: loopback, private, link-local,
-  multicast, reserved, unspecified and other non-public addresses are refused, also when an IPv6 address
-  carries an IPv4 one (IPv4-mapped, 6to4, NAT64). ``URL_ALLOWLIST`` lets chosen networks or host names
-  through; cloud metadata addresses are refused even then.
+- The host is resolved here and every address it resolves to is checked: every address that is not globally
+  routable (loopback, private, link-local, site-local, multicast, reserved, unspecified, shared, ...) is refused,
+  also when an IPv6 address carries an IPv4 one (IPv4-mapped, 6to4, NAT64). ``URL_ALLOWLIST`` lets chosen
+  networks or host names through; cloud metadata addresses are refused even then.
 - The connection goes to the address that was checked (the URL's host stays in the ``Host`` header and the
   TLS server name), so a second DNS answer cannot differ from the checked one.
 - Redirects are followed here, at most ``URL_MAX_REDIRECTS``, each hop checked like the first.
@@ -47,6 +47,15 @@ REFUSED_CLASSES = (
     ("is_multicast", "a multicast"),
     ("is_reserved", "a reserved"),
     ("is_private", "a private"),
+    ("is_site_local", "a site-local"),  # fec0::/10: deprecated, yet `is_global` on Python 3.11 says global
+)
+#: Not globally reachable, yet not classed so by every Python version's ``ipaddress`` (RFC 6890 registries).
+NON_GLOBAL_NETWORKS: tuple[Network, ...] = (
+    IPv6Network("fec0::/10"),  # site-local (RFC 3879)
+    IPv6Network("3fff::/20"),  # documentation (RFC 9637)
+    IPv6Network("5f00::/16"),  # SRv6 SIDs (RFC 9602)
+    IPv4Network("100.64.0.0/10"),  # shared address space (RFC 6598), pod networks
+    IPv4Network("192.0.0.0/24"),  # IETF protocol assignments (RFC 6890), e.g. 192.0.0.8 (RFC 7600)
 )
 HOST_PATTERN = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 
@@ -128,10 +137,15 @@ def address_refusal(address: IPAddress, host: str, policy: UrlPolicy) -> str | N
         return "the host is a cloud metadata address"
     if policy.host_allowed(host) or policy.network_allowed(address) or policy.network_allowed(target):
         return None
-    for attribute, label in REFUSED_CLASSES:  # a wrapped address is judged by the IPv4 address it leads to
-        if getattr(target, attribute):
+    return non_global_reason(target)  # a wrapped address is judged by the IPv4 address it leads to
+
+
+def non_global_reason(address: IPAddress) -> str | None:
+    """Why ``address`` is not a globally routable one (its class), or None when it is."""
+    for attribute, label in REFUSED_CLASSES:
+        if getattr(address, attribute, False):
             return f"the host is {label} address, which is not allowed"
-    if not target.is_global:
+    if not address.is_global or any(address in network for network in NON_GLOBAL_NETWORKS):
         return "the host is a non-public address, which is not allowed"
     return None
 

@@ -41,7 +41,9 @@ class AudioInputHandler(Handler):
         self.sampling_rate = int(getattr(pipe.feature_extractor, "sampling_rate", 16000))
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
-        samples = media.load_audio(media_blobs[0], self.sampling_rate, self.limits.max_audio_seconds)
+        samples = media.load_audio(
+            media_blobs[0], self.sampling_rate, self.limits.max_audio_seconds, self.limits.max_audio_samples
+        )
         return {"raw": samples, "sampling_rate": self.sampling_rate}
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:

@@ -71,9 +71,13 @@ class MediaChatHandler(Handler):
                 if block.type == "text":
                     blocks.append({"type": "text", "text": block.text or ""})
                 elif block.type == "image":
-                    blocks.append({"type": "image", "image": media.load_image(next(blobs))})
+                    blocks.append(
+                        {"type": "image", "image": media.load_image(next(blobs), self.limits.max_image_pixels)}
+                    )
                 elif block.type == "audio":
-                    audio = media.load_audio(next(blobs), self.sampling_rate, self.limits.max_audio_seconds)
+                    audio = media.load_audio(
+                        next(blobs), self.sampling_rate, self.limits.max_audio_seconds, self.limits.max_audio_samples
+                    )
                     blocks.append({"type": "audio", "audio": audio})
                 else:
                     frames = media.load_video_frames(next(blobs), VIDEO_FRAMES, self.limits.max_video_frames)

@@ -37,7 +37,7 @@ class ImagePipelineHandler(Handler):
         self.params = params
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
-        image = media.load_image(media_blobs[0])
+        image = media.load_image(media_blobs[0], self.limits.max_image_pixels)
         return (image, payload)
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
@@ -121,7 +121,7 @@ class ImageTextGenerationHandler(Handler):
         return check_generation_params(params, self.limits, what=f"param(s) for {self.task}")
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
-        return (media.load_image(media_blobs[0]), payload.question)
+        return (media.load_image(media_blobs[0], self.limits.max_image_pixels), payload.question)
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
         return self.run_until(items, params, never_stop)
