@@ -745,7 +745,7 @@ def measure_wake(system: System, watches: Watches, args: argparse.Namespace) -> 
 def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dict[str, Any]:
     """Time ``Autoscaler.tick`` over in-memory tables with synthetic metrics (run in a process of its own)."""
 
-    from modelcluster.api.labels import INSTANCE
+    from modelcluster.api.labels import INSTANCE, MANAGED_BY, MANAGER
     from modelcluster.catalog import load_catalog
     from modelcluster.gateway.metrics import GatewayMetrics
     from modelcluster.operator.autoscaling.config import AutoscalerConfig
@@ -825,10 +825,11 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
                     "status": {"lastRequestTime": iso(start - 30), "queueDepth": 0},
                 }
             )
-            labels = {INSTANCE: name}
+            labels = {INSTANCE: name, MANAGED_BY: MANAGER}
+            owners = [{"kind": "ModelCluster", "name": name, "uid": f"uid-{index}", "controller": True}]
             deployments.append(
                 {
-                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owners},
                     "spec": {"replicas": pods_per_cluster},
                     "status": {"readyReplicas": pods_per_cluster},
                 }

@@ -70,6 +70,7 @@ class FakeKube(Kube):
     - :meth:`apply` is a server-side apply, roughly: fields merge into the stored object, each field manager's
       spec keys land in ``managedFields``, and a forced apply by ``replicas_manager`` takes ``replicas`` over;
     - :meth:`patch_cluster` merges into the ModelCluster that ``read`` finds (the stored one unless given);
+    - :meth:`read` answers stored children by name (``reads`` records them) and :meth:`put` stores a foreign one;
     - every write is recorded (``applies``, ``statuses``, ``events``, ``patches``, ``requests``) and counted
       in ``writes``; ``fail_with`` makes :meth:`apply` raise (a rejected or failed child); ``on_apply`` sees
       each applied body.
@@ -89,6 +90,7 @@ class FakeKube(Kube):
         self.statuses: list[Body] = []
         self.events: list[Body] = []
         self.patches: list[tuple[str, str, Body]] = []
+        self.reads: list[tuple[str, str]] = []
         self.requests = 0
         self.writes: list[str] = []
         self.fail_with: KubeError | None = None
@@ -125,6 +127,26 @@ class FakeKube(Kube):
         self.version += 1
         metadata["resourceVersion"] = str(self.version)
         return copy.deepcopy(current)
+
+    async def read(self, kind: str, namespace: str, name: str) -> Body | None:
+        """A stored Deployment, Service or claim by name (recorded in ``reads``); None when there is none."""
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.reads.append((kind, name))
+        found = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def put(
+        self, kind: str, name: str, metadata: Body | None = None, spec: Body | None = None, namespace: str = "tenant"
+    ) -> Body:
+        """An object someone else created, as the apiserver has it."""
+        body = {
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace, **(metadata or {})},
+            "spec": spec or {},
+        }
+        self.objects[(kind, namespace, name)] = body
+        return copy.deepcopy(body)
 
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
         if self._status_manager is not None:

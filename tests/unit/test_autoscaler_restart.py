@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from modelcluster.catalog import Catalog
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.autoscaling.loop import Autoscaler
@@ -21,16 +23,15 @@ def _store(status: dict[str, Any]) -> Store:
     store.clusters.event(
         "ADDED",
         {
-            "metadata": {"name": NAME, "namespace": NAMESPACE, "creationTimestamp": created},
+            "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "u-1", "creationTimestamp": created},
             "spec": {"model": "openai-community/gpt2", "capacity": {"desired": 0, "max": 1}},
             "status": status,
         },
     )
-    labels = {"app.kubernetes.io/instance": NAME}
-    store.deployments.event(
-        "ADDED",
-        {"metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels}, "spec": {"replicas": 0}, "status": {}},
-    )
+    labels = {"app.kubernetes.io/instance": NAME, "app.kubernetes.io/managed-by": "modelcluster-operator"}
+    owners = [{"kind": "ModelCluster", "name": NAME, "uid": "u-1", "controller": True}]
+    metadata = {"name": NAME, "namespace": NAMESPACE, "labels": labels, "ownerReferences": owners}
+    store.deployments.event("ADDED", {"metadata": metadata, "spec": {"replicas": 0}, "status": {}})
     return store
 
 
@@ -47,3 +48,21 @@ async def test_a_status_without_a_queue_depth_gets_one(default_catalog: Catalog)
     autoscaler = Autoscaler(kube, default_catalog, AutoscalerConfig(), _store({"status": "stopped"}))
     await autoscaler.tick(time.time())
     assert kube.writes == ["status {'queueDepth': 0}"]
+
+
+@pytest.mark.parametrize("impostor", ["unowned", "another-name"])
+async def test_a_deployment_the_cluster_does_not_own_is_never_scaled(default_catalog: Catalog, impostor: str) -> None:
+    """Labelled like the cluster's children but not its own: the autoscaler leaves it (and its namesake) alone."""
+    kube = FakeKube()
+    store = _store({"status": "stopped"})
+    deployment = store.deployments.named((NAMESPACE, NAME), NAME)
+    assert deployment is not None
+    store.deployments.event("DELETED", deployment)
+    if impostor == "unowned":
+        deployment["metadata"].pop("ownerReferences")
+    else:
+        deployment["metadata"]["name"] = "decoy"
+    store.deployments.event("ADDED", deployment)
+    autoscaler = Autoscaler(kube, default_catalog, AutoscalerConfig(), store)
+    await autoscaler.tick(time.time())
+    assert kube.writes == []

@@ -59,6 +59,8 @@ def _seen(api: FakeKube) -> Seen:
 
 async def test_create_applies_service_deployment_then_replicas(api: FakeKube, reconciler: Reconciler) -> None:
     derived = await reconciler.reconcile(cluster(GPT2), Seen(), Memory())
+    # The store knows neither child: each is read once by name (nothing there) before its first apply.
+    assert sorted(api.reads) == [("Deployment", "gpt2-1234abcd"), ("Service", "gpt2-1234abcd")]
     kinds = [(kind, manager) for kind, manager, _ in api.applies]
     assert kinds == [("Service", FIELD_MANAGER), ("Deployment", FIELD_MANAGER), ("Deployment", REPLICAS_FIELD_MANAGER)]
     # Created at the right count: a cluster created at zero never starts a pod.
@@ -78,8 +80,10 @@ async def test_a_converged_cluster_costs_no_request(api: FakeKube, reconciler: R
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
     statuses = len(api.statuses)
+    api.reads.clear()
     await reconciler.reconcile(body, _seen(api), Memory() if fresh_memory else memory)
     assert api.applies == []
+    assert api.reads == []  # children the store has as the cluster's own are never read
     assert len(api.statuses) == statuses
 
 
@@ -348,3 +352,154 @@ def test_the_store_keeps_only_what_the_operator_reads() -> None:
     }
     store.pods.event("ADDED", pod)
     assert store.pods.all(("tenant", "gpt2-1234abcd")) == [{"metadata": pod["metadata"], "status": {"podIP": "1"}}]
+
+
+# Objects the cluster did not create under its children's names ---------------------------------------------------
+
+NAME = "gpt2-1234abcd"
+CACHED = {**GPT2, "cache": {"size": "10Gi"}}
+VICTIM_SERVICE = {"labels": {"app": "victim"}}
+
+
+def _conflict_message(kind: str, name: str = NAME) -> str:
+    return f"{kind} tenant/{name} exists and is not managed by this ModelCluster"
+
+
+async def test_a_foreign_service_is_never_applied(api: FakeKube, reconciler: Reconciler) -> None:
+    victim = api.put("Service", NAME, VICTIM_SERVICE, {"selector": {"app": "victim"}})
+    memory = Memory()
+    body = cluster(GPT2)
+    derived = await reconciler.reconcile(body, Seen(), memory)
+    assert api.applies == []  # not the Service, and not the Deployment either
+    assert api.stored("Service", "tenant", NAME) == victim
+    assert derived.status.status == "failed"
+    assert derived.status.reason == "NameConflict"
+    assert derived.status.message == _conflict_message("Service")
+    assert derived.status.endpoint is None  # the name is someone else's Service
+    assert derived.status.observed_generation is None
+    assert derived.recheck_after is not None and recheck_delay(derived) is not None
+    assert [(e["reason"], e["type"], e["message"]) for e in api.events] == [
+        ("NameConflict", "Warning", _conflict_message("Service"))
+    ]
+    # Rechecked while it stands: one read each time, no apply, no second Event.
+    body["status"] = api.statuses[-1]
+    for fresh in (False, True):
+        api.reads.clear()
+        again = await reconciler.reconcile(body, Seen(), Memory() if fresh else memory)
+        assert again.status.reason == "NameConflict"
+        assert ("Service", NAME) in api.reads
+    assert api.applies == [] and len(api.events) == 1
+    # Gone: the next look converges as usual.
+    del api.objects[("Service", "tenant", NAME)]
+    fixed = await reconciler.reconcile(body, Seen(), memory)
+    assert [kind for kind, _, _ in api.applies] == ["Service", "Deployment", "Deployment"]
+    assert fixed.status.status == "stopped" and fixed.recheck_after is None
+    assert fixed.status.endpoint == f"http://{NAME}.tenant.svc:8000"
+    assert memory.conflicts == {}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({}, id="unlabelled"),
+        pytest.param({"labels": {"app.kubernetes.io/managed-by": "modelcluster-operator"}}, id="our-label-only"),
+        pytest.param(
+            {
+                "labels": {"app.kubernetes.io/managed-by": "modelcluster-operator"},
+                "ownerReferences": [{"kind": "ModelCluster", "name": NAME, "uid": "u-old", "controller": True}],
+            },
+            id="an-earlier-namesake",
+        ),
+    ],
+)
+async def test_a_foreign_deployment_is_never_applied(api: FakeKube, reconciler: Reconciler, metadata: Body) -> None:
+    victim = api.put("Deployment", NAME, metadata, {"replicas": 3})
+    derived = await reconciler.reconcile(cluster(GPT2), Seen(), Memory())
+    assert api.applies == []
+    assert api.stored("Deployment", "tenant", NAME) == victim
+    assert (derived.status.reason, derived.status.message) == ("NameConflict", _conflict_message("Deployment"))
+
+
+async def test_a_foreign_cache_claim_is_never_applied(api: FakeKube, reconciler: Reconciler) -> None:
+    claim = f"{NAME}-model-cache"
+    victim = api.put("PersistentVolumeClaim", claim, {"labels": {"app": "victim"}}, {"resources": {}})
+    memory = Memory()
+    derived = await reconciler.reconcile(cluster(CACHED), Seen(), memory)
+    # Not the claim, nor a Deployment whose pods would mount it.
+    assert api.applies == []
+    assert api.stored("PersistentVolumeClaim", "tenant", claim) == victim
+    assert derived.status.message == _conflict_message("PersistentVolumeClaim", claim)
+    del api.objects[("PersistentVolumeClaim", "tenant", claim)]
+    await reconciler.reconcile(cluster(CACHED), Seen(), memory)
+    kinds = [kind for kind, _, _ in api.applies]
+    assert kinds == ["Service", "PersistentVolumeClaim", "Deployment", "Deployment"]
+
+
+async def test_every_conflict_is_named(api: FakeKube, reconciler: Reconciler) -> None:
+    api.put("Service", NAME, VICTIM_SERVICE)
+    api.put("PersistentVolumeClaim", f"{NAME}-model-cache")
+    derived = await reconciler.reconcile(cluster(CACHED), Seen(), Memory())
+    assert derived.status.message == (
+        f"{_conflict_message('Service')}; {_conflict_message('PersistentVolumeClaim', f'{NAME}-model-cache')}"
+    )
+    assert api.applies == []
+
+
+async def test_the_cache_claim_is_read_only_with_an_apply_of_the_deployment(
+    api: FakeKube, reconciler: Reconciler
+) -> None:
+    body, memory = await _converged(api, reconciler, CACHED)
+    api.reads.clear()
+    api.applies.clear()
+    await reconciler.reconcile(body, _seen(api), memory)
+    assert api.reads == [] and api.applies == []
+    body["spec"] = {**CACHED, "imagePullSecrets": [{"name": "registry"}]}
+    body["metadata"]["generation"] = 3
+    await reconciler.reconcile(body, _seen(api), memory)
+    assert api.reads == [("PersistentVolumeClaim", f"{NAME}-model-cache")]  # the claim alone: the store has the rest
+    assert [kind for kind, _, _ in api.applies] == ["PersistentVolumeClaim", "Deployment"]
+
+
+async def test_a_foreign_object_in_the_store_needs_no_read(api: FakeKube, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    api.reads.clear()
+    api.applies.clear()
+    # Labelled like ours (so the store has it) and even stamped with our hash, but not the cluster's.
+    impostor = api.stored("Service", "tenant", NAME)
+    impostor["metadata"]["ownerReferences"] = []
+    impostor["spec"]["selector"] = {"app": "victim"}
+    impostor["metadata"]["resourceVersion"] = "999"
+    derived = await reconciler.reconcile(
+        body, Seen(deployment=api.stored("Deployment", "tenant", NAME), service=impostor), memory
+    )
+    assert api.reads == [] and api.applies == []
+    assert (derived.status.reason, derived.status.message) == ("NameConflict", _conflict_message("Service"))
+    assert derived.status.ready_replicas == 0 and derived.status.observed_generation == 2
+
+
+async def test_a_child_the_store_lacks_but_that_is_ours_is_applied(api: FakeKube, reconciler: Reconciler) -> None:
+    """After a restart or before the store caught up: the read shows it is ours, and the apply goes on."""
+    body, _ = await _converged(api, reconciler, GPT2)
+    api.applies.clear()
+    api.reads.clear()
+    body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
+    body["metadata"]["generation"] = 3
+    derived = await reconciler.reconcile(body, Seen(), Memory())
+    assert sorted(api.reads) == [("Deployment", NAME), ("Service", NAME)]
+    assert derived.status.reason != "NameConflict"
+    assert "Deployment" in [kind for kind, _, _ in api.applies]
+
+
+async def test_controller_rechecks_a_name_conflict(api: FakeKube, reconciler: Reconciler) -> None:
+    store = Store()
+    store.synced.set()
+    controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
+    queue = controller.start()
+    store.clusters.event("ADDED", cluster(GPT2))
+    api.put("Service", NAME, VICTIM_SERVICE)
+    delay = await controller.sync("tenant", NAME)
+    assert delay is not None and delay > 1
+    assert controller.memory.conflicts == {("tenant", NAME): _conflict_message("Service")}
+    store.clusters.event("DELETED", cluster(GPT2))
+    assert controller.memory.conflicts == {}
+    await queue.close()

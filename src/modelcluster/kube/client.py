@@ -61,6 +61,8 @@ class ClusterApi(Protocol):
 
     async def apply(self, body: Body, field_manager: str) -> Body: ...
 
+    async def read(self, kind: str, namespace: str, name: str) -> Body | None: ...
+
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None: ...
 
     async def post_event(self, event: Body) -> None: ...
@@ -159,6 +161,18 @@ class Kube:
         if kind == "PersistentVolumeClaim":
             return await self.json(self.core.patch_namespaced_persistent_volume_claim(name, namespace, body, **options))
         raise ValueError(f"cannot apply a {kind}")
+
+    async def read(self, kind: str, namespace: str, name: str) -> Body | None:
+        """A Deployment, Service or PersistentVolumeClaim by name, as plain JSON; None when there is none."""
+        if kind == "Deployment":
+            return await self.maybe(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False))
+        if kind == "Service":
+            return await self.maybe(self.core.read_namespaced_service(name, namespace, _preload_content=False))
+        if kind == "PersistentVolumeClaim":
+            return await self.maybe(
+                self.core.read_namespaced_persistent_volume_claim(name, namespace, _preload_content=False)
+            )
+        raise ValueError(f"cannot read a {kind}")
 
     async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
         body = {

@@ -31,6 +31,7 @@ from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.autoscaling.policy import History, Observed, ScalingSpec, decide, demand
 from modelcluster.operator.autoscaling.signals import ModelSignal, PodSignal, parse_gateway, parse_runtime, sum_gateways
 from modelcluster.operator.builders.events import build_event
+from modelcluster.operator.builders.ownership import owns
 from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.builders.status import cold_start_times, parse_time
 from modelcluster.operator.controller.store import Store
@@ -167,8 +168,9 @@ class Autoscaler:
         self, key: ClusterKey, body: Body, gateway: ModelSignal | None, pods: dict[str, PodSignal], now: float
     ) -> Any | None:
         """Decide for one cluster; the coroutine doing its writes, or None when nothing changes."""
-        deployment = self.deployments.one(key)
-        if deployment is None:
+        # Only the cluster's own Deployment, of its name: never scale an object the operator did not create.
+        deployment = self.deployments.named(key, key[1])
+        if deployment is None or not owns(body, deployment):
             return None
         try:
             spec = ModelClusterSpec.model_validate(body.get("spec") or {})

@@ -23,6 +23,8 @@ CONTAINER_CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateConta
 CRASH_LOOP = "CrashLoopBackOff"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 UNSCHEDULABLE = "Unschedulable"
+#: An object the cluster did not create stands under the name of one of its children (see :mod:`.ownership`).
+NAME_CONFLICT = "NameConflict"
 
 # Worst first: the reported problem is the first one found in this order.
 _SEVERITY = ("ImagePull", "ContainerConfig", MODEL_LOAD_FAILED, CRASH_LOOP, "Deployment", UNSCHEDULABLE)
@@ -37,6 +39,8 @@ class Problem:
     reason: str
     message: str
     kind: str = "Spec"
+    #: Seconds after which the problem needs another look because it may clear unseen (a foreign object gone).
+    recheck_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,8 @@ def _condition_with_history(new: Condition, previous: ModelClusterStatus | None,
 
 def _phase(obs: Observation, deadline: timedelta) -> tuple[ClusterPhase, str, str, list[Problem], float | None]:
     if obs.spec_problem is not None:
-        return ClusterPhase.FAILED, obs.spec_problem.reason, obs.spec_problem.message, [obs.spec_problem], None
+        problem = obs.spec_problem
+        return ClusterPhase.FAILED, problem.reason, problem.message, [problem], problem.recheck_after
     deployment = obs.deployment
     if deployment is None:
         return ClusterPhase.DEPLOYING, "Creating", "creating the Deployment", [], None

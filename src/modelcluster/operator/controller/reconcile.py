@@ -4,6 +4,10 @@ Level-based: the inputs are the ModelCluster and its children as the store has t
 what changed. A child is applied only when it is missing, its desired body changed, or another
 writer changed fields the operator owns (:mod:`.children`); the status is written only when it
 differs from the stored one. A converged cluster therefore costs no API request at all.
+
+The operator never writes an object it did not create: a child the store does not have as the
+cluster's own is read by name before its first apply, and one that someone else made is left
+alone (the cluster fails with ``NameConflict``, :mod:`..builders.ownership`).
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from modelcluster.operator.builders.children import (
 from modelcluster.operator.builders.deployment import build_deployment
 from modelcluster.operator.builders.events import build_event
 from modelcluster.operator.builders.model_cache import build_cache_claim
+from modelcluster.operator.builders.ownership import name_conflict, name_conflicts
 from modelcluster.operator.builders.plan import Plan, plan
 from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.builders.service import build_service
-from modelcluster.operator.builders.status import Derived, Observation, Problem, derive_status
-from modelcluster.operator.builders.workload import PodOptions, Workload
+from modelcluster.operator.builders.status import NAME_CONFLICT, Derived, Observation, Problem, derive_status
+from modelcluster.operator.builders.workload import Owner, PodOptions, Workload
 from modelcluster.operator.config import FIELD_MANAGER
 from modelcluster.operator.controller.store import slim_deployment, slim_service
 
@@ -67,6 +72,8 @@ class Memory:
     applied: dict[ChildKey, Applied] = field(default_factory=dict)
     #: Clusters whose children the apiserver rejected: the generation and the apiserver's message.
     rejected: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    #: Clusters blocked by an object they did not create: the message last posted as an Event.
+    conflicts: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def remember(self, key: ChildKey, body: Body, applied_hash: str | None = None) -> None:
         """``body`` is the child as the apiserver has it; ``applied_hash`` the hash just applied, if any."""
@@ -81,6 +88,7 @@ class Memory:
         for key in [k for k in self.applied if k[0] == namespace and k[1] == name]:
             del self.applied[key]
         self.rejected.pop((namespace, name), None)
+        self.conflicts.pop((namespace, name), None)
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,8 @@ class Outcome:
     deployment: Body | None
     in_place: bool
     rejected: Problem | None = None
+    #: Objects the cluster did not create stand under its children's names: nothing was applied.
+    conflict: Problem | None = None
 
 
 @dataclass(frozen=True)
@@ -134,20 +144,58 @@ class Reconciler:
 
     async def apply_children(self, planned: Plan, seen: Seen, memory: Memory) -> Outcome:
         """Server-side apply what needs it: the Service, the cache claim and the Deployment (created with its
-        replica count, which the autoscaler's field manager takes over at once)."""
+        replica count, which the autoscaler's field manager takes over at once).
+
+        Nothing is applied while an object the cluster did not create stands under a child's name.
+        """
         workload = planned.workload
         if workload is None or planned.replicas is None:
             return Outcome(deployment=seen.deployment, in_place=True)
+        owner = workload.owner
+        # Labelled like the operator's but not this cluster's: known from the store, without a request.
+        stored = [
+            problem
+            for kind, live in (("Service", seen.service), ("Deployment", seen.deployment))
+            if (problem := name_conflict(kind, live, owner)) is not None
+        ]
+        if stored:
+            ours = seen.deployment if name_conflict("Deployment", seen.deployment, owner) is None else None
+            return Outcome(deployment=ours, in_place=False, conflict=name_conflicts(stored))
         service = with_spec_hash(build_service(workload, self.pods))
         service_reason, _ = self._decide(service, seen.service, "Service", memory)
         desired = with_spec_hash(build_deployment(workload, self.pods))
         reason, current = self._decide(desired, seen.deployment, "Deployment", memory)
+        claim = build_cache_claim(workload) if reason is not None else None
+        unknown = [
+            *([service] if service_reason is not None and seen.service is None else []),
+            *([desired] if reason is not None and seen.deployment is None else []),
+            # Claims are not watched: read before every apply (that is, with every apply of the Deployment).
+            *([claim] if claim is not None else []),
+        ]
+        conflict = await self._conflicts(unknown, owner)
+        if conflict is not None:
+            return Outcome(deployment=seen.deployment, in_place=False, conflict=conflict)
         # The Service and the Deployment do not depend on each other: both requests go out at once.
         _, deployment = await asyncio.gather(
             self._apply_service(service, service_reason, memory, workload.namespace),
-            self._apply_deployment(desired, reason, current, planned.replicas, workload, memory),
+            self._apply_deployment(desired, reason, current, claim, planned.replicas, workload, memory),
         )
         return Outcome(deployment=deployment, in_place=True)
+
+    async def _conflicts(self, children: list[Body], owner: Owner) -> Problem | None:
+        """Read each of ``children`` (desired bodies the store cannot vouch for) by name, all at once: the
+        problem of those that exist and are not ``owner``'s, None when every one is missing or ours."""
+        if not children:
+            return None
+        found = await asyncio.gather(
+            *(self.api.read(c["kind"], str(c["metadata"]["namespace"]), str(c["metadata"]["name"])) for c in children)
+        )
+        problems = [
+            problem
+            for child, live in zip(children, found, strict=True)
+            if (problem := name_conflict(str(child["kind"]), live, owner)) is not None
+        ]
+        return name_conflicts(problems)
 
     async def _apply_service(
         self, service: Body, reason: ApplyReason | None, memory: Memory, namespace: str
@@ -163,13 +211,13 @@ class Reconciler:
         desired: Body,
         reason: ApplyReason | None,
         current: Body | None,
+        claim: Body | None,
         replicas: int,
         workload: Workload,
         memory: Memory,
     ) -> Body | None:
         if reason is None:
             return current
-        claim = build_cache_claim(workload)
         if claim is not None:
             # Before the Deployment, so its pods find the claim they mount.
             await self.api.apply(claim, FIELD_MANAGER)
@@ -193,12 +241,13 @@ class Reconciler:
             generation=planned.generation,
             now=now,
             task=planned.workload.placement.task if planned.workload else None,
-            endpoint=planned.endpoint,
+            # The name may be someone else's Service: not advertised while it is.
+            endpoint=planned.endpoint if outcome.conflict is None else None,
             selector=planned.selector,
             target_replicas=_deployment_replicas(outcome.deployment, planned.replicas),
             deployment=outcome.deployment,
             pods=pods if planned.workload is not None else (),
-            spec_problem=planned.problem or outcome.rejected,
+            spec_problem=planned.problem or outcome.rejected or outcome.conflict,
             previous=planned.previous,
             in_place=outcome.in_place,
         )
@@ -226,6 +275,7 @@ class Reconciler:
             try:
                 outcome = await self.apply_children(planned, seen, memory)
                 memory.rejected.pop(key, None)
+                await self._conflicted(body, planned, outcome.conflict, memory, now)
             except KubeError as error:
                 if error.status not in REJECTED_STATUSES:
                     raise
@@ -237,6 +287,22 @@ class Reconciler:
         derived = self.observe(planned, now, outcome, seen.pods)
         await self.write_status(planned, derived)
         return derived
+
+    async def _conflicted(
+        self, body: Mapping[str, Any], planned: Plan, conflict: Problem | None, memory: Memory, now: datetime
+    ) -> None:
+        """A Warning Event when a cluster first meets a name conflict (once per message, not per recheck)."""
+        key = (planned.owner.namespace, planned.owner.name)
+        if conflict is None:
+            memory.conflicts.pop(key, None)
+            return
+        previous = planned.previous
+        reported = previous is not None and previous.reason == NAME_CONFLICT and previous.message == conflict.message
+        if memory.conflicts.get(key) == conflict.message or reported:
+            return
+        memory.conflicts[key] = conflict.message
+        logger.warning("%s/%s: %s: nothing applied", key[0], key[1], conflict.message)
+        await self._warn(body, NAME_CONFLICT, conflict.message, now)
 
     async def _warn(self, body: Mapping[str, Any], reason: str, message: str, now: datetime) -> None:
         try:
