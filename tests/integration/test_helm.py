@@ -226,6 +226,7 @@ def test_bootstrap_key_secret_holds_a_key_the_gateway_accepts() -> None:
     assert not verify(record, new_key())
     (namespace,) = of_kind(manifests, "Namespace")
     assert namespace["metadata"]["name"] == "demo"
+    assert namespace["metadata"]["labels"]["modelcluster.dev/tenant"] == "demo", "a tenant namespace"
 
 
 def test_catalog_config_map_carries_the_model_images(tmp_path: Path) -> None:

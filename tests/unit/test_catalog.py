@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from modelcluster.api.modelcluster import ModelClusterSpec
 from modelcluster.api.tasks import TASKS
 from modelcluster.catalog import Catalog, CatalogError, CatalogFileError, load_catalog, resolve
+from modelcluster.catalog.resolve import with_spec
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +144,44 @@ def test_missing_source(tmp_path: Path) -> None:
 def test_a_model_may_name_its_own_image(catalog: Catalog) -> None:
     assert resolve(catalog, "modelcluster/tiny-chat", None).image == "modelcluster.dev/local/runtime-llm:0.1.0"
     assert resolve(catalog, "openai-community/gpt2", None).image == "ghcr.io/modelcluster/runtime-llm:0.1.0"
+
+
+# --- the shared hub token --------------------------------------------------------------------
+
+
+def _token_catalog(tmp_path: Path) -> Catalog:
+    (tmp_path / "catalog.yaml").write_text(
+        "tokenSecret: {name: shared-hub-token}\n"
+        "models:\n"
+        "  - {id: acme/listed, task: chat, params: 1000000}\n"
+        "  - {id: meta-llama/gated, task: chat, params: 1000000, tokenSecret: {name: llama}}\n",
+        encoding="utf-8",
+    )
+    return load_catalog([tmp_path])
+
+
+def test_the_shared_token_reaches_the_models_the_catalog_lists(tmp_path: Path) -> None:
+    catalog = _token_catalog(tmp_path)
+    listed = resolve(catalog, "acme/listed", None).token_secret
+    assert listed is not None and listed.name == "shared-hub-token"
+    assert resolve(catalog, "ACME/Listed", None).token_secret == listed  # listed, whatever the case
+    own = resolve(catalog, "meta-llama/gated", None).token_secret
+    assert own is not None and own.name == "llama"
+
+
+@pytest.mark.parametrize("model_id", ["someone/private-repo", "acme/listed-not", "meta-llama/other"])
+@pytest.mark.parametrize("task", ["chat", "text-classification"])
+def test_a_model_the_catalog_does_not_list_never_gets_the_shared_token(
+    tmp_path: Path, model_id: str, task: str
+) -> None:
+    placement = resolve(_token_catalog(tmp_path), model_id, task)
+    assert not placement.known
+    assert placement.token_secret is None
+
+
+def test_a_spec_token_still_reaches_a_model_the_catalog_does_not_list(tmp_path: Path) -> None:
+    spec = ModelClusterSpec.model_validate(
+        {"model": "someone/private-repo", "task": "chat", "tokenSecret": {"name": "mine"}}
+    )
+    placement = with_spec(resolve(_token_catalog(tmp_path), spec.model, spec.task), spec)
+    assert placement.token_secret is not None and placement.token_secret.name == "mine"

@@ -77,8 +77,11 @@ def test_ports_in_use_names_a_listening_port_only() -> None:
 
 
 def test_the_operator_gets_its_lease_namespace_and_the_gateway_its_key_namespace_created() -> None:
-    created = {document["metadata"]["name"] for document in namespaces()}
-    assert created == {SYSTEM_NAMESPACE, devsystem.DEV_TENANT}
+    created = {document["metadata"]["name"]: document["metadata"]["labels"] for document in namespaces()}
+    assert set(created) == {SYSTEM_NAMESPACE, devsystem.DEV_TENANT}
+    # The dev tenant is a tenant namespace (so `keys create --tenant dev` accepts it); the system one is not.
+    assert created[devsystem.DEV_TENANT]["modelcluster.dev/tenant"] == devsystem.DEV_TENANT
+    assert "modelcluster.dev/tenant" not in created[SYSTEM_NAMESPACE]
     ports = Ports(gateway=9000, operator_health=9001, operator_metrics=9002)
     argv = operator_argv(Path("/bin/modelcluster"), "dev", ports)
     assert f"--lease-namespace={SYSTEM_NAMESPACE}" in argv

@@ -12,6 +12,9 @@ PART_OF = "app.kubernetes.io/part-of"
 MODEL = "modelcluster.dev/model"
 TASK = "modelcluster.dev/task"
 MODEL_ID_ANNOTATION = "modelcluster.dev/model-id"
+#: On a tenant namespace (value: the tenant, which is the namespace's name) and on each key Secret (its tenant).
+#: Only a namespace carrying it is a tenant: ``modelcluster keys create`` puts it on the namespaces it makes.
+TENANT = "modelcluster.dev/tenant"
 
 APP_NAME = "modelcluster-runtime"
 COMPONENT_NAME = "model-server"

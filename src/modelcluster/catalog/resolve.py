@@ -41,6 +41,11 @@ def resolve(catalog: Catalog, model_id: str, task: str | None) -> Placement:
 
     Raises :class:`CatalogError` for a model the catalog does not know when no
     task is given, and for a task no family serves.
+
+    The catalog's shared hub token (``catalog.token_secret``) goes only to models the catalog
+    lists: a model id it does not know (any repository a tenant names) never gets it, so the
+    token cannot serve private repositories it happens to read. Such a model gets a token only
+    from its own spec (:func:`with_spec`).
     """
     known = catalog.model(model_id)
     if task is None:
@@ -67,7 +72,7 @@ def resolve(catalog: Catalog, model_id: str, task: str | None) -> Placement:
         image=known.image if known is not None and known.image else catalog.families[family].image,
         tier=tier,
         known=known is not None,
-        token_secret=(known.token_secret if known is not None else None) or catalog.token_secret,
+        token_secret=(known.token_secret or catalog.token_secret) if known is not None else None,
         image_pull_secrets=tuple(dict.fromkeys(pull_secrets)),
         cache=(known.cache if known is not None else None) or catalog.cache,
         rollout=(known.rollout if known is not None else None) or tier.rollout or DEFAULT_ROLLOUT,

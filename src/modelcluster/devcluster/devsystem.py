@@ -41,7 +41,9 @@ from modelcluster.gateway.keys import key_id_of
 CRD_NAME = system.CRD_NAME
 DEV_TENANT = "dev"
 SYSTEM_NAMESPACE = system.SYSTEM_NAMESPACE
-DEV_NAMESPACES = (SYSTEM_NAMESPACE, DEV_TENANT)
+#: The operator's lease and the key Secrets; the dev tenant's namespace (labelled a tenant) is :data:`DEV_TENANTS`.
+DEV_NAMESPACES = (SYSTEM_NAMESPACE,)
+DEV_TENANTS = (DEV_TENANT,)
 GATEWAY_PORT = 8080
 OPERATOR_HEALTH_PORT = 8081
 OPERATOR_METRICS_PORT = 8082
@@ -72,7 +74,7 @@ def sample_cluster() -> dict[str, Any]:
 
 def namespaces() -> list[dict[str, Any]]:
     """The namespaces the dev system uses: the operator's lease and the key Secrets, and the dev tenant."""
-    return system.namespace_bodies(DEV_NAMESPACES)
+    return system.namespace_bodies(DEV_NAMESPACES, DEV_TENANTS)
 
 
 def operator_argv(executable: Path, name: str, ports: Ports) -> list[str]:
@@ -427,7 +429,7 @@ def dev(name: str, port: int, health_port: int, metrics_port: int, pod_commands:
             kubeconfig = controlplane.up(config)
             env = dict(os.environ, KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1")
             kubectl = Kubectl(tools.kubectl, env)
-            system.install(kubectl, DEV_NAMESPACES)
+            system.install(kubectl, DEV_NAMESPACES, DEV_TENANTS)
             executable = system.executable()
             key = dev_key(executable, env, kubeconfig.parent / "api-key")
             followers = [

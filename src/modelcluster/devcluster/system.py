@@ -18,6 +18,7 @@ import yaml
 from modelcluster.api import GROUP, KIND, VERSION
 from modelcluster.api.naming import object_name
 from modelcluster.crd.definition import render_crd
+from modelcluster.gateway.tenancy import tenant_labels
 
 CRD_NAME = "modelclusters.modelcluster.dev"
 SYSTEM_NAMESPACE = "modelcluster-system"
@@ -35,17 +36,21 @@ def executable() -> Path:
     return Path(sys.executable).with_name("modelcluster")
 
 
-def namespace_bodies(names: Iterable[str]) -> list[dict[str, Any]]:
-    """Namespaces of the system (labelled as part of modelcluster)."""
+def namespace_bodies(names: Iterable[str], tenants: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Namespaces of the system (labelled as part of modelcluster), then tenant namespaces (with the tenant label)."""
+    system_namespaces = [{"name": name, "labels": dict(PART_OF)} for name in names]
+    tenant_namespaces = [{"name": name, "labels": {**PART_OF, **tenant_labels(name)}} for name in tenants]
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(PART_OF)}} for name in names
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+        for metadata in (*system_namespaces, *tenant_namespaces)
     ]
 
 
-def install(kubectl: KubectlRun, namespaces: Sequence[str] = (SYSTEM_NAMESPACE,)) -> None:
-    """Apply ``namespaces`` and the CRD, and wait until the apiserver serves ModelClusters."""
-    if namespaces:
-        kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(namespace_bodies(namespaces), sort_keys=False))
+def install(kubectl: KubectlRun, namespaces: Sequence[str] = (SYSTEM_NAMESPACE,), tenants: Sequence[str] = ()) -> None:
+    """Apply ``namespaces``, the tenant namespaces ``tenants`` and the CRD; wait until ModelClusters are served."""
+    bodies = namespace_bodies(namespaces, tenants)
+    if bodies:
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(bodies, sort_keys=False))
     kubectl("apply", "--server-side", "-f", "-", stdin=render_crd())
     kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}")
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from modelcluster.gateway.tenancy import DEFAULT_KEY_NAMESPACE, name_refusal, tenant_refusal
+from modelcluster.gateway.tenancy import TENANT_LABEL as TENANT_LABEL
 from modelcluster.kube.objects import metadata_of
 
 KEY_PREFIX = "mc"
@@ -32,7 +34,6 @@ SECRET_NAME_PREFIX = "modelcluster-key-"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 PART_OF = "modelcluster"
 API_KEY_LABEL = "modelcluster.dev/api-key"
-TENANT_LABEL = "modelcluster.dev/tenant"
 #: The label selector of every key Secret.
 KEY_SELECTOR = f"{API_KEY_LABEL}=true"
 
@@ -49,8 +50,6 @@ _KEY = re.compile(rf"{KEY_PREFIX}_([0-9a-f]{{{KEY_ID_LENGTH}}})_[A-Za-z0-9_-]{{3
 _KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_LENGTH}}}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONCURRENCY = re.compile(r"[1-9][0-9]{0,8}")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_RESERVED_TENANT_PREFIX = "kube-"
 
 
 class InvalidTenant(ValueError):
@@ -117,15 +116,23 @@ def key_id_of_secret_name(name: str) -> str | None:
     return key_id if is_key_id(key_id) else None
 
 
-def validate_tenant(name: str) -> str:
-    """``name`` when it can name a tenant namespace, else raise :class:`InvalidTenant` saying why."""
-    if _DNS1123_LABEL.fullmatch(name) is None:
-        raise InvalidTenant(
-            f"invalid tenant name {name!r}: it must be a DNS-1123 label: 1 to 63 lowercase letters, "
-            "digits or '-', starting and ending with a letter or digit"
-        )
-    if name.startswith(_RESERVED_TENANT_PREFIX):
-        raise InvalidTenant(f"invalid tenant name {name!r}: names starting with 'kube-' are reserved by Kubernetes")
+def validate_tenant_name(name: str) -> str:
+    """``name`` when it is shaped like a namespace name, else raise :class:`InvalidTenant` (no reserved names check)."""
+    reason = name_refusal(name)
+    if reason is not None:
+        raise InvalidTenant(f"invalid tenant name {name!r}: {reason}")
+    return name
+
+
+def validate_tenant(name: str, key_namespace: str = DEFAULT_KEY_NAMESPACE) -> str:
+    """``name`` when it may name a tenant namespace, else raise :class:`InvalidTenant` saying why.
+
+    The rule is :func:`modelcluster.gateway.tenancy.tenant_refusal`: system and platform namespaces
+    and the namespace of the key Secrets (``key_namespace``) are never tenants.
+    """
+    reason = tenant_refusal(name, key_namespace)
+    if reason is not None:
+        raise InvalidTenant(f"invalid tenant name {name!r}: {reason}")
     return name
 
 
@@ -156,11 +163,14 @@ def key_labels(tenant: str) -> dict[str, str]:
 
 
 def build_key_secret(key: str, tenant: str, concurrency: int, namespace: str) -> dict[str, Any]:
-    """The Secret (JSON body) binding ``key`` to ``tenant`` with a concurrency limit; it holds only the hash."""
+    """The Secret (JSON body) in ``namespace`` binding ``key`` to ``tenant`` with a concurrency limit.
+
+    It holds only the hash. ``tenant`` must pass :func:`validate_tenant` with ``namespace`` as the key namespace.
+    """
     key_id = key_id_of(key)
     if key_id is None:
         raise ValueError("not a well-formed API key")
-    validate_tenant(tenant)
+    validate_tenant(tenant, namespace)
     validate_concurrency(concurrency)
     return {
         "apiVersion": "v1",
@@ -199,7 +209,12 @@ class ApiKeyRecord:
 
     @classmethod
     def from_secret(cls, secret: Mapping[str, Any]) -> ApiKeyRecord:
-        """Parse a key Secret (a plain JSON dict with base64 ``data``); raise :class:`InvalidKeySecret`."""
+        """Parse a key Secret (a plain JSON dict with base64 ``data``); raise :class:`InvalidKeySecret`.
+
+        A tenant that can never be one (``default``, a system namespace, the Secret's own namespace:
+        :func:`validate_tenant`) makes the Secret invalid, so a key hand-made for such a namespace
+        authenticates nothing.
+        """
         metadata = metadata_of(secret)
         name = str(metadata.get("name") or "")
         key_id = key_id_of_secret_name(name)
@@ -214,7 +229,7 @@ class ApiKeyRecord:
         if _CONCURRENCY.fullmatch(concurrency) is None:
             raise InvalidKeySecret(f"data.{CONCURRENCY_FIELD} {concurrency!r} is not a whole number of at least 1")
         try:
-            validate_tenant(tenant)
+            validate_tenant(tenant, str(metadata.get("namespace") or DEFAULT_KEY_NAMESPACE))
         except InvalidTenant as error:
             raise InvalidKeySecret(f"data.{TENANT_FIELD}: {error}") from error
         return cls(

@@ -32,11 +32,13 @@ from modelcluster.gateway.keys import (
     key_id_of,
     secret_name,
     validate_tenant,
+    validate_tenant_name,
 )
+from modelcluster.gateway.tenancy import DEFAULT_KEY_NAMESPACE, is_tenant_namespace, tenant_labels
 from modelcluster.kube.client import Kube, KubeError, load_client_configuration
 from modelcluster.kube.objects import metadata_of, rfc3339
 
-DEFAULT_NAMESPACE = "modelcluster-system"
+DEFAULT_NAMESPACE = DEFAULT_KEY_NAMESPACE
 DEFAULT_CONCURRENCY = 10
 #: Attempts at a fresh key id when a generated one is taken (48 random bits make this all but impossible).
 CREATE_ATTEMPTS = 3
@@ -76,9 +78,11 @@ def _run(action: Callable[[_Api], Awaitable[_T]]) -> _T:
         raise click.ClickException(f"the Kubernetes API failed: {error}") from error
 
 
-async def _ensure_namespace(api: _Api, name: str) -> bool:
-    """Create namespace ``name`` unless it exists; return whether it was created."""
-    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={PART_OF_LABEL: PART_OF}))
+async def _ensure_namespace(api: _Api, name: str, labels: dict[str, str] | None = None) -> bool:
+    """Create namespace ``name`` (with ``labels``) unless it exists; return whether it was created."""
+    body = client.V1Namespace(
+        metadata=client.V1ObjectMeta(name=name, labels={PART_OF_LABEL: PART_OF, **(labels or {})})
+    )
     try:
         await api.kube.call(api.core.create_namespace(body))
     except KubeError as error:
@@ -86,6 +90,31 @@ async def _ensure_namespace(api: _Api, name: str) -> bool:
             return False
         raise
     return True
+
+
+class NotATenant(click.ClickException):
+    """An existing namespace that was not made for a tenant."""
+
+
+async def _ensure_tenant(api: _Api, tenant: str, existing: bool) -> str | None:
+    """Make namespace ``tenant`` a tenant namespace; what was done (``created``, ``labelled``), else ``None``.
+
+    A new namespace is created with the tenant label. An existing one must carry it already, or
+    ``existing`` (``--existing-namespace``) must be given: then it is labelled; else :class:`NotATenant`.
+    """
+    if await _ensure_namespace(api, tenant, tenant_labels(tenant)):
+        return "created"
+    found = api.plain(await api.kube.call(api.core.read_namespace(tenant)))
+    if is_tenant_namespace(tenant, metadata_of(found).get("labels")):
+        return None
+    if not existing:
+        raise NotATenant(
+            f"namespace {tenant} exists but is not a tenant namespace (it has no label {TENANT_LABEL}={tenant}); "
+            f"to make it one, run again with --existing-namespace (it gets that label)"
+        )
+    patch = {"metadata": {"labels": tenant_labels(tenant)}}
+    await api.kube.call(api.core.patch_namespace(tenant, patch))
+    return "labelled"
 
 
 def _secret_model(body: dict[str, Any]) -> client.V1Secret:
@@ -117,13 +146,33 @@ def _tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     if value is None:
         return None
     try:
-        return validate_tenant(value)
+        return validate_tenant(value, str(ctx.params.get("namespace") or DEFAULT_NAMESPACE))
+    except InvalidTenant as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from error
+
+
+def _tenant_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_tenant_name(value)
     except InvalidTenant as error:
         raise click.BadParameter(str(error), ctx=ctx, param=param) from error
 
 
 @keys.command()
-@click.option("--tenant", required=True, callback=_tenant, help="Namespace the key acts in (created if missing).")
+@click.option(
+    "--tenant",
+    required=True,
+    callback=_tenant,
+    help="Tenant namespace the key acts in (created, labelled as a tenant, if missing).",
+)
+@click.option(
+    "--existing-namespace",
+    is_flag=True,
+    default=False,
+    help=f"Make an existing namespace without the label {TENANT_LABEL} a tenant (label it).",
+)
 @click.option(
     "--concurrency",
     default=DEFAULT_CONCURRENCY,
@@ -132,17 +181,26 @@ def _tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     help="Requests the key may have in flight at once.",
 )
 @namespace_option
-def create(tenant: str, concurrency: int, namespace: str) -> None:
+def create(tenant: str, existing_namespace: bool, concurrency: int, namespace: str) -> None:
     """Create a key for a tenant and print it.
 
     The key is the last line of standard output; it is stored only as a hash and
-    cannot be shown again. The tenant namespace is created if missing.
+    cannot be shown again. The tenant namespace is created (with the label
+    modelcluster.dev/tenant=TENANT) if missing; an existing namespace without that
+    label is refused unless --existing-namespace is given. System and platform
+    namespaces (default, kube-*, openshift-*, *-system, the key namespace, ...) are
+    refused in every case.
     """
-    if tenant == namespace:
-        raise click.BadParameter("a tenant cannot be the namespace of the key Secrets", param_hint="'--tenant'")
+    try:
+        validate_tenant(tenant, namespace)  # the callback saw --namespace only if it came first
+    except InvalidTenant as error:
+        raise click.BadParameter(str(error), param_hint="'--tenant'") from error
 
     async def action(api: _Api) -> tuple[str, list[str]]:
-        created = [name for name in (namespace, tenant) if await _ensure_namespace(api, name)]
+        done = await _ensure_tenant(api, tenant, existing_namespace)
+        created = [f"{done} namespace {tenant}"] if done else []
+        if await _ensure_namespace(api, namespace):
+            created.insert(0, f"created namespace {namespace}")
         for _ in range(CREATE_ATTEMPTS):
             key = generate_key()
             body = _secret_model(build_key_secret(key, tenant, concurrency, namespace))
@@ -156,15 +214,15 @@ def create(tenant: str, concurrency: int, namespace: str) -> None:
         raise click.ClickException(f"could not find a free key id in {CREATE_ATTEMPTS} attempts")
 
     key, created = _run(action)
-    for name in created:
-        click.echo(f"created namespace {name}", err=True)
+    for line in created:
+        click.echo(line, err=True)
     click.echo(f"API key {key_id_of(key)}: tenant {tenant}, concurrency {concurrency}", err=True)
     click.echo("Keep the key now; it is stored only as a hash and cannot be shown again.", err=True)
     click.echo(key)
 
 
 @keys.command(name="list")
-@click.option("--tenant", default=None, callback=_tenant, help="Only the keys of this tenant.")
+@click.option("--tenant", default=None, callback=_tenant_name, help="Only the keys of this tenant.")
 @namespace_option
 def list_keys(tenant: str | None, namespace: str) -> None:
     """List the keys: id, tenant, concurrency, creation time (never a key or its hash)."""

@@ -87,7 +87,9 @@ async def patch_cluster(request: web.Request) -> web.Response:
         raise NotFound(f"no cluster for {target.model_id}")
     patch = build_patch(body, target.task)
     namespace, name = target.key
-    updated = await answered(gateway.kube.patch_cluster(namespace, name, patch), f"cluster for {target.model_id}")
+    updated = await answered(
+        gateway.kube.patch_cluster(namespace, name, patch), f"cluster for {target.model_id}", caller_body=True
+    )
     gateway.clusters.put(updated)
     view = cluster_view(updated, _last_request(gateway, target), target.task)
     return ok(view, cluster=view)

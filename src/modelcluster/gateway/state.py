@@ -94,7 +94,9 @@ class Gateway:
         """Create the cluster of ``target`` (409 when it exists)."""
         namespace, _ = target.key
         created = await answered(
-            self.kube.create_cluster(build_cluster(namespace, target.model_id, body)), f"cluster for {target.model_id}"
+            self.kube.create_cluster(build_cluster(namespace, target.model_id, body)),
+            f"cluster for {target.model_id}",
+            caller_body=True,
         )
         self.clusters.put(created)
         return created
