@@ -313,6 +313,7 @@ def endpoint_ready(slice_: dict[str, Any], pod: str) -> bool:
 class System:
     kubeconfig: Path
     gateway_url: str
+    gateway_metrics_url: str
     key: str
     work: Path
     custom: Any  # kubernetes CustomObjectsApi
@@ -406,8 +407,9 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
     system.install(run_kubectl, namespaces=(KEY_NAMESPACE,))
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     cli = system.executable()
-    gateway_port, health, metrics = free_port(), free_port(), free_port()
+    gateway_port, gateway_metrics_port, health, metrics = free_port(), free_port(), free_port(), free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
+    gateway_metrics_url = f"http://127.0.0.1:{gateway_metrics_port}/metrics"
     logs = {"operator": work / "operator.log", "gateway": work / "gateway.log"}
     operator = processes.start(
         "operator",
@@ -419,7 +421,7 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
             extra=[
                 f"--catalog={catalog}",
                 f"--scale-tick={SCALE_TICK_S}",
-                f"--gateway-metrics-url={gateway_url}/metrics",
+                f"--gateway-metrics-url={gateway_metrics_url}",
             ],
         ),
         logs["operator"],
@@ -437,6 +439,7 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
         system.gateway_argv(
             cli,
             port=gateway_port,
+            metrics_port=gateway_metrics_port,
             host="127.0.0.1",
             key_namespace=KEY_NAMESPACE,
             extra=[f"--catalog={catalog}", "--hold-timeout=240"],
@@ -464,7 +467,7 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
     wait_for(lambda: http_status("GET", f"{gateway_url}/models/v2/list/tasks", headers) == 200, 30, "the key")
     api = k8s_config.new_client_from_config(str(kubeconfig))
     http = httpx.Client(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
-    return System(kubeconfig, gateway_url, key, work, k8s.CustomObjectsApi(api), http, logs)
+    return System(kubeconfig, gateway_url, gateway_metrics_url, key, work, k8s.CustomObjectsApi(api), http, logs)
 
 
 # --- reaction ----------------------------------------------------------------------------------------------------
@@ -494,7 +497,7 @@ def poll_gauge(system: System, key: tuple[str, str], threshold: float, since: fl
         while time.monotonic() < deadline:
             sent = time.time()
             try:
-                text = http.get(f"{system.gateway_url}/metrics").text
+                text = http.get(system.gateway_metrics_url).text
             except httpx.HTTPError:
                 text = ""
             signal = parse_gateway(text).get(key)

@@ -470,6 +470,7 @@ def start_system(work: Path, processes: Processes) -> System:
         system.gateway_argv(
             cli,
             port=port,
+            metrics_port=free_port(),
             host="127.0.0.1",
             key_namespace=KEY_NAMESPACE,
             extra=[f"--catalog={catalog}", "--hold-timeout=120"],

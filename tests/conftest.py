@@ -115,18 +115,24 @@ def gateway_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def gateway_metrics_port() -> int:
+    """The gateway's metrics port, where the operator's autoscaler reads the gateway's demand."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def operator(
     cluster: Cluster,
     kubectl: list[str],
     test_catalog: Path,
-    gateway_port: int,
+    gateway_metrics_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     def run_kubectl(*args: str, stdin: str | None = None) -> None:
         subprocess.run([*kubectl, *args], input=stdin, text=True, check=True)
 
     system.install(run_kubectl)
-    args = ["--catalog", str(test_catalog), f"--gateway-metrics-url=http://127.0.0.1:{gateway_port}/metrics"]
+    args = ["--catalog", str(test_catalog), f"--gateway-metrics-url=http://127.0.0.1:{gateway_metrics_port}/metrics"]
     process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), args)
     process.start()
     try:
@@ -151,11 +157,14 @@ def gateway(
     operator: OperatorProcess,
     test_catalog: Path,
     gateway_port: int,
+    gateway_metrics_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     """The gateway in front of the operator's clusters (held requests wait at most 120 s)."""
     args = [f"--catalog={test_catalog}", "--hold-timeout=120"]
-    process = GatewayProcess(cluster, tmp_path_factory.mktemp("gateway"), args, port=gateway_port)
+    process = GatewayProcess(
+        cluster, tmp_path_factory.mktemp("gateway"), args, port=gateway_port, metrics_port=gateway_metrics_port
+    )
     process.start()
     try:
         yield process

@@ -58,10 +58,11 @@ def config() -> Iterator[ClusterConfig]:
 
 
 def test_dev_serves_with_its_key_and_ctrl_c_stops_everything_it_started(config: ClusterConfig) -> None:
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(4)]
     executable = Path(sys.executable).with_name("modelcluster")
     argv = [str(executable), "dev", f"--name={config.name}", "--no-sample"]
     argv += [f"--port={ports[0]}", f"--health-port={ports[1]}", f"--metrics-port={ports[2]}"]
+    argv += [f"--gateway-metrics-port={ports[3]}"]
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out: list[str] = []
     err: list[str] = []
@@ -76,6 +77,8 @@ def test_dev_serves_with_its_key_and_ctrl_c_stops_everything_it_started(config: 
         assert answer.status_code == 200, answer.text
         assert httpx.get(f"{base}/list/clusters", headers={"Authorization": "Key nope"}, timeout=10).status_code == 401
         assert httpx.get(f"http://127.0.0.1:{ports[1]}/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{ports[3]}/metrics", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10).status_code == 404
         run_dir = config.state_dir / "run"
         pids = [processes.read_pid(run_dir, component) for component in controlplane.COMPONENTS]
         assert all(pids), f"cluster processes not all running: {pids}"

@@ -144,7 +144,7 @@ def test_cluster_wide_mode_uses_a_cluster_role() -> None:
     operator = next(doc for doc in of_kind(manifests, "Deployment") if doc["metadata"]["name"].endswith("-operator"))
     args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [arg for arg in args if arg.startswith("--namespace")]
-    assert "--gateway-service=modelcluster-system/mc-modelcluster-gateway" in args
+    assert "--gateway-service=modelcluster-system/mc-modelcluster-gateway-metrics" in args
     # Secrets: read by the gateway, in its own namespace only.
     secret_rules = [
         (doc["kind"], doc["metadata"].get("namespace"))
@@ -202,6 +202,23 @@ def test_namespaced_mode_renders_roles_and_flags() -> None:
     assert [arg for arg in args if arg.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
     policies = {d["metadata"]["namespace"] for d in of_kind(manifests, "NetworkPolicy")}
     assert policies == {"team-a", "team-b"}
+
+
+def test_the_gateway_metrics_are_off_the_tenant_facing_service() -> None:
+    manifests = render(VALUE_SETS["everything"])
+    services = {doc["metadata"]["name"]: doc for doc in of_kind(manifests, "Service")}
+    # Tenants reach the API only: no metrics port in their Service.
+    assert [port["name"] for port in services["mc-modelcluster-gateway"]["spec"]["ports"]] == ["http"]
+    metrics = services["mc-modelcluster-gateway-metrics"]["spec"]
+    assert metrics["clusterIP"] == "None"
+    assert metrics["ports"] == [{"name": "metrics", "port": 8083, "targetPort": "metrics", "protocol": "TCP"}]
+    assert metrics["selector"] == services["mc-modelcluster-gateway"]["spec"]["selector"]
+    gateway = next(doc for doc in of_kind(manifests, "Deployment") if doc["metadata"]["name"].endswith("-gateway"))
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=8083" in container["args"]
+    assert {"name": "metrics", "containerPort": 8083, "protocol": "TCP"} in container["ports"]
+    monitor = of_kind(manifests, "ServiceMonitor")[0]
+    assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
 
 
 def test_network_policy_admits_only_the_gateway_and_operator() -> None:
@@ -319,6 +336,10 @@ def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
         answer = httpx.get(f"{base}/models/v2/list/tasks", headers={"Authorization": f"Key {key}"}, timeout=5)
         assert answer.status_code == 200, answer.text
         assert answer.json()["error"] is None
+        # /metrics is on the gateway's metrics port only.
+        assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
+        metrics = httpx.get(f"http://{gateway.status.pod_ip}:8083/metrics", timeout=5)
+        assert metrics.status_code == 200 and "modelcluster_gateway_requests_total" in metrics.text
     finally:
         uninstalled = helm("uninstall", release, *kube, "--wait", "--timeout=90s")
     assert uninstalled.returncode == 0, uninstalled.stderr

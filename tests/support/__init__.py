@@ -155,11 +155,19 @@ class GatewayProcess:
 
     KEY_NAMESPACE = system.SYSTEM_NAMESPACE
 
-    def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        workdir: Path,
+        extra_args: list[str],
+        port: int | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
         self.cluster = cluster
         self.workdir = workdir
         self.extra_args = extra_args
         self.port = port or free_port()
+        self.metrics_port = metrics_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "gateway.log"
 
@@ -167,10 +175,16 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """``/metrics``, on the gateway's metrics port (the API port answers 404 there)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
     def start(self) -> None:
         argv = system.gateway_argv(
             system.executable(),
             port=self.port,
+            metrics_port=self.metrics_port,
             host="127.0.0.1",
             key_namespace=self.KEY_NAMESPACE,
             extra=self.extra_args,
@@ -184,7 +198,7 @@ class GatewayProcess:
         return serving(self.process, "gateway", f"{self.url}/ready")
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=5.0).text
+        return httpx.get(self.metrics_url, timeout=5.0).text
 
     def stop(self) -> None:
         terminate(self.process)

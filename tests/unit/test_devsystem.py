@@ -72,7 +72,7 @@ def test_ports_in_use_names_a_listening_port_only() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind(("127.0.0.1", 0))
             free = probe.getsockname()[1]
-        taken = ports_in_use(Ports(gateway=busy, operator_health=free, operator_metrics=free))
+        taken = ports_in_use(Ports(gateway=busy, operator_health=free, operator_metrics=free, gateway_metrics=free))
     assert taken == [f"gateway (--port) {busy}"]
 
 
@@ -82,16 +82,18 @@ def test_the_operator_gets_its_lease_namespace_and_the_gateway_its_key_namespace
     # The dev tenant is a tenant namespace (so `keys create --tenant dev` accepts it); the system one is not.
     assert created[devsystem.DEV_TENANT]["modelcluster.dev/tenant"] == devsystem.DEV_TENANT
     assert "modelcluster.dev/tenant" not in created[SYSTEM_NAMESPACE]
-    ports = Ports(gateway=9000, operator_health=9001, operator_metrics=9002)
+    ports = Ports(gateway=9000, operator_health=9001, operator_metrics=9002, gateway_metrics=9003)
     argv = operator_argv(Path("/bin/modelcluster"), "dev", ports)
     assert f"--lease-namespace={SYSTEM_NAMESPACE}" in argv
     assert "--no-leader-elect" not in argv
-    assert {"--health-port=9001", "--metrics-port=9002", "--gateway-metrics-url=http://127.0.0.1:9000/metrics"} <= set(
+    # The autoscaler reads the gateway's demand on its metrics port, not on the API port.
+    assert {"--health-port=9001", "--metrics-port=9002", "--gateway-metrics-url=http://127.0.0.1:9003/metrics"} <= set(
         argv
     )
     assert gateway_argv(Path("/bin/modelcluster"), ports)[1:] == [
         "gateway",
         "--port=9000",
+        "--metrics-port=9003",
         f"--key-namespace={SYSTEM_NAMESPACE}",
     ]
 

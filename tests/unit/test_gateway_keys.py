@@ -591,3 +591,41 @@ def test_changing_replicas_applies_to_new_requests_only() -> None:
     assert not limiter.try_acquire("k", 4)
     limiter.release("k")
     assert limiter.try_acquire("k", 4)
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_list_an_accepted_watch_and_bookmarks_keep_the_keys_fresh(start_store: StartStore) -> None:
+    clock = ManualClock()
+    watch = Stream()
+    api = ScriptedSecrets([("10", [])], [watch])
+    store = await start_store(api, max_staleness_s=60.0, clock=clock)
+    assert not store.stale  # the first list confirmed it
+    await eventually_async(lambda: len(api.watches) == 1)
+    assert api.watches[0]["timeout_seconds"] == 30  # renewed within half the limit even when nothing happens
+    clock.now += 61
+    assert store.stale
+    watch.push(event("BOOKMARK", {"kind": "Secret", "metadata": {"resourceVersion": "17"}}))
+    await eventually_async(lambda: not store.stale)
+    clock.now += 61
+    assert store.stale
+    watch.push(END)  # the apiserver ends the watch at its timeout; the next watch request is accepted
+    await eventually_async(lambda: len(api.watches) == 2)
+    await eventually_async(lambda: not store.stale)
+    assert api.listed == 1
+
+
+async def test_a_failing_watch_leaves_the_keys_stale(start_store: StartStore) -> None:
+    clock = ManualClock()
+    api = ScriptedSecrets([("10", [])], [Stream(status=500) for _ in range(50)])
+    store = await start_store(api, max_staleness_s=60.0, clock=clock)
+    clock.now += 61
+    await eventually_async(lambda: len(api.watches) >= 3)
+    assert store.stale
+    assert store.ready  # still following: it recovers on the first accepted watch

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.metrics import GatewayMetrics
+from modelcluster.operator.autoscaling.loop import metrics_port_of
 from modelcluster.operator.autoscaling.policy import (
     Decision,
     History,
@@ -599,3 +600,11 @@ def test_a_lowered_max_applies_at_once() -> None:
     busy = Observed(replicas=2, ready=2, gateway_outstanding=4, last_activity=99.0, created_at=0.0)
     decision = decide(spec, busy, History(since=99.0, recommendations=((98.0, 2),)), now=100.0)
     assert (decision.target, decision.reason) == (1, "MaxLowered")
+
+
+def test_gateways_are_scraped_on_the_port_named_metrics_of_their_endpoint_slices() -> None:
+    both = {"ports": [{"name": "http", "port": 8080}, {"name": "metrics", "port": 9183}]}
+    assert metrics_port_of(both, 8083) == 9183
+    # A Service that names no metrics port (an older chart, the API Service): the gateway's default metrics port.
+    assert metrics_port_of({"ports": [{"name": "http", "port": 8080}]}, 8083) == 8083
+    assert metrics_port_of({}, 8083) == 8083

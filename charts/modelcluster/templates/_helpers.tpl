@@ -16,6 +16,10 @@
 {{- printf "%s-gateway" (include "modelcluster.fullname" .) -}}
 {{- end -}}
 
+{{- define "modelcluster.gatewayMetricsName" -}}
+{{- printf "%s-gateway-metrics" (include "modelcluster.fullname" .) -}}
+{{- end -}}
+
 {{- define "modelcluster.catalogName" -}}
 {{- printf "%s-catalog" (include "modelcluster.fullname" .) -}}
 {{- end -}}

@@ -45,6 +45,7 @@ SYSTEM_NAMESPACE = system.SYSTEM_NAMESPACE
 DEV_NAMESPACES = (SYSTEM_NAMESPACE,)
 DEV_TENANTS = (DEV_TENANT,)
 GATEWAY_PORT = 8080
+GATEWAY_METRICS_PORT = 8083
 OPERATOR_HEALTH_PORT = 8081
 OPERATOR_METRICS_PORT = 8082
 KEY_ENV = "MODELCLUSTER_API_KEY"
@@ -58,10 +59,12 @@ class Ports:
     gateway: int = GATEWAY_PORT
     operator_health: int = OPERATOR_HEALTH_PORT
     operator_metrics: int = OPERATOR_METRICS_PORT
+    gateway_metrics: int = GATEWAY_METRICS_PORT
 
     def named(self) -> dict[str, int]:
         return {
             "gateway (--port)": self.gateway,
+            "gateway metrics (--gateway-metrics-port)": self.gateway_metrics,
             "operator health (--health-port)": self.operator_health,
             "operator metrics (--metrics-port)": self.operator_metrics,
         }
@@ -85,13 +88,13 @@ def operator_argv(executable: Path, name: str, ports: Ports) -> list[str]:
         health_port=ports.operator_health,
         extra=[
             f"--identity=modelcluster-dev-{name}",
-            f"--gateway-metrics-url=http://127.0.0.1:{ports.gateway}/metrics",
+            f"--gateway-metrics-url=http://127.0.0.1:{ports.gateway_metrics}/metrics",
         ],
     )
 
 
 def gateway_argv(executable: Path, ports: Ports) -> list[str]:
-    return system.gateway_argv(executable, port=ports.gateway)
+    return system.gateway_argv(executable, port=ports.gateway, metrics_port=ports.gateway_metrics)
 
 
 def ports_in_use(ports: Ports) -> list[str]:
@@ -395,6 +398,9 @@ def _check_alive(components: list[Component]) -> None:
 @click.option("--health-port", default=OPERATOR_HEALTH_PORT, show_default=True, help="Operator /healthz, /readyz.")
 @click.option("--metrics-port", default=OPERATOR_METRICS_PORT, show_default=True, help="Operator /metrics.")
 @click.option(
+    "--gateway-metrics-port", default=GATEWAY_METRICS_PORT, show_default=True, help="Gateway /metrics (not the API's)."
+)
+@click.option(
     "--pod-commands",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=Path("e2e") / "pod-commands.yaml",
@@ -402,7 +408,15 @@ def _check_alive(components: list[Component]) -> None:
     help="Image -> local command mapping for pods that really serve.",
 )
 @click.option("--sample/--no-sample", default=True, show_default=True, help="Create the all-MiniLM-L6-v2 cluster.")
-def dev(name: str, port: int, health_port: int, metrics_port: int, pod_commands: Path, sample: bool) -> None:
+def dev(
+    name: str,
+    port: int,
+    health_port: int,
+    metrics_port: int,
+    gateway_metrics_port: int,
+    pod_commands: Path,
+    sample: bool,
+) -> None:
     """Run the whole system locally: control plane, operator, gateway, model pods and a dev API key.
 
     Prints the export lines and commands to try once it serves, then logs every component's
@@ -411,7 +425,12 @@ def dev(name: str, port: int, health_port: int, metrics_port: int, pod_commands:
     config = ClusterConfig(name=name, pod_commands=load_pod_commands(pod_commands))
     record = config.state_dir / "dev-components.json"
     stop_leftovers(record)
-    ports = Ports(gateway=port, operator_health=health_port, operator_metrics=metrics_port)
+    ports = Ports(
+        gateway=port,
+        operator_health=health_port,
+        operator_metrics=metrics_port,
+        gateway_metrics=gateway_metrics_port,
+    )
     taken = ports_in_use(ports)
     if taken:
         raise click.ClickException(

@@ -79,13 +79,23 @@ def gateway_argv(
     command: Path,
     *,
     port: int,
+    metrics_port: int,
     host: str | None = None,
     key_namespace: str = SYSTEM_NAMESPACE,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """``modelcluster gateway`` on ``port`` (every address unless ``host``), its keys in ``key_namespace``."""
+    """``modelcluster gateway``: the API on ``port``, ``/metrics`` on ``metrics_port`` (every address unless
+    ``host``), its keys in ``key_namespace``."""
     bind = [f"--host={host}"] if host else []
-    return [str(command), "gateway", *bind, f"--port={port}", f"--key-namespace={key_namespace}", *extra]
+    return [
+        str(command),
+        "gateway",
+        *bind,
+        f"--port={port}",
+        f"--metrics-port={metrics_port}",
+        f"--key-namespace={key_namespace}",
+        *extra,
+    ]
 
 
 def modelcluster_body(

@@ -1,4 +1,9 @@
-"""The gateway's aiohttp application: middlewares (errors, metrics, keys and limits), routes, lifecycle."""
+"""The gateway's aiohttp applications: the API (middlewares for errors, metrics, keys and limits; routes;
+lifecycle) and, on a port of its own, Prometheus ``/metrics`` (:func:`create_metrics_app`).
+
+``/metrics`` names every tenant's namespaces and models, so it is not served on the API port (404 there):
+the metrics port is for the operator's autoscaler and Prometheus, not for tenants.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from modelcluster.api import ApiError, error_body
-from modelcluster.api.errors import InternalError, RateLimited, StatusError, Unauthorized
+from modelcluster.api.errors import InternalError, RateLimited, StatusError, Unauthorized, Unavailable
 from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
 from modelcluster.gateway import native
 from modelcluster.gateway.keystore import KeyStore
@@ -88,7 +93,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """``Authorization: Key <key>`` (or the bare key) -> the tenant; the key's concurrency limit."""
     if not request.path.startswith(API_PREFIX):
         return await handler(request)
-    record = request.app[KEYS].authenticate(request.headers.get("Authorization"))
+    keys = request.app[KEYS]
+    if keys.stale:
+        # The watch of the key Secrets has not been confirmed for too long: a revoked key might still be listed.
+        raise Unavailable(keys.stale_message(), retry_after=5)
+    record = keys.authenticate(request.headers.get("Authorization"))
     if record is None:
         raise Unauthorized()
     limiter = request.app[LIMITER]
@@ -106,8 +115,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if not request.app[KEYS].ready:
+    keys = request.app[KEYS]
+    if not keys.ready:
         return web.json_response(error_body("not ready: API keys not loaded"), status=503)
+    if keys.stale:
+        return web.json_response(error_body(f"not ready: {keys.stale_message()}"), status=503)
     return web.json_response({"error": None, "output": "ready"})
 
 
@@ -124,7 +136,6 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/health", health, name="health")
     r.add_get("/ready", ready, name="ready")
-    r.add_get("/metrics", metrics, name="metrics")
     r.add_get("/openapi.json", openapi, name="openapi")
     r.add_get("/models/v2/list/models", native.list_models, name="list_models")
     r.add_get("/models/v2/list/tasks", native.list_tasks, name="list_tasks")
@@ -150,6 +161,14 @@ def create_app(gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | 
     add_routes(app)
     if api_client is not None:
         app.cleanup_ctx.append(_lifecycle(gateway, keys, api_client))
+    return app
+
+
+def create_metrics_app(gateway: Gateway) -> web.Application:
+    """The application of the metrics port: ``GET /metrics`` only."""
+    app = web.Application()
+    app[GATEWAY] = gateway
+    app.router.add_get("/metrics", metrics, name="metrics")
     return app
 
 

@@ -9,12 +9,25 @@ from pathlib import Path
 import click
 
 from modelcluster.cli_support import catalog_or_exit, configure_logging
-from modelcluster.gateway.settings import DEFAULT_PORT, GatewaySettings
+from modelcluster.gateway.settings import (
+    DEFAULT_KEY_MAX_STALENESS_S,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_PORT,
+    GatewaySettings,
+)
 
 
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port of the API and /metrics.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port of the API, /health and /ready.")
+@click.option(
+    "--metrics-port",
+    envvar="MODELCLUSTER_GATEWAY_METRICS_PORT",
+    default=DEFAULT_METRICS_PORT,
+    show_default=True,
+    type=int,
+    help="Port of /metrics (Prometheus), kept off the API port (env MODELCLUSTER_GATEWAY_METRICS_PORT).",
+)
 @click.option(
     "--key-namespace",
     envvar="MODELCLUSTER_NAMESPACE",
@@ -30,14 +43,25 @@ from modelcluster.gateway.settings import DEFAULT_PORT, GatewaySettings
     help="Extra catalog file, or a directory such as a mounted ConfigMap (repeatable).",
 )
 @click.option("--hold-timeout", type=float, default=300.0, show_default=True, help="Seconds a request waits to start.")
+@click.option(
+    "--key-max-staleness",
+    envvar="MODELCLUSTER_GATEWAY_KEY_MAX_STALENESS_S",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_KEY_MAX_STALENESS_S,
+    show_default=True,
+    help="Seconds the API key table may go unconfirmed by the apiserver before API requests and /ready get 503 "
+    "(env MODELCLUSTER_GATEWAY_KEY_MAX_STALENESS_S).",
+)
 @click.option("--replicas", type=int, default=1, show_default=True, help="Gateway replicas sharing key limits.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def gateway(
     host: str,
     port: int,
+    metrics_port: int,
     key_namespace: str,
     catalog_paths: tuple[Path, ...],
     hold_timeout: float,
+    key_max_staleness: float,
     replicas: int,
     verbose: bool,
 ) -> None:
@@ -48,9 +72,11 @@ def gateway(
     settings = GatewaySettings(
         host=host,
         port=port,
+        metrics_port=metrics_port,
         key_namespace=key_namespace,
         catalog=catalog_paths,
         hold_timeout_s=hold_timeout,
+        key_max_staleness_s=key_max_staleness,
         replicas=replicas,
     )
     from modelcluster.gateway.server import serve  # aiohttp and the client load only when running

@@ -2,11 +2,18 @@
 
 Idle time starts when the last request *completes*: :meth:`Demand.finish` stamps the
 time again, so a long stream counts as activity until its last byte.
+
+Series exist only for clusters that exist: :meth:`Demand.start` (a request that got
+past the cluster lookup, or created the cluster) makes a model's series, the
+gateway calls :meth:`Demand.forget` when its cluster is deleted, and the later
+steps of a request (:meth:`finish`, :meth:`hold`, :meth:`observe_latency`) never
+bring a forgotten model back.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +30,26 @@ class ModelDemand:
 
 
 class Demand:
-    def __init__(self, metrics: GatewayMetrics) -> None:
+    """Per-model counts and series; ``exists`` (the gateway's cluster table) gates the making of a series."""
+
+    def __init__(self, metrics: GatewayMetrics, exists: Callable[[ClusterKey], bool] | None = None) -> None:
         self._metrics = metrics
+        self._exists = exists
         self._models: dict[ClusterKey, ModelDemand] = {}
 
     def of(self, key: ClusterKey) -> ModelDemand:
         return self._models.get(key) or ModelDemand()
+
+    def __contains__(self, key: ClusterKey) -> bool:
+        return key in self._models
+
+    def forget(self, key: ClusterKey) -> None:
+        """Drop the model's counts and its series (its cluster was deleted)."""
+        if self._models.pop(key, None) is None:
+            return
+        m = self._metrics
+        for metric in (m.outstanding, m.held, m.last_request, m.model_latency):
+            metric.remove(*key)
 
     def _model(self, key: ClusterKey) -> ModelDemand:
         model = self._models.get(key)
@@ -51,22 +72,30 @@ class Demand:
         outstanding.set(model.outstanding)
 
     def start(self, key: ClusterKey) -> None:
+        if key not in self._models and self._exists is not None and not self._exists(key):
+            return  # no ModelCluster (yet): no series for an id that may never have one
         model = self._model(key)
         model.outstanding += 1
         self._touch(model)
 
     def finish(self, key: ClusterKey) -> None:
-        model = self._model(key)
+        model = self._models.get(key)
+        if model is None:
+            return  # forgotten while the request ran
         model.outstanding = max(0, model.outstanding - 1)
         self._touch(model)
 
     def observe_latency(self, key: ClusterKey, seconds: float) -> None:
-        gauges = self._model(key).gauges
-        assert gauges is not None
-        gauges[3].observe(seconds)
+        model = self._models.get(key)
+        if model is None:
+            return
+        assert model.gauges is not None
+        model.gauges[3].observe(seconds)
 
     def hold(self, key: ClusterKey, delta: int) -> int:
-        model = self._model(key)
+        model = self._models.get(key)
+        if model is None:
+            return 0  # not started, or forgotten: nothing to count
         model.held = max(0, model.held + delta)
         assert model.gauges is not None
         model.gauges[1].set(model.held)

@@ -8,6 +8,17 @@ resumes a broken watch from the last resource version seen, lists again when the
 apiserver answers 410 Gone (that version is too old), and backs off (bounded)
 after other errors. A revoked key stops working once its DELETED event arrives,
 normally within a second.
+
+Staleness: while the watch fails, a revoked key would keep working. The table
+counts as fresh when the apiserver last confirmed it (a list, an accepted watch
+request, an event or a bookmark: the informer's ``progress``) at most
+``max_staleness_s`` ago; past that :attr:`KeyStore.stale` is true and the gateway
+answers API requests and ``/ready`` with 503 until a confirmation comes. A healthy
+but idle watch must not go stale: bookmarks come about once a minute, too close to
+the default limit of 60 s, so each watch request asks the apiserver to end it after
+at most half the limit (:func:`watch_seconds_for`), and the next accepted watch
+request confirms the table again. A watch that hangs without an error (a silent
+network) confirms nothing, so it does go stale.
 """
 
 from __future__ import annotations
@@ -15,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -37,6 +49,12 @@ logger = logging.getLogger(__name__)
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 WATCH_SECONDS = 300
+MAX_STALENESS_S = 60.0
+
+
+def watch_seconds_for(max_staleness_s: float) -> int:
+    """The watch timeout that keeps an idle, healthy watch fresh: half the staleness limit (1..WATCH_SECONDS)."""
+    return max(1, min(WATCH_SECONDS, int(max_staleness_s / 2)))
 
 
 def apply_event(records: dict[str, ApiKeyRecord], event_type: str, secret: Mapping[str, Any]) -> str | None:
@@ -71,11 +89,20 @@ class KeyStore:
     """API keys by id, following the key Secrets of ``namespace`` (a :class:`~modelcluster.kube.informer.Sink`)."""
 
     def __init__(
-        self, namespace: str, *, watch_timeout: int = WATCH_SECONDS, backoff: Backoff = DEFAULT_BACKOFF
+        self,
+        namespace: str,
+        *,
+        max_staleness_s: float = MAX_STALENESS_S,
+        watch_timeout: int | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.namespace = namespace
-        self.watch_timeout = watch_timeout
+        self.max_staleness_s = max_staleness_s
+        self.watch_timeout = watch_seconds_for(max_staleness_s) if watch_timeout is None else watch_timeout
         self.backoff = backoff
+        self.clock = clock
+        self._confirmed: float | None = None  # clock() of the apiserver's last confirmation of the table
         self._ready = False
         self._records: dict[str, ApiKeyRecord] = {}
         self._task: asyncio.Task[None] | None = None
@@ -84,6 +111,23 @@ class KeyStore:
     def ready(self) -> bool:
         """Whether the keys were listed and are being followed."""
         return self._ready
+
+    def confirm(self) -> None:
+        """The apiserver confirmed the table as current (a list, an accepted watch, an event or a bookmark)."""
+        self._confirmed = self.clock()
+
+    def age(self) -> float | None:
+        """Seconds since the table was last confirmed current; None before the first list."""
+        return None if self._confirmed is None else max(0.0, self.clock() - self._confirmed)
+
+    @property
+    def stale(self) -> bool:
+        """Whether the table went unconfirmed for longer than ``max_staleness_s`` (revoked keys might still work)."""
+        age = self.age()
+        return age is not None and age > self.max_staleness_s
+
+    def stale_message(self) -> str:
+        return f"API keys are stale: the key store has not been refreshed for {int(self.age() or 0)} s"
 
     def __len__(self) -> int:
         return len(self._records)
@@ -125,6 +169,7 @@ class KeyStore:
         call = functools.partial(kube.core.list_namespaced_secret, self.namespace)
         items, version = await list_objects(kube, call, label_selector=KEY_SELECTOR)
         self.reset(items)
+        self.confirm()
         self._task = asyncio.create_task(
             run_informer(
                 kube,
@@ -135,6 +180,7 @@ class KeyStore:
                 version=version,
                 watch_seconds=self.watch_timeout,
                 backoff=self.backoff,
+                progress=self.confirm,
                 label_selector=KEY_SELECTOR,
             ),
             name=f"api-keys-{self.namespace}",

@@ -208,13 +208,5 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
-                    },
-                }
-            },
         },
     }

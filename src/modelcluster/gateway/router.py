@@ -78,6 +78,11 @@ class Router:
                 waiter.set_result(True)
                 break
 
+    def forget(self, key: ClusterKey) -> None:
+        """The cluster was deleted: drop its wake bookkeeping and its wake counter."""
+        self._last_wake.pop(key, None)
+        self.metrics.wakes.remove(*key)
+
     def changed(self, key: ClusterKey) -> None:
         """Pods or the cluster changed: every held request of ``key`` looks again."""
         waiters = self._waiters.pop(key, None)
@@ -155,6 +160,8 @@ class Router:
             self._last_wake.pop(key, None)
             logger.warning("waking %s/%s failed: %s", namespace, name, error.message)
             return
+        if self.clusters.get(key) is None:
+            return  # deleted while the wake was written: neither bring it back nor count it
         self.clusters.put(updated)
         self.metrics.wakes.labels(namespace, name).inc()
         logger.info("woke %s/%s", namespace, name)

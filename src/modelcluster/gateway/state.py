@@ -56,13 +56,20 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.clusters = ClusterTable()
-        self.demand = Demand(self.metrics)
+        self.demand = Demand(self.metrics, exists=lambda key: self.clusters.get(key) is not None)
         self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
         # New or lost pods, and a cluster that changes (fails, is deleted), wake its held requests to look again.
         self.endpoints.on_change = self.router.changed
-        self.clusters.on_change = self.router.changed
+        self.clusters.on_change = self._cluster_changed
         s = self.settings
         self.proxy = Proxy(self.router, self.metrics, s.connect_timeout_s, s.upstream_timeout_s, s.connect_attempts)
+
+    def _cluster_changed(self, key: ClusterKey) -> None:
+        self.router.changed(key)
+        if self.clusters.get(key) is None:
+            # Deleted: its per-model series go too, so they are bounded by the clusters that exist.
+            self.demand.forget(key)
+            self.router.forget(key)
 
     def target(self, request: web.Request, model_id: str) -> Target:
         """The caller's cluster for ``model_id`` and the task it serves (from the cluster, else the catalog)."""

@@ -4,6 +4,8 @@ The gateway keeps its routing, cluster and key tables in memory from watches (ne
 an API call per request), and the operator its store. :func:`run_informer` lists (in pages), hands every object
 to the sink, then watches from the list's resource version; a broken watch resumes
 from the last version seen, a 410 Gone lists again, other failures back off (bounded).
+``progress`` (optional) is called whenever the apiserver confirms that the sink is current: after a
+list, when a watch request is accepted, and on every event or bookmark of a watch.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from modelcluster.kube.objects import Body, metadata_of, resource_version
 logger = logging.getLogger(__name__)
 
 ListCall = Callable[..., Awaitable[Any]]
+Progress = Callable[[], None]
 
 WATCH_SECONDS = 240
 LIST_PAGE_SIZE = 500
@@ -72,8 +75,18 @@ async def list_objects(
     return items, version
 
 
+def _nothing() -> None:
+    pass
+
+
 async def _watch(
-    kube: Kube, call: ListCall, kwargs: Mapping[str, Any], version: str, sink: Sink, seconds: int
+    kube: Kube,
+    call: ListCall,
+    kwargs: Mapping[str, Any],
+    version: str,
+    sink: Sink,
+    seconds: int,
+    progress: Progress = _nothing,
 ) -> AsyncIterator[str | None]:
     """Follow one watch request, yielding the resource version after each event; None when it is gone."""
     response = await kube.call(
@@ -93,6 +106,7 @@ async def _watch(
             return
         if response.status != 200:
             raise KubeError(response.status, (await response.read()).decode(errors="replace")[:200])
+        progress()  # the apiserver accepted the watch from ``version``: the sink is current as of now
         async for line in response.content:
             if not line.strip():
                 continue
@@ -105,6 +119,7 @@ async def _watch(
                 raise KubeError(int(obj.get("code") or 0), str(obj.get("message")))
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 sink.event(kind, obj)
+            progress()  # an event or a bookmark: the sink is current up to it
             seen = resource_version(obj)
             if seen is not None:
                 yield seen
@@ -125,13 +140,18 @@ async def run_informer(
     page_size: int = LIST_PAGE_SIZE,
     watch_seconds: int = WATCH_SECONDS,
     backoff: Backoff = DEFAULT_BACKOFF,
+    progress: Progress | None = None,
     **kwargs: Any,
 ) -> None:
     """List and watch forever (until cancelled); ``synced`` is set once the sink holds a full list.
 
+    ``progress`` hears every confirmation that the sink is current (a list, an accepted watch, an
+    event, a bookmark), for a caller that must know how fresh its table is.
+
     With ``version`` (the caller has just listed into the sink) it watches from there without listing
     first. ``kwargs`` go to every call (namespace-wide ``call`` needs none, a selector goes here).
     """
+    confirmed = progress or _nothing
     if version is not None:
         synced.set()
     delay = backoff.initial
@@ -141,8 +161,9 @@ async def run_informer(
             if version is None:
                 items, version = await list_objects(kube, call, page_size=page_size, **kwargs)
                 sink.reset(items)
+                confirmed()
                 synced.set()
-            async for seen in _watch(kube, call, kwargs, version, sink, watch_seconds):
+            async for seen in _watch(kube, call, kwargs, version, sink, watch_seconds, confirmed):
                 version = seen  # a broken watch resumes from here; None lists again
             if version is None:
                 logger.info("the watch of %s expired; listing again", what)

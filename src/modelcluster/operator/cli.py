@@ -85,7 +85,8 @@ def _service(value: str | None) -> tuple[str, str] | None:
 @click.option(
     "--gateway-service",
     default=None,
-    help="NAMESPACE/NAME of the gateway Service: its ready endpoints' /metrics are read each tick.",
+    help="NAMESPACE/NAME of the gateway metrics Service: its ready endpoints' /metrics (the Service's port named "
+    "`metrics`, else 8083) are read each tick.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def operator(

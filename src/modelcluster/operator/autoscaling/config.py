@@ -12,7 +12,8 @@ class AutoscalerConfig:
     tick_s: float = 1.0
     gateway_urls: tuple[str, ...] = ()  # /metrics of each gateway (local runs)
     gateway_service: tuple[str, str] | None = None  # (namespace, name): gateways found by their EndpointSlices
-    gateway_port: int = 8080
+    # The gateways' metrics port when the Service's EndpointSlices name no port ``metrics``.
+    gateway_metrics_port: int = 8083
     runtime_port: int = 8000
     scrape_timeout_s: float = 0.5
     scrape_concurrency: int = 64

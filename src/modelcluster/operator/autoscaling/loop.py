@@ -44,6 +44,8 @@ STATUS_FIELD_MANAGER = field_managers.AUTOSCALER
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 EVENT_INTERVAL_S = 10.0
 STATUS_INTERVAL_S = 5.0
+#: The port of the gateway's metrics Service (and so of its EndpointSlices) that serves /metrics.
+GATEWAY_METRICS_PORT_NAME = "metrics"
 #: Outstanding requests one replica should carry, by task family, unless the spec says otherwise.
 DEFAULT_TARGETS = {"llm": 1.0, "text": 8.0, "vision": 2.0, "audio": 2.0, "diffusion": 1.0}
 
@@ -59,6 +61,14 @@ def _timestamp(value: Any) -> float | None:
 
 def _iso(stamp: float) -> str:
     return rfc3339_from_timestamp(stamp)
+
+
+def metrics_port_of(endpoint_slice: Mapping[str, Any], default: int) -> int:
+    """The port named ``metrics`` of a gateway metrics Service's EndpointSlice, else ``default``."""
+    for port in endpoint_slice.get("ports") or []:
+        if port.get("name") == GATEWAY_METRICS_PORT_NAME and isinstance(port.get("port"), int):
+            return int(port["port"])
+    return default
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -303,13 +313,11 @@ class Autoscaler:
                 logger.warning("finding the gateways failed: %s", error)
                 slices = {}
             for slice_ in slices.get("items") or []:
+                port = metrics_port_of(slice_, self.config.gateway_metrics_port)
                 for endpoint in slice_.get("endpoints") or []:
                     if (endpoint.get("conditions") or {}).get("ready") is False:
                         continue
-                    urls.extend(
-                        f"http://{address}:{self.config.gateway_port}/metrics"
-                        for address in endpoint.get("addresses") or []
-                    )
+                    urls.extend(f"http://{address}:{port}/metrics" for address in endpoint.get("addresses") or [])
         return urls
 
     async def _gateway_demand(self, now: float) -> dict[ClusterKey, ModelSignal]:
