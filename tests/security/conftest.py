@@ -15,7 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
-from runtime_support import ServerHandle, free_port, wait_until
+from runtime_support import ServerHandle, free_port
+
+from support import eventually
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -53,7 +55,7 @@ def start_runtime() -> Iterator[Callable[..., ServerHandle]]:
                 return False
             return response.status_code == 200 if wait_ready else True
 
-        wait_until(answering, 120, f"{task} server")
+        eventually(answering, timeout=120, what=f"{task} server")
         return handle
 
     yield start

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
-from runtime_support import ServerHandle, wait_until
+from runtime_support import ServerHandle
 
 from modelcluster.api.errors import InputError
 from modelcluster.runtime import media
@@ -27,6 +27,8 @@ from modelcluster.runtime.limits import DEFAULT_LIMITS, SETTING_NAMES
 from modelcluster.runtime.loading import LoadProgress, ModelIdError, load_handler, local_model_dir
 from modelcluster.runtime.settings import RuntimeSettings
 from modelcluster.runtime.urlfetch import UrlPolicy, address_refusal
+
+from support import eventually
 
 # PIL warns (DecompressionBombWarning) about the images between one and two limits, which are refused anyway.
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -344,7 +346,7 @@ def test_the_load_fails_on_a_refused_model_id(at_root: None) -> None:
 def test_a_runtime_for_a_refused_model_id_reports_why(start_runtime: Callable[..., ServerHandle]) -> None:
     server = start_runtime("/etc", "text-classification", wait_ready=False)
     with server.client() as client:
-        wait_until(lambda: client.get("/status").json()["output"]["status"] == "failed", what="load failure")
+        eventually(lambda: client.get("/status").json()["output"]["status"] == "failed", what="load failure")
         health = client.get("/health")
         assert health.status_code == 503
         error = health.json()["error"]
