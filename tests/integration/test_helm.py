@@ -187,6 +187,35 @@ def test_rbac_rules_are_those_of_the_plain_manifests() -> None:
     assert roles[("Role", "mc-modelcluster-operator-self")] == expected_self
 
 
+def _documents(path: Path, kind: str) -> Manifest:
+    with path.open(encoding="utf-8") as stream:
+        (found,) = [doc for doc in yaml.safe_load_all(stream) if doc and doc["kind"] == kind]
+    return found
+
+
+@pytest.mark.parametrize("name", ["defaults", "namespaced", "everything"])
+def test_the_pod_patch_policy_is_that_of_the_plain_manifests_for_the_release_account(name: str) -> None:
+    manifests = render(VALUE_SETS[name], namespace="mc-system")
+    (policy,) = of_kind(manifests, "ValidatingAdmissionPolicy")
+    (binding,) = of_kind(manifests, "ValidatingAdmissionPolicyBinding")
+    assert policy["metadata"]["name"] == "mc-modelcluster-operator-pod-patch"
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    plain = _documents(REPO / "operator" / "rbac.yaml", "ValidatingAdmissionPolicy")["spec"]
+    (account,) = [
+        doc["metadata"]["name"]
+        for doc in of_kind(manifests, "ServiceAccount")
+        if doc["metadata"]["name"].endswith("-operator")
+    ]
+    expected = yaml.safe_load(
+        yaml.safe_dump(plain).replace(
+            "system:serviceaccount:modelcluster-system:modelcluster-operator",
+            f"system:serviceaccount:mc-system:{account}",
+        )
+    )
+    assert policy["spec"] == expected
+    assert f"system:serviceaccount:mc-system:{account}'" in policy["spec"]["matchConditions"][0]["expression"]
+
+
 def test_namespaced_mode_renders_roles_and_flags() -> None:
     manifests = render(VALUE_SETS["namespaced"])
     operator_cluster_roles = [
@@ -356,6 +385,18 @@ def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
             (
                 "ClusterRoleBinding",
                 k8s.RbacAuthorizationV1Api(cluster.api_client).list_cluster_role_binding(label_selector=selector),
+            ),
+            (
+                "ValidatingAdmissionPolicy",
+                k8s.AdmissionregistrationV1Api(cluster.api_client).list_validating_admission_policy(
+                    label_selector=selector
+                ),
+            ),
+            (
+                "ValidatingAdmissionPolicyBinding",
+                k8s.AdmissionregistrationV1Api(cluster.api_client).list_validating_admission_policy_binding(
+                    label_selector=selector
+                ),
             ),
             ("Lease", k8s.CoordinationV1Api(cluster.api_client).list_namespaced_lease(release_namespace)),
             ("Secret", cluster.core.list_namespaced_secret(release_namespace)),

@@ -12,9 +12,13 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from modelcluster.api.labels import MANAGED_SELECTOR
 from modelcluster.api.naming import object_name
+from modelcluster.kube.client import MERGE_OPTIONS
+from modelcluster.operator.autoscaling.loop import DELETION_COST
 
 from support import Cluster, OperatorProcess, eventually, modelcluster_body, or_none
 
@@ -25,6 +29,8 @@ GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
 ACCOUNT = "modelcluster-operator"
 MODEL = "openai-community/gpt2"
 AUTOSCALER = "modelcluster-autoscaler"
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+JSON_PATCH = {"_content_type": "application/json-patch+json"}
 
 
 @dataclass(frozen=True)
@@ -44,15 +50,21 @@ def rbac_documents(path: Path, operator_namespace: str, suffix: str, served: str
     text = path.read_text()
     if served is not None:
         text = text.replace("TENANT_NAMESPACE", served)
+    # The admission policy names the ServiceAccount in its match condition.
+    text = text.replace(
+        f"system:serviceaccount:modelcluster-system:{ACCOUNT}", f"system:serviceaccount:{operator_namespace}:{ACCOUNT}"
+    )
     documents = [doc for doc in yaml.safe_load_all(text) if doc]
     for doc in documents:
         metadata = doc["metadata"]
         if metadata.get("namespace") == "modelcluster-system":
             metadata["namespace"] = operator_namespace
-        if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+        if doc["kind"] in CLUSTER_SCOPED:
             metadata["name"] += suffix
         if doc["kind"] == "ClusterRoleBinding":
             doc["roleRef"]["name"] += suffix
+        if doc["kind"] == "ValidatingAdmissionPolicyBinding":
+            doc["spec"]["policyName"] += suffix
         for subject in doc.get("subjects", []):
             subject["namespace"] = operator_namespace
     return documents
@@ -187,3 +199,75 @@ def test_namespaced_mode_needs_only_roles_and_leaves_other_namespaces_alone(
         assert refusals(tmp_path / "operator-1.log") == []
     finally:
         cluster.core.delete_namespace(other)
+
+
+def gated_pod(name: str, labels: dict[str, str]) -> k8s.V1Pod:
+    """A pod that is never scheduled (a scheduling gate nobody lifts): only its object matters here."""
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name=name, labels=labels, annotations={"kept": "yes"}),
+        spec=k8s.V1PodSpec(
+            scheduling_gates=[k8s.V1PodSchedulingGate(name="modelcluster.dev/test-never")],
+            containers=[k8s.V1Container(name="model", image="registry.invalid/model:1")],
+        ),
+    )
+
+
+def refused_by_policy(call: Any) -> str | None:
+    """The policy's message when ``call`` is refused by the admission policy (403, not RBAC), else None."""
+    try:
+        call()
+    except ApiException as error:
+        assert error.status == 403, error.body
+        assert "ValidatingAdmissionPolicy" in error.body, error.body
+        return str(error.body)
+    return None
+
+
+@pytest.mark.parametrize("variant", ["rbac.yaml", "rbac-namespaced.yaml"])
+def test_the_pod_patch_reaches_only_the_deletion_cost_of_the_operators_pods(
+    cluster: Cluster, kubectl: list[str], namespace: str, install: Any, variant: str
+) -> None:
+    installed: Installed = install(REPO / "operator" / variant, served=namespace)
+    # RBAC: pods are patched, never updated, deleted or reached through a subresource.
+    assert can_i(kubectl, installed, "patch", "pods", "-n", namespace)
+    for verb in ("update", "delete", "create"):
+        assert not can_i(kubectl, installed, verb, "pods", "-n", namespace), verb
+    for subresource in ("status", "ephemeralcontainers", "exec"):
+        assert not can_i(kubectl, installed, "patch", "pods", f"--subresource={subresource}", "-n", namespace)
+    cluster.core.create_namespaced_pod(namespace, gated_pod("managed", dict(MANAGED_SELECTOR)))
+    cluster.core.create_namespaced_pod(namespace, gated_pod("foreign", {"app": "someone-else"}))
+    core = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(installed.kubeconfig)))
+
+    def patch(name: str, body: Any, options: dict[str, Any] = MERGE_OPTIONS) -> Any:
+        return lambda: core.patch_namespaced_pod(name, namespace, body, **options)
+
+    def cost(value: str) -> dict[str, Any]:
+        return {"metadata": {"annotations": {DELETION_COST: value}}}  # the autoscaler's very patch
+
+    # A new policy takes effect within seconds: until then the foreign pod could still be patched.
+    eventually(lambda: refused_by_policy(patch("foreign", cost("3"))), what="the admission policy in force")
+    # Allowed: the deletion cost of a pod with the operator's managed-by label, as the autoscaler sets it.
+    patch("managed", cost("7"))()
+    patch("managed", cost("-1000"))()
+    annotations = cluster.core.read_namespaced_pod("managed", namespace).metadata.annotations
+    assert annotations[DELETION_COST] == "-1000" and annotations["kept"] == "yes"
+    # Refused, each by its own validation.
+    refusals = [
+        ("own pods", patch("foreign", cost("3"))),
+        ("labels", patch("managed", {"metadata": {"labels": {"app": "moved"}}})),
+        ("labels", patch("managed", {"metadata": {"labels": {"app.kubernetes.io/managed-by": None}}})),
+        (DELETION_COST, patch("managed", {"metadata": {"annotations": {"kept": "no"}}})),
+        (DELETION_COST, patch("managed", {"metadata": {"annotations": {"added": "yes"}}})),
+        ("owner references or finalizers", patch("managed", {"metadata": {"finalizers": ["example.com/hold"]}})),
+        # Changes that the pod validation itself allows: a new image, a lifted scheduling gate.
+        ("spec", patch("managed", [{"op": "replace", "path": "/spec/containers/0/image", "value": "x:2"}], JSON_PATCH)),
+        ("spec", patch("managed", [{"op": "remove", "path": "/spec/schedulingGates"}], JSON_PATCH)),
+    ]
+    for reason, call in refusals:
+        message = refused_by_policy(call)
+        assert message is not None and reason in message, (reason, message)
+    after = cluster.core.read_namespaced_pod("managed", namespace)
+    assert after.metadata.labels == dict(MANAGED_SELECTOR)
+    assert after.spec.containers[0].image == "registry.invalid/model:1" and after.spec.scheduling_gates
+    # The policy binds the operator only: an administrator still changes what it may not.
+    cluster.core.patch_namespaced_pod("foreign", namespace, {"metadata": {"labels": {"app": "moved"}}})

@@ -90,7 +90,15 @@ def _rbac() -> list[dict[str, Any]]:
 def test_rbac_is_least_privilege() -> None:
     documents = _rbac()
     kinds = sorted(doc["kind"] for doc in documents)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
     for doc in documents:
         for rule in doc.get("rules", []):
             for field in ("apiGroups", "resources", "verbs"):

@@ -1,4 +1,4 @@
-"""The operator's RBAC files: the cluster-wide and the namespaced variant grant the same rules."""
+"""The operator's RBAC files: both variants grant the same rules; one admission policy narrows the pod patch."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from modelcluster.api.labels import MANAGED_BY, MANAGER
+from modelcluster.operator.autoscaling.loop import DELETION_COST
 
 REPO = Path(__file__).resolve().parents[2]
 PLACEHOLDER = "TENANT_NAMESPACE"
@@ -65,3 +68,57 @@ def test_the_placeholder_is_not_a_valid_namespace_so_an_unedited_apply_fails() -
     text = (REPO / "operator" / "rbac-namespaced.yaml").read_text(encoding="utf-8")
     assert PLACEHOLDER in text
     assert PLACEHOLDER.lower() != PLACEHOLDER  # DNS labels are lower case
+
+
+POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def pod_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for rule in rules if "" in rule["apiGroups"] and "pods" in rule["resources"]]
+
+
+def test_pods_are_read_and_only_patched_never_created_updated_or_deleted() -> None:
+    for name, kind, namespace in (("rbac.yaml", "ClusterRole", None), ("rbac-namespaced.yaml", "Role", PLACEHOLDER)):
+        rules = one(documents(name), kind, namespace)["rules"]
+        assert {verb for _, resource, verb in grants(pod_rules(rules)) if resource == "pods"} == {
+            "get",
+            "list",
+            "watch",
+            "patch",
+        }
+        # The patch is a rule of its own, on pods alone: no subresource (status, ephemeral containers, exec).
+        (patch,) = [rule for rule in pod_rules(rules) if "patch" in rule["verbs"]]
+        assert patch == {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}
+        assert not [res for rule in rules for res in rule["resources"] if res.startswith("pods/")]
+
+
+def test_an_admission_policy_narrows_the_pod_patch_in_both_variants() -> None:
+    cluster_wide, namespaced = documents("rbac.yaml"), documents("rbac-namespaced.yaml")
+    for kind in POLICY_KINDS:
+        assert one(cluster_wide, kind) == one(namespaced, kind)
+    policy = one(cluster_wide, "ValidatingAdmissionPolicy")
+    binding = one(cluster_wide, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods", "pods/*"], "operations": ["UPDATE"]}
+    ]
+    # It applies to the operator's ServiceAccount, the subject of its bindings, and to nobody else.
+    (subject,) = one(cluster_wide, "ClusterRoleBinding")["subjects"]
+    user = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    assert [condition["expression"] for condition in spec["matchConditions"]] == [
+        f"request.userInfo.username == '{user}'"
+    ]
+
+
+def test_the_policy_names_the_annotation_and_label_the_code_uses() -> None:
+    text = yaml.safe_dump(one(documents("rbac.yaml"), "ValidatingAdmissionPolicy")["spec"], width=1000)
+    assert f"'{DELETION_COST}'" in text
+    assert f"'{MANAGED_BY}'" in text and f"'{MANAGER}'" in text
+    # Each refusal is its own validation, with a message saying which change the operator may not make.
+    messages = [
+        check["message"] for check in one(documents("rbac.yaml"), "ValidatingAdmissionPolicy")["spec"]["validations"]
+    ]
+    for part in ("subresource", "own pods", "spec", "labels", DELETION_COST, "owner references"):
+        assert any(part in message for message in messages), part
