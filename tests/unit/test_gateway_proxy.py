@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from modelcluster.api.errors import BadGateway
 from modelcluster.gateway.demand import Demand
-from modelcluster.gateway.endpoints import SERVICE_NAME_LABEL, Endpoint, EndpointTable
+from modelcluster.gateway.endpoints import Endpoint, EndpointTable
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy, closed_before_answer, no_route, no_route_message, resend_exclusions
 from modelcluster.gateway.router import Router
@@ -26,12 +26,14 @@ from modelcluster.gateway.settings import GatewaySettings
 from modelcluster.kube.client import Kube
 from modelcluster.kube.index import ClusterTable
 
+from support.routing import slice_metadata, trusting
+
 KEY = ("tenant", "gpt2-1234abcd")
 
 
 def endpoint_slice(name: str, port: int, pod: str) -> dict[str, Any]:
     return {
-        "metadata": {"namespace": KEY[0], "name": name, "labels": {SERVICE_NAME_LABEL: KEY[1]}},
+        "metadata": slice_metadata(name, KEY[0], KEY[1]),
         "ports": [{"name": "http", "port": port}],
         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}, "targetRef": {"name": pod}}],
     }
@@ -109,6 +111,7 @@ class Gateway:
         clusters.put({"metadata": {"namespace": KEY[0], "name": KEY[1]}, "spec": {"model": "openai-community/gpt2"}})
         router = Router(settings, cast(Kube, None), clusters, self.endpoints, Demand(self.metrics), self.metrics)
         self.endpoints.on_change = router.changed
+        trusting(self.endpoints, KEY)  # the slices are the EndpointSlice controller's, of the operator's Service
         self.proxy = Proxy(router, self.metrics, connect_timeout_s=2.0, read_timeout_s=10.0, attempts=3)
 
     def add_pod(self, name: str, port: int) -> None:

@@ -35,7 +35,6 @@ from modelcluster.gateway.clusters import (
 )
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import (
-    SERVICE_NAME_LABEL,
     Endpoint,
     EndpointTable,
     endpoints_of_slice,
@@ -54,6 +53,7 @@ from modelcluster.operator.builders.replicas import desired_replicas, wake_remai
 from modelcluster.operator.builders.workload import PodOptions
 
 from support import FakeKube, eventually_async
+from support.routing import cluster_uid, operator_service, slice_metadata, trusting
 
 NS = "tenant"
 NAME = "gpt2-1234abcd"
@@ -80,7 +80,7 @@ def endpoint_slice(
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_NAME_LABEL: service}},
+        "metadata": slice_metadata(name, namespace, service),
         "addressType": "IPv4",
         "ports": list(ports),
         "endpoints": list(endpoints),
@@ -164,7 +164,7 @@ def test_slice_owner_names_the_cluster_and_the_slice() -> None:
 
 
 def test_a_cluster_gathers_the_ready_endpoints_of_all_its_slices() -> None:
-    table = EndpointTable()
+    table = trusting(EndpointTable(), KEY, (NS, "other"))
     first = endpoint_slice("s1", endpoint("10.0.0.9", "b"), endpoint("10.0.0.10", "c", ready=False))
     second = endpoint_slice("s2", endpoint("10.0.0.2", "a"), endpoint("10.0.0.9", "b"))
     table.event("ADDED", first)
@@ -185,7 +185,7 @@ def test_a_cluster_gathers_the_ready_endpoints_of_all_its_slices() -> None:
 
 def test_a_reset_replaces_every_cluster() -> None:
     changes: list[tuple[str, str]] = []
-    table = EndpointTable(on_change=changes.append)
+    table = trusting(EndpointTable(on_change=changes.append), KEY, (NS, "other"), (NS, "third"))
     table.event("ADDED", endpoint_slice("s1", endpoint("10.0.0.1", "a")))
     table.event("ADDED", endpoint_slice("t1", endpoint("10.0.1.1", "z"), service="other"))
     assert changes == [KEY, (NS, "other")]
@@ -201,7 +201,7 @@ def test_a_reset_replaces_every_cluster() -> None:
 
 def test_on_change_hears_of_changes_only() -> None:
     changes: list[tuple[str, str]] = []
-    table = EndpointTable(on_change=changes.append)
+    table = trusting(EndpointTable(on_change=changes.append), KEY, (NS, "other"))
     ready = endpoint_slice("s1", endpoint("10.0.0.1", "a"))
     table.event("ADDED", endpoint_slice("s1", endpoint("10.0.0.1", "a", ready=False)))
     assert changes == []  # still no ready endpoint: nothing to look at
@@ -227,7 +227,7 @@ def test_notify_tells_on_change_and_needs_no_listener() -> None:
     table = EndpointTable(on_change=changes.append)
     table.notify(KEY)
     assert changes == [KEY]
-    quiet = EndpointTable()
+    quiet = trusting(EndpointTable(), KEY)
     quiet.notify(KEY)
     quiet.event("ADDED", endpoint_slice("s1", endpoint("10.0.0.1", "a")))
     assert urls(quiet.ready(KEY)) == ["http://10.0.0.1:8000"]
@@ -447,6 +447,7 @@ def stored_cluster(status: dict[str, Any] | None = None, **spec: Any) -> dict[st
         "metadata": {
             "name": NAME,
             "namespace": NS,
+            "uid": cluster_uid(NAME),
             "creationTimestamp": "2025-06-01T10:00:00Z",
             "resourceVersion": "1",
         },
@@ -620,8 +621,15 @@ class Routing:
         self.kube = FakeKube(read=lambda namespace, name: self.clusters.get((namespace, name)))
         self.demand = Demand(self.metrics)
         self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
+        # Wired as the gateway wires them: the operator's Service is known, the cluster's uid comes from its table.
         self.endpoints.on_change = self.router.changed
-        self.clusters.on_change = self.router.changed
+        self.endpoints.cluster_uid = lambda key: (self.clusters.get(key) or {}).get("metadata", {}).get("uid")
+        self.endpoints.services.reset([operator_service(NS, NAME)])
+        self.clusters.on_change = self.cluster_changed
+
+    def cluster_changed(self, key: tuple[str, str]) -> None:
+        self.endpoints.refresh(key)
+        self.router.changed(key)
 
     async def request(self, number: int = 0, gate: asyncio.Event | None = None) -> Endpoint:
         """One inference request: counted as demand, given a pod, kept until ``gate`` opens, then released."""

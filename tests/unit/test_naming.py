@@ -8,11 +8,15 @@ from hypothesis import strategies as st
 
 from modelcluster.api.modelcluster import is_model_id
 from modelcluster.api.naming import (
+    HASH_LENGTH,
+    LEGACY_HASH_LENGTH,
     is_dns1035_label,
     is_label_value,
+    legacy_object_name,
     model_hash,
     model_label_value,
     object_name,
+    object_names,
 )
 
 _PART = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,60}[A-Za-z0-9])?", fullmatch=True)
@@ -25,13 +29,17 @@ def test_object_name_is_dns1035_for_any_text(model_id: str) -> None:
     assert is_dns1035_label(name)
     assert len(name) <= 63
     assert name.endswith(model_hash(model_id))
+    legacy = legacy_object_name(model_id)
+    assert is_dns1035_label(legacy) and len(legacy) <= 63
+    assert legacy.endswith(model_hash(model_id, LEGACY_HASH_LENGTH))
 
 
 @given(MODEL_IDS)
 def test_object_name_is_deterministic_and_readable(model_id: str) -> None:
     name = object_name(model_id)
     assert name == object_name(model_id)
-    assert re.fullmatch(r"[a-z][-a-z0-9]*-[0-9a-f]{8}", name)
+    assert re.fullmatch(r"[a-z][-a-z0-9]*-[0-9a-f]{16}", name)
+    assert re.fullmatch(r"[a-z][-a-z0-9]*-[0-9a-f]{8}", legacy_object_name(model_id))
 
 
 @given(MODEL_IDS, MODEL_IDS)
@@ -87,4 +95,24 @@ def test_label_examples() -> None:
     long_id = "org/" + "x" * 100
     value = model_label_value(long_id)
     assert len(value) <= 63
-    assert value.endswith(model_hash(long_id))
+    assert value.endswith(model_hash(long_id, LEGACY_HASH_LENGTH))  # labels keep the 8 digits (see the module)
+
+
+def test_names_carry_64_bits_of_hash_and_the_legacy_name_32() -> None:
+    assert HASH_LENGTH == 16 and LEGACY_HASH_LENGTH == 8
+    digest = "198df6d678d3ef30"  # the SHA-256 of "openai-community/gpt2", first 16 hex digits
+    assert model_hash("openai-community/gpt2") == digest
+    assert object_name("openai-community/gpt2") == f"openai-community-gpt2-{digest}"
+    assert legacy_object_name("openai-community/gpt2") == f"openai-community-gpt2-{digest[:8]}"
+    assert object_names("openai-community/gpt2") == (
+        object_name("openai-community/gpt2"),
+        legacy_object_name("openai-community/gpt2"),
+    )
+
+
+def test_a_long_id_keeps_its_slug_readable_and_both_names_within_63() -> None:
+    long_id = "org/" + "x" * 100
+    name, legacy = object_names(long_id)
+    assert len(name) == 63 and len(legacy) == 63
+    assert name == "org-" + "x" * 42 + "-" + model_hash(long_id)
+    assert legacy == "org-" + "x" * 50 + "-" + model_hash(long_id, LEGACY_HASH_LENGTH)

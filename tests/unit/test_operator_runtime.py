@@ -134,6 +134,8 @@ def test_gateway_rbac_reads_only_its_own_secrets() -> None:
         *(("modelclusters", v) for v in ("get", "list", "watch", "create", "patch", "delete")),
         ("endpointslices", "list"),
         ("endpointslices", "watch"),
+        ("services", "list"),
+        ("services", "watch"),
     }
     role = next(doc for doc in documents if doc["kind"] == "Role")
     assert role["metadata"]["namespace"] == "modelcluster-system"

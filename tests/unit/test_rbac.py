@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,26 @@ def test_the_policy_names_the_annotation_and_label_the_code_uses() -> None:
     ]
     for part in ("subresource", "own pods", "spec", "labels", DELETION_COST, "owner references"):
         assert any(part in message for message in messages), part
+
+
+def chart_rules(template: str, kind: str) -> list[dict[str, Any]]:
+    """The rules of the one ``kind`` in a chart template (its template lines left out: rules hold none)."""
+    text = (REPO / "charts" / "modelcluster" / "templates" / template).read_text(encoding="utf-8")
+    text = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", text, flags=re.DOTALL)  # template comments
+    plain = "\n".join(line for line in text.splitlines() if "{{" not in line and "}}" not in line)
+    docs = [doc for doc in yaml.safe_load_all(plain) if doc]
+    (found,) = [doc for doc in docs if doc.get("kind") == kind]
+    rules: list[dict[str, Any]] = found["rules"]
+    return rules
+
+
+def test_the_gateway_reads_services_and_slices_and_writes_neither() -> None:
+    rules = one(documents("rbac-gateway.yaml"), "ClusterRole")["rules"]
+    granted = grants(rules)
+    # Routing trusts a slice only when the operator's Service (owned by the ModelCluster) is its controller.
+    for resource, group in (("services", ""), ("endpointslices", "discovery.k8s.io")):
+        assert {(g, r, v) for g, r, v in granted if r == resource} == {
+            (group, resource, "list"),
+            (group, resource, "watch"),
+        }
+    assert chart_rules("gateway-rbac.yaml", "ClusterRole") == rules

@@ -5,13 +5,19 @@ Kubernetes names and label values hold none of ``/``, and a Service name must be
 a DNS-1035 label. Two rules keep ids apart:
 
 * **object name** — a readable DNS-1035 slug of the id plus ``-`` and the first
-  8 hex digits of the SHA-256 of the *exact* id, at most 63 characters. Ids that
-  differ only in case or punctuation share a slug but not a hash.
+  16 hex digits (64 bits) of the SHA-256 of the *exact* id, at most 63 characters.
+  Ids that differ only in case or punctuation share a slug but not a hash; a second
+  id with the name of a given one takes about 2**64 hashes. A name still never
+  proves the model: whoever finds a cluster by id checks that its ``spec.model`` is
+  exactly that id. Clusters made before carry the **legacy name**
+  (:func:`legacy_object_name`: the slug cut at 54, and 8 hex digits, which collide
+  in about 77,000 tries); :func:`object_names` lists both, the new one first.
 * **label value** (``modelcluster.dev/model``) — the id with ``/`` written as
   ``..``. Admitted ids never contain ``..`` and each part begins and ends with a
   letter or digit, so distinct ids get distinct values. Ids whose encoding is
-  longer than 63 characters are truncated and suffixed with the same hash, like
-  object names. The exact id is always in ``spec.model`` and in the annotation
+  longer than 63 characters are truncated and suffixed with the 8-digit hash (the
+  label is informational, and changing it would restart existing clusters' pods).
+  The exact id is always in ``spec.model`` and in the annotation
   ``modelcluster.dev/model-id`` of the children.
 """
 
@@ -21,8 +27,11 @@ import hashlib
 import re
 
 MAX_NAME_LENGTH = 63
-HASH_LENGTH = 8
+HASH_LENGTH = 16
+#: The hash length of names given before 64-bit hashes, and of long label values.
+LEGACY_HASH_LENGTH = 8
 _SLUG_MAX = MAX_NAME_LENGTH - HASH_LENGTH - 1
+_LEGACY_SLUG_MAX = MAX_NAME_LENGTH - LEGACY_HASH_LENGTH - 1
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -30,22 +39,35 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_SEPARATOR = ".."
 
 
-def model_hash(model_id: str) -> str:
-    """The first 8 hex digits of the SHA-256 of the exact id."""
-    return hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+def model_hash(model_id: str, length: int = HASH_LENGTH) -> str:
+    """The first ``length`` (16) hex digits of the SHA-256 of the exact id."""
+    return hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:length]
 
 
-def slug(model_id: str) -> str:
-    """Lowercase, runs of anything else than ``[a-z0-9]`` -> ``-``, starting with a letter, at most 54 chars."""
+def slug(model_id: str, limit: int = _SLUG_MAX) -> str:
+    """Lowercase, runs of anything else than ``[a-z0-9]`` -> ``-``, starting with a letter, at most ``limit`` (46)."""
     text = _NOT_ALNUM.sub("-", model_id.lower()).strip("-")
     if not text or not text[0].isalpha():
         text = f"m-{text}".rstrip("-")
-    return text[:_SLUG_MAX].rstrip("-")
+    return text[:limit].rstrip("-")
 
 
 def object_name(model_id: str) -> str:
-    """The name of the ModelCluster (and of its Deployment and Service) for ``model_id``."""
+    """The name of a new ModelCluster (and of its Deployment and Service) for ``model_id``."""
     return f"{slug(model_id)}-{model_hash(model_id)}"
+
+
+def legacy_object_name(model_id: str) -> str:
+    """The name clusters were given before 64-bit hashes: a 54-character slug and 8 hex digits."""
+    return f"{slug(model_id, _LEGACY_SLUG_MAX)}-{model_hash(model_id, LEGACY_HASH_LENGTH)}"
+
+
+def object_names(model_id: str) -> tuple[str, str]:
+    """Where a cluster of ``model_id`` may be found, preferred first: its name, then its legacy name.
+
+    A cluster under the legacy name is the model's only if its ``spec.model`` is exactly ``model_id``.
+    """
+    return object_name(model_id), legacy_object_name(model_id)
 
 
 def is_dns1035_label(name: str) -> bool:
@@ -62,6 +84,7 @@ def model_label_value(model_id: str) -> str:
     encoded = model_id.replace("/", _LABEL_SEPARATOR)
     if is_label_value(encoded):
         return encoded
-    head = re.sub(r"[^A-Za-z0-9._-]", "-", encoded)[:_SLUG_MAX]
+    digest = model_hash(model_id, LEGACY_HASH_LENGTH)
+    head = re.sub(r"[^A-Za-z0-9._-]", "-", encoded)[:_LEGACY_SLUG_MAX]
     head = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", head)
-    return f"{head}-{model_hash(model_id)}" if head else model_hash(model_id)
+    return f"{head}-{digest}" if head else digest

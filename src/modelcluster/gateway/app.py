@@ -150,7 +150,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def create_app(gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | None = None) -> web.Application:
-    """The application; with ``api_client`` its startup starts the watches (keys, clusters, endpoints)."""
+    """The application; with ``api_client`` its startup starts the watches (keys, clusters, Services, endpoints)."""
     app = web.Application(
         middlewares=[errors_middleware, metrics_middleware, auth_middleware],
         client_max_size=gateway.settings.max_body_bytes,
@@ -178,9 +178,20 @@ def _lifecycle(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.proxy.start()
         await keys.start(api_client)
-        clusters_synced, endpoints_synced = asyncio.Event(), asyncio.Event()
+        clusters_synced, endpoints_synced, services_synced = asyncio.Event(), asyncio.Event(), asyncio.Event()
         kube = gateway.kube
         tasks = [
+            # The operator's Services: a slice routes only when its Service is the cluster's own child.
+            asyncio.create_task(
+                run_informer(
+                    kube,
+                    kube.list_all_services,
+                    gateway.endpoints.services,
+                    services_synced,
+                    "Services",
+                    label_selector=MANAGED_SELECTOR_TEXT,
+                )
+            ),
             asyncio.create_task(
                 run_informer(kube, kube.list_all_clusters, gateway.clusters, clusters_synced, "ModelClusters")
             ),
@@ -195,8 +206,9 @@ def _lifecycle(
                 )
             ),
         ]
-        await asyncio.wait_for(asyncio.gather(clusters_synced.wait(), endpoints_synced.wait()), timeout=60)
-        logger.info("gateway ready: %d API keys, watching ModelClusters and EndpointSlices", len(keys))
+        synced = (clusters_synced.wait(), endpoints_synced.wait(), services_synced.wait())
+        await asyncio.wait_for(asyncio.gather(*synced), timeout=60)
+        logger.info("gateway ready: %d API keys, watching ModelClusters, Services and EndpointSlices", len(keys))
         try:
             yield
         finally:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from modelcluster.api import API_VERSION, KIND, ClusterPhase, InputError, ModelClusterSpec
+from modelcluster.api.errors import Conflict
 from modelcluster.api.field_managers import GATEWAY
 from modelcluster.api.inference import summarize_validation_error
 from modelcluster.api.labels import MODEL
 from modelcluster.api.modelcluster import MAX_REPLICAS, MAX_TIMEOUT_SECONDS, TASK_PATTERN, WAKE_ANNOTATION
-from modelcluster.api.naming import model_label_value, object_name
-from modelcluster.kube.objects import metadata_of, rfc3339_micro
+from modelcluster.api.naming import model_label_value, object_name, object_names
+from modelcluster.kube.objects import Body, ClusterKey, metadata_of, rfc3339_micro
 
 CREATED_BY_LABEL = "modelcluster.dev/created-by"
 
@@ -62,6 +64,36 @@ def _spec_fields(body: ClusterBody) -> dict[str, Any]:
     if body.task is not None:
         fields["task"] = body.task
     return fields
+
+
+def served_model(cluster: Body) -> str | None:
+    """The exact model id a ModelCluster serves (``spec.model``)."""
+    model = (cluster.get("spec") or {}).get("model")
+    return model if isinstance(model, str) else None
+
+
+def find_cluster(
+    namespace: str, model_id: str, get: Callable[[ClusterKey], Body | None]
+) -> tuple[ClusterKey, Body | None]:
+    """The key and the ModelCluster of ``model_id`` in ``namespace`` (None when it has none yet).
+
+    The cluster is looked for under the model's name, then under its legacy 8-digit name, which counts only
+    when its ``spec.model`` is exactly ``model_id``; with neither, the key is the name a new cluster gets.
+    A cluster under the model's name that serves another id (a name collision, or one made by hand) is a
+    :class:`Conflict`: the request must neither reach nor wake another model.
+    """
+    name, legacy = object_names(model_id)
+    key = (namespace, name)
+    found = get(key)
+    if found is not None:
+        served = served_model(found)
+        if served != model_id:
+            raise Conflict(f"the cluster {name} serves {served}, not {model_id}")
+        return key, found
+    old = get((namespace, legacy))
+    if old is not None and served_model(old) == model_id:
+        return (namespace, legacy), old
+    return key, None
 
 
 def build_cluster(namespace: str, model_id: str, body: ClusterBody) -> dict[str, Any]:

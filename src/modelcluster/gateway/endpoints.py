@@ -1,8 +1,17 @@
 """Ready model pods per cluster, from the EndpointSlices of the clusters' Services.
 
-Pure parsing (:func:`endpoints_of_slice`) plus :class:`EndpointTable`, the in-memory
-table an informer keeps current. Terminating endpoints are never ready here, so a
-leaving pod gets no new requests. ``on_change`` hears of every change of a cluster's set.
+Pure parsing and decisions (:func:`endpoints_of_slice`, :func:`slice_owner`, :func:`slice_service_uid`,
+:func:`service_record`, :func:`routable`) plus :class:`EndpointTable`, the in-memory table informers keep
+current. Terminating endpoints are never ready here, so a leaving pod gets no new requests. ``on_change``
+hears of every change of a cluster's set.
+
+**Only the operator's Service routes.** Anyone who may create an EndpointSlice in a namespace can label it
+``kubernetes.io/service-name=<cluster>`` and list any address. So a slice counts only when the EndpointSlice
+controller manages it for a Service (its ``managed-by`` label and a controller ownerReference to a Service of
+the labelled name), that Service is the one the table knows (same uid), and that Service is the operator's
+child of the cluster: its controller ownerReference is the ModelCluster of the same name, by uid. Hand-made
+slices, slices of a hand-made Service, and a Service of another owner are ignored; the table re-decides a
+cluster whenever its slices, its Service or the cluster itself change.
 """
 
 from __future__ import annotations
@@ -11,9 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelcluster.api import GROUP, KIND
 from modelcluster.kube.objects import ClusterKey, metadata_of
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ def endpoints_of_slice(slice_: Mapping[str, Any]) -> tuple[Endpoint, ...]:
 
 
 def slice_owner(slice_: Mapping[str, Any]) -> tuple[ClusterKey, str] | None:
-    """The cluster a slice belongs to and the slice's own name."""
+    """The cluster a slice claims to belong to (its service-name label) and the slice's own name."""
     metadata = metadata_of(slice_)
     service = (metadata.get("labels") or {}).get(SERVICE_NAME_LABEL)
     namespace, name = metadata.get("namespace"), metadata.get("name")
@@ -63,13 +75,141 @@ def slice_owner(slice_: Mapping[str, Any]) -> tuple[ClusterKey, str] | None:
     return (str(namespace), str(service)), str(name)
 
 
-class EndpointTable:
-    """Cluster -> ready endpoints, kept by an EndpointSlice informer."""
+def _controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The object's ownerReference with ``controller: true`` (there is at most one), if any."""
+    for reference in metadata_of(obj).get("ownerReferences") or []:
+        if isinstance(reference, Mapping) and reference.get("controller") is True:
+            return reference
+    return None
+
+
+def slice_service_uid(slice_: Mapping[str, Any]) -> str | None:
+    """The uid of the Service whose EndpointSlice controller manages ``slice_``; None for any other slice.
+
+    That is: the controller's ``managed-by`` label, and a controller ownerReference to a ``v1`` Service named
+    as the slice's service-name label.
+    """
+    metadata = metadata_of(slice_)
+    labels = metadata.get("labels") or {}
+    if labels.get(SLICE_MANAGED_BY_LABEL) != SLICE_CONTROLLER:
+        return None
+    service = labels.get(SERVICE_NAME_LABEL)
+    owner = _controller(slice_)
+    if not service or owner is None:
+        return None
+    if owner.get("apiVersion") != "v1" or owner.get("kind") != "Service" or owner.get("name") != service:
+        return None
+    uid = owner.get("uid")
+    return str(uid) if uid else None
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """What routing needs of one Service: its uid and the uid of the ModelCluster that controls it (if any)."""
+
+    uid: str
+    cluster_uid: str | None
+
+
+def service_record(service: Mapping[str, Any]) -> tuple[ClusterKey, ServiceRecord] | None:
+    """A Service's (namespace, name) and record; its cluster uid only when a ModelCluster of its name controls it."""
+    metadata = metadata_of(service)
+    namespace, name, uid = metadata.get("namespace"), metadata.get("name"), metadata.get("uid")
+    if not namespace or not name or not uid:
+        return None
+    owner = _controller(service)
+    cluster_uid: str | None = None
+    if (
+        owner is not None
+        and str(owner.get("apiVersion") or "").split("/")[0] == GROUP
+        and owner.get("kind") == KIND
+        and owner.get("name") == name
+        and owner.get("uid")
+    ):
+        cluster_uid = str(owner["uid"])
+    return (str(namespace), str(name)), ServiceRecord(uid=str(uid), cluster_uid=cluster_uid)
+
+
+def routable(slice_service: str | None, service: ServiceRecord | None, cluster_uid: str | None) -> bool:
+    """Whether a slice's endpoints may take a cluster's requests.
+
+    ``slice_service`` is :func:`slice_service_uid` of the slice, ``service`` the record of the Service of the
+    cluster's name, ``cluster_uid`` the uid of the ModelCluster. Yes only when the slice is the EndpointSlice
+    controller's for exactly that Service and the Service is the cluster's own child.
+    """
+    return (
+        bool(slice_service)
+        and service is not None
+        and service.uid == slice_service
+        and bool(cluster_uid)
+        and service.cluster_uid == cluster_uid
+    )
+
+
+def _no_cluster(key: ClusterKey) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class _Slice:
+    service_uid: str | None
+    endpoints: tuple[Endpoint, ...]
+
+
+class ServiceTable:
+    """The operator's Services by (namespace, name), kept by a Service informer; ``on_change`` hears every key."""
 
     def __init__(self, on_change: Callable[[ClusterKey], None] | None = None) -> None:
-        self._slices: dict[ClusterKey, dict[str, tuple[Endpoint, ...]]] = {}
+        self._records: dict[ClusterKey, ServiceRecord] = {}
+        self.on_change = on_change
+
+    def get(self, key: ClusterKey) -> ServiceRecord | None:
+        return self._records.get(key)
+
+    def reset(self, items: list[dict[str, Any]]) -> None:
+        before = self._records
+        self._records = dict(found for found in map(service_record, items) if found is not None)
+        for key in set(before) | set(self._records):
+            if before.get(key) != self._records.get(key):
+                self._notify(key)
+
+    def event(self, kind: str, obj: dict[str, Any]) -> None:
+        found = service_record(obj)
+        if found is None:
+            return
+        key, record = found
+        before = self._records.get(key)
+        if kind == "DELETED":
+            if before is None or before.uid != record.uid:
+                return  # an older Service of that name: the one known now stays
+            del self._records[key]
+        else:
+            self._records[key] = record
+        if self._records.get(key) != before:
+            self._notify(key)
+
+    def _notify(self, key: ClusterKey) -> None:
+        if self.on_change is not None:
+            self.on_change(key)
+
+
+class EndpointTable:
+    """Cluster -> ready endpoints, kept by an EndpointSlice informer; only slices :func:`routable` count.
+
+    ``services`` (a Service informer keeps it) and ``cluster_uid`` (the gateway wires it to its ModelCluster
+    table, and calls :meth:`refresh` when a cluster changes) decide that; left unwired, nothing is routable.
+    """
+
+    def __init__(
+        self,
+        on_change: Callable[[ClusterKey], None] | None = None,
+        cluster_uid: Callable[[ClusterKey], str | None] = _no_cluster,
+    ) -> None:
+        self._slices: dict[ClusterKey, dict[str, _Slice]] = {}
         self._ready: dict[ClusterKey, tuple[Endpoint, ...]] = {}
         self.on_change = on_change
+        self.cluster_uid = cluster_uid
+        self.services = ServiceTable(on_change=self.refresh)
 
     def ready(self, key: ClusterKey) -> tuple[Endpoint, ...]:
         return self._ready.get(key, ())
@@ -80,7 +220,7 @@ class EndpointTable:
         for item in items:
             self._store(item)
         for key in keys | set(self._slices):
-            self._refresh(key)
+            self.refresh(key)
 
     def event(self, kind: str, obj: dict[str, Any]) -> None:
         owner = slice_owner(obj)
@@ -91,19 +231,22 @@ class EndpointTable:
             self._slices.get(key, {}).pop(name, None)
         else:
             self._store(obj)
-        self._refresh(key)
+        self.refresh(key)
 
     def _store(self, obj: Mapping[str, Any]) -> None:
         owner = slice_owner(obj)
         if owner is not None:
             key, name = owner
-            self._slices.setdefault(key, {})[name] = endpoints_of_slice(obj)
+            self._slices.setdefault(key, {})[name] = _Slice(slice_service_uid(obj), endpoints_of_slice(obj))
 
-    def _refresh(self, key: ClusterKey) -> None:
+    def refresh(self, key: ClusterKey) -> None:
+        """Decide ``key`` again (its slices, its Service or its cluster changed); ``on_change`` hears a new set."""
         slices = self._slices.get(key) or {}
         if not slices:
             self._slices.pop(key, None)
-        ready = tuple(sorted({e for endpoints in slices.values() for e in endpoints}, key=lambda e: e.url))
+        service, cluster_uid = self.services.get(key), self.cluster_uid(key)
+        trusted = [s.endpoints for s in slices.values() if routable(s.service_uid, service, cluster_uid)]
+        ready = tuple(sorted({e for endpoints in trusted for e in endpoints}, key=lambda e: e.url))
         if ready != self._ready.get(key, ()):
             if ready:
                 self._ready[key] = ready

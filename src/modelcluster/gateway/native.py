@@ -9,12 +9,11 @@ from aiohttp import web
 
 from modelcluster.api import InputError, normalize, parse_run_request, task_info, task_names
 from modelcluster.api.errors import NotFound
-from modelcluster.api.naming import object_name
 from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
 from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.state import TENANT, Gateway, Target
-from modelcluster.kube.objects import rfc3339_from_timestamp
+from modelcluster.kube.objects import own_key, rfc3339_from_timestamp
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -154,9 +153,7 @@ async def list_clusters(request: web.Request) -> web.Response:
     namespace = str(request[TENANT])
     views = []
     for cluster in gateway.clusters.in_namespace(namespace):
-        spec = cluster.get("spec") or {}
-        key = (namespace, object_name(str(spec.get("model"))))
-        stamp = gateway.demand.of(key).last_activity
+        stamp = gateway.demand.of(own_key(cluster)).last_activity
         last = rfc3339_from_timestamp(stamp) if stamp else None
         views.append(cluster_view(cluster, last))
     return ok(views)

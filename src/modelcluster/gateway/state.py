@@ -12,9 +12,8 @@ from aiohttp import web
 from modelcluster.api import InputError, PayloadTooLarge
 from modelcluster.api.errors import Conflict, NotFound
 from modelcluster.api.modelcluster import is_model_id
-from modelcluster.api.naming import object_name
 from modelcluster.catalog import Catalog, CatalogError, resolve
-from modelcluster.gateway.clusters import ClusterBody, build_cluster
+from modelcluster.gateway.clusters import ClusterBody, build_cluster, find_cluster
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import EndpointTable
 from modelcluster.gateway.kube_answers import answered
@@ -24,7 +23,7 @@ from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
 from modelcluster.kube.client import Kube
 from modelcluster.kube.index import ClusterTable
-from modelcluster.kube.objects import ClusterKey
+from modelcluster.kube.objects import ClusterKey, metadata_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.clusters = ClusterTable()
+        # Endpoints route only from the slices of the Service the operator made for the cluster (by uid).
+        self.endpoints.cluster_uid = self._cluster_uid
         self.demand = Demand(self.metrics, exists=lambda key: self.clusters.get(key) is not None)
         self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
         # New or lost pods, and a cluster that changes (fails, is deleted), wake its held requests to look again.
@@ -64,7 +65,12 @@ class Gateway:
         s = self.settings
         self.proxy = Proxy(self.router, self.metrics, s.connect_timeout_s, s.upstream_timeout_s, s.connect_attempts)
 
+    def _cluster_uid(self, key: ClusterKey) -> str | None:
+        uid = metadata_of(self.clusters.get(key) or {}).get("uid")
+        return str(uid) if uid else None
+
     def _cluster_changed(self, key: ClusterKey) -> None:
+        self.endpoints.refresh(key)  # a new or recreated cluster (another uid) decides its Service's slices again
         self.router.changed(key)
         if self.clusters.get(key) is None:
             # Deleted: its per-model series go too, so they are bounded by the clusters that exist.
@@ -72,11 +78,13 @@ class Gateway:
             self.router.forget(key)
 
     def target(self, request: web.Request, model_id: str) -> Target:
-        """The caller's cluster for ``model_id`` and the task it serves (from the cluster, else the catalog)."""
+        """The caller's cluster for ``model_id`` and the task it serves (from the cluster, else the catalog).
+
+        409 when the cluster named for ``model_id`` serves another model (see :func:`find_cluster`).
+        """
         if not is_model_id(model_id):
             raise InputError(f"invalid model id {model_id!r}: expected org/name")
-        key = (str(request[TENANT]), object_name(model_id))
-        cluster = self.clusters.get(key)
+        key, cluster = find_cluster(str(request[TENANT]), model_id, self.clusters.get)
         task: str | None = None
         if cluster is not None:
             task = (cluster.get("status") or {}).get("task") or (cluster.get("spec") or {}).get("task")
@@ -98,7 +106,9 @@ class Gateway:
             raise InputError(error.message) from error
 
     async def create(self, target: Target, body: ClusterBody) -> dict[str, Any]:
-        """Create the cluster of ``target`` (409 when it exists)."""
+        """Create the cluster of ``target`` (409 when it exists, under its legacy name too)."""
+        if target.cluster is not None:
+            raise Conflict(f"cluster for {target.model_id} already exists")
         namespace, _ = target.key
         created = await answered(
             self.kube.create_cluster(build_cluster(namespace, target.model_id, body)),

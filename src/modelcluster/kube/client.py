@@ -233,3 +233,6 @@ class Kube:
 
     def list_all_endpoint_slices(self, **kwargs: Any) -> Awaitable[Any]:
         return self.discovery.list_endpoint_slice_for_all_namespaces(**kwargs)
+
+    def list_all_services(self, **kwargs: Any) -> Awaitable[Any]:
+        return self.core.list_service_for_all_namespaces(**kwargs)
