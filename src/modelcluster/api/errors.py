@@ -75,6 +75,13 @@ class PayloadTooLarge(ApiError):
     kind = "too_large"
 
 
+class ClientTimeout(ApiError):
+    """The client did not send its request in time (408)."""
+
+    status_code = 408
+    kind = "client_timeout"
+
+
 class Unauthorized(ApiError):
     status_code = 401
     kind = "unauthorized"

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelcluster.api.errors import InputError
+from modelcluster.api.json_limits import JsonLimits, check_json_limits
 
 #: Token counts of a generation, on the runtime's non-streamed answers (the last SSE event carries
 #: ``{"usage": {"prompt_tokens", "completion_tokens"}}`` instead).
@@ -79,13 +80,14 @@ def summarize_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_run_request(raw: bytes) -> RunRequest:
-    """Parse a request body, answering every problem as an :class:`InputError` that names it."""
-    try:
-        # One pass in pydantic's parser for the common, valid body; the slow path below names problems.
-        return RunRequest.model_validate_json(raw)
-    except ValidationError:
-        pass
+def parse_run_request(raw: bytes, limits: JsonLimits | None = None) -> RunRequest:
+    """Parse a request body once, answering every problem as an :class:`InputError` that names it.
+
+    With ``limits``, the body's structure is measured on its bytes first (:func:`check_json_limits`), so a body
+    past them is refused (413) before any object of it is made.
+    """
+    if limits is not None:
+        check_json_limits(raw, limits)
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -64,7 +64,7 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "modelcluster_gateway_upstream_errors_total",
-            "Failures talking to model pods, by kind (connect, disconnect, timeout, protocol).",
+            "Failures talking to model pods, by kind (connect, disconnect, timeout, protocol, too_large).",
             ("kind",),
             registry=r,
         )

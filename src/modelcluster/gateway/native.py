@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -33,17 +34,15 @@ def _last_request(gateway: Gateway, target: Target) -> str | None:
 
 
 async def run(request: web.Request) -> web.StreamResponse:
-    """``POST /models/v2/{modelId}``: checked against the model's task, then sent to a ready pod (waking it)."""
+    """``POST /models/v2/{modelId}``: checked against the model's task, then sent to a ready pod (waking it).
+
+    What the request keeps from here on (while it is held, say) is its raw body, which is what is forwarded: the
+    parsed body lives only in :func:`_check_body`.
+    """
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
     raw = await gateway.read_body(request)
-    body = parse_run_request(raw)
-    task = target.task or gateway.task_of(target)
-    info = task_info(task)
-    normalize(body, task, info.inputs)
-    if body.stream and not (info.streamable or info.media_generator):
-        # Media generators take `stream` with `json: false` (raw bytes), as the SDK sends it.
-        raise InputError(f"{task} does not stream; send `stream: false`")
+    await _check_body(gateway, target, raw)
     await gateway.ensure(target)
     headers = dict(JSON_HEADERS)
     accept = request.headers.get("Accept")
@@ -59,10 +58,21 @@ async def run(request: web.Request) -> web.StreamResponse:
         gateway.demand.observe_latency(target.key, time.monotonic() - started)
 
 
+async def _check_body(gateway: Gateway, target: Target, raw: bytes) -> None:
+    """Parse ``raw`` once (within the structure limits) and check it against the model's task; 4xx otherwise."""
+    body = await gateway.parse(raw, parse_run_request)
+    task = target.task or gateway.task_of(target)
+    info = task_info(task)
+    normalize(body, task, info.inputs)
+    if body.stream and not (info.streamable or info.media_generator):
+        # Media generators take `stream` with `json: false` (raw bytes), as the SDK sends it.
+        raise InputError(f"{task} does not stream; send `stream: false`")
+
+
 async def create_cluster(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
-    body = parse_cluster_body(await gateway.read_body(request), allow_empty=True)
+    body = await gateway.parse(await gateway.read_body(request), partial(parse_cluster_body, allow_empty=True))
     task = gateway.task_of(target, body.task)
     created = await gateway.create(target, body)
     view = cluster_view(created, task=task)
@@ -81,7 +91,7 @@ async def get_cluster(request: web.Request) -> web.Response:
 async def patch_cluster(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
-    body = parse_cluster_body(await gateway.read_body(request), allow_empty=False)
+    body = await gateway.parse(await gateway.read_body(request), partial(parse_cluster_body, allow_empty=False))
     if target.cluster is None:
         raise NotFound(f"no cluster for {target.model_id}")
     patch = build_patch(body, target.task)

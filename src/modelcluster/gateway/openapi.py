@@ -83,20 +83,21 @@ def _errors(codes: tuple[int, ...], schema: str = "Error") -> dict[str, Any]:
         401: "Missing or unknown API key",
         404: "No such model or cluster (or another tenant's)",
         405: "Method not allowed",
+        408: "The request body did not arrive within the body deadline",
         409: "The cluster already exists",
-        413: "The body is larger than the limit",
+        413: "The body is larger than the limit, or its structure passes one (depth, items, string, params)",
         422: "The body does not fit the route or the model's task",
-        429: "Over the key's concurrency limit, or too many requests waiting for one model",
+        429: "Over the key's concurrency limit, or too many requests (or bytes) waiting for one model",
         500: "Internal error (the answer names a request id for the logs)",
-        502: "A model pod failed to answer",
+        502: "A model pod failed to answer, or its answer is larger than the limit",
         503: "No ready model pod within the hold deadline (see Retry-After), or the Kubernetes API is unavailable",
         504: "A model pod did not answer in time",
     }
     return {str(code): {"description": text[code], "content": {JSON: {"schema": _ref(schema)}}} for code in codes}
 
 
-_INFERENCE_ERRORS = (401, 404, 413, 422, 429, 500, 502, 503, 504)
-_CRUD_ERRORS = (401, 404, 413, 422, 429, 500, 503)
+_INFERENCE_ERRORS = (401, 404, 408, 413, 422, 429, 500, 502, 503, 504)
+_CRUD_ERRORS = (401, 404, 408, 413, 422, 429, 500, 503)
 _MODEL_PARAMS = [
     {"name": "org", "in": "path", "required": True, "schema": {"type": "string"}},
     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -146,7 +147,7 @@ def openapi_document() -> dict[str, Any]:
             "content": {JSON: {"schema": _ref("OpenAIAnswer")}, "text/event-stream": {"schema": {"type": "string"}}},
         }
     }
-    openai_errors = (400, 401, 404, 413, 429, 500, 502, 503, 504)
+    openai_errors = (400, 401, 404, 408, 413, 429, 500, 502, 503, 504)
     model_path = {
         "parameters": _MODEL_PARAMS,
         "post": _op(

@@ -29,6 +29,7 @@ from modelcluster.kube.objects import ClusterKey
 logger = logging.getLogger(__name__)
 
 RUN_PATH = "/run"
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 PASSED_HEADERS = ("Content-Type", "Cache-Control", PROMPT_TOKENS_HEADER, COMPLETION_TOKENS_HEADER)
 
 
@@ -58,11 +59,18 @@ class Upstream:
 
 class Proxy:
     def __init__(
-        self, router: Router, metrics: GatewayMetrics, connect_timeout_s: float, read_timeout_s: float, attempts: int
+        self,
+        router: Router,
+        metrics: GatewayMetrics,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        attempts: int,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self.router = router
         self.metrics = metrics
         self.attempts = attempts
+        self.max_answer_bytes = max_answer_bytes
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
         self.session: aiohttp.ClientSession | None = None
 
@@ -75,14 +83,17 @@ class Proxy:
             await self.session.close()
 
     async def send(self, key: ClusterKey, body: bytes, headers: Mapping[str, str]) -> Upstream:
-        """POST ``body`` to ``/run`` of a pod of ``key``; the caller must close the returned upstream."""
+        """POST ``body`` to ``/run`` of a pod of ``key``; the caller must close the returned upstream.
+
+        While no pod is free the request is held with ``body`` (bytes, counted against the hold's byte bounds).
+        """
         assert self.session is not None
         tried: frozenset[str] = frozenset()
         refused = 0
         resent = False
         unroutable: list[str] = []
         while refused < self.attempts:
-            endpoint = await self.router.acquire(key, tried)
+            endpoint = await self.router.acquire(key, tried, size=len(body))
             try:
                 response = await self.session.post(endpoint.url + RUN_PATH, data=body, headers=dict(headers))
             except aiohttp.ClientConnectorError as error:
@@ -126,7 +137,7 @@ class Proxy:
         out: web.StreamResponse | None = None
         try:
             if not _is_stream(response):
-                body = await response.read()
+                body = await self.read_answer(response)
                 finished = True
                 return web.Response(body=body, status=response.status, headers=upstream.headers())
             out = web.StreamResponse(status=response.status, headers=upstream.headers())
@@ -154,6 +165,24 @@ class Proxy:
             return out
         finally:
             upstream.close(reuse=finished)
+
+    async def read_answer(self, response: aiohttp.ClientResponse) -> bytes:
+        """A non-streamed answer, whole; 502 once it passes ``max_answer_bytes`` (the caller closes the connection)."""
+        limit = self.max_answer_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise self._too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, limit: int) -> BadGateway:
+        self.metrics.upstream_errors.labels("too_large").inc()
+        return BadGateway(f"the model's answer is larger than {limit} bytes")
 
 
 def closed_before_answer(error: aiohttp.ClientError) -> bool:

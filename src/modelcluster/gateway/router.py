@@ -60,13 +60,28 @@ class Router:
         self._last_wake: dict[ClusterKey, float] = {}
         self._waiters: dict[ClusterKey, deque[asyncio.Future[bool]]] = {}
         self._wakes: set[asyncio.Task[None]] = set()
+        self._held_bytes: dict[str, int] = {}
+        self._held_total = 0
 
-    async def acquire(self, key: ClusterKey, exclude: frozenset[str] = frozenset()) -> Endpoint:
-        """A pod for one request of ``key``, counted as in flight until :meth:`release`."""
+    async def acquire(self, key: ClusterKey, exclude: frozenset[str] = frozenset(), size: int = 0) -> Endpoint:
+        """A pod for one request of ``key``, counted as in flight until :meth:`release`.
+
+        ``size`` is what the request keeps while it is held (its body's bytes), bounded per tenant namespace and
+        in total.
+        """
         endpoint = self.balancer.pick(self.endpoints.ready(key), exclude)
         if endpoint is not None:
             return endpoint
-        return await self._hold(key, exclude)
+        return await self._hold(key, exclude, size)
+
+    @property
+    def held_bytes(self) -> int:
+        """Body bytes all held requests keep."""
+        return self._held_total
+
+    def held_bytes_of(self, namespace: str) -> int:
+        """Body bytes the held requests of one tenant namespace keep."""
+        return self._held_bytes.get(namespace, 0)
 
     def release(self, key: ClusterKey, endpoint: Endpoint) -> None:
         """Give a slot back; the longest-waiting held request of ``key`` (only that one) looks again."""
@@ -90,11 +105,21 @@ class Router:
             if not waiter.done():
                 waiter.set_result(True)
 
-    async def _hold(self, key: ClusterKey, exclude: frozenset[str]) -> Endpoint:
+    async def _hold(self, key: ClusterKey, exclude: frozenset[str], size: int) -> Endpoint:
         model = self._model_id(key)
         if self.demand.of(key).held >= self.settings.hold_limit:
             logger.warning("%s/%s: %d requests held, answering 429", key[0], key[1], self.settings.hold_limit)
             raise RateLimited(f"too many requests are waiting for {model}; try again shortly", retry_after=1)
+        namespace = key[0]
+        if (
+            self.held_bytes_of(namespace) + size > self.settings.hold_bytes_per_namespace
+            or self._held_total + size > self.settings.hold_bytes_total
+        ):
+            logger.warning("%s/%s: %d bytes held in all, answering 429", key[0], key[1], self._held_total)
+            raise RateLimited(f"too many bytes are waiting for {model}; try again shortly", retry_after=1)
+        if size:
+            self._held_bytes[namespace] = self.held_bytes_of(namespace) + size
+            self._held_total += size
         self.demand.hold(key, +1)
         loop = asyncio.get_running_loop()
         first = True
@@ -119,6 +144,10 @@ class Router:
             pass
         finally:
             self.demand.hold(key, -1)
+            self._held_total -= size
+            left = self._held_bytes.pop(namespace, 0) - size
+            if left > 0:
+                self._held_bytes[namespace] = left
             if not self._waiters.get(key, True):
                 del self._waiters[key]
         raise Unavailable(

@@ -17,13 +17,34 @@ from modelcluster.kube.client import Kube
 
 logger = logging.getLogger(__name__)
 
+#: Longest request line and header field (aiohttp's defaults, stated): the head of a request stays small.
+MAX_LINE_BYTES = 8190
+MAX_FIELD_BYTES = 8190
+
+
+def api_runner(app: web.Application, settings: GatewaySettings) -> web.AppRunner:
+    """The runner of the API port, with the deadline for receiving a request's headers.
+
+    aiohttp closes a connection still short of a full request head when its keep-alive timer fires (armed on
+    connecting and after each answer), so ``client_header_timeout_s`` is that timer; the body's deadline is
+    :meth:`Gateway.read_body`'s.
+    """
+    return web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        keepalive_timeout=settings.client_header_timeout_s,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_FIELD_BYTES,
+    )
+
 
 async def serve(settings: GatewaySettings, catalog: Catalog) -> None:
     api_client = await build_api_client()
     gateway = Gateway(settings=settings, catalog=catalog, kube=Kube(api_client))
     keys = KeyStore(settings.key_namespace, max_staleness_s=settings.key_max_staleness_s)
     app = create_app(gateway, keys, api_client)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = api_runner(app, settings)
     metrics_runner = web.AppRunner(create_metrics_app(gateway), access_log=None)
     await runner.setup()
     await metrics_runner.setup()

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelcluster.api.json_limits import JsonLimits
+
 DEFAULT_PORT = 8080
 DEFAULT_METRICS_PORT = 8083
 DEFAULT_KEY_MAX_STALENESS_S = 60.0
@@ -24,6 +26,34 @@ class GatewaySettings(BaseSettings):
     key_namespace: str = Field(default="modelcluster-system", description="Namespace of the API key Secrets.")
     catalog: tuple[Path, ...] = Field(default=(), description="Catalog files layered over the default catalog.")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
+    max_json_depth: int = Field(default=32, ge=2, description="Deepest nesting of arrays and objects in a body (413).")
+    max_json_items: int = Field(
+        default=10_000, ge=16, description="Most array elements and object members in a body, all levels (413)."
+    )
+    max_json_string_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Longest string in a body, escaped (413); bytes: max_body_bytes."
+    )
+    max_params_keys: int = Field(default=64, ge=1, description="Most members of a body's `params` object (413).")
+    max_params_bytes: int = Field(default=64 * 1024, ge=256, description="Largest `params` value, as sent (413).")
+    offload_parse_bytes: int = Field(
+        default=256 * 1024, ge=0, description="Bodies above this size are checked and parsed off the event loop."
+    )
+    client_header_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A connection's time to send a request's headers, from connecting or its previous answer; "
+        "idle keep-alive connections close after it too.",
+    )
+    client_body_timeout_s: float = Field(default=60.0, gt=0, description="A client's time to send its body (408).")
+    max_answer_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest non-streamed answer of a model pod (502 above)."
+    )
+    hold_bytes_per_namespace: int = Field(
+        default=128 * 1024 * 1024, ge=0, description="Body bytes one tenant namespace may have held (429 above)."
+    )
+    hold_bytes_total: int = Field(
+        default=512 * 1024 * 1024, ge=0, description="Body bytes all held requests together may keep (429 above)."
+    )
     hold_limit: int = Field(default=1000, ge=0, description="Requests one model may hold while it wakes (429 above).")
     hold_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a request waits for a ready pod (503 with Retry-After after)."
@@ -41,3 +71,13 @@ class GatewaySettings(BaseSettings):
         description="Longest time the API key table may go unconfirmed by the apiserver before API requests get 503.",
     )
     replicas: int = Field(default=1, ge=1, description="Gateway replicas sharing each key's concurrency limit.")
+
+    def json_limits(self) -> JsonLimits:
+        """The structure a request body may have (:mod:`modelcluster.api.json_limits`)."""
+        return JsonLimits(
+            max_depth=self.max_json_depth,
+            max_items=self.max_json_items,
+            max_string_bytes=self.max_json_string_bytes,
+            max_params_keys=self.max_params_keys,
+            max_params_bytes=self.max_params_bytes,
+        )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from modelcluster.api import InputError, PayloadTooLarge
-from modelcluster.api.errors import Conflict, NotFound
+from modelcluster.api.errors import ClientTimeout, Conflict, NotFound
+from modelcluster.api.json_limits import JsonLimits, check_json_limits
 from modelcluster.api.modelcluster import is_model_id
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.gateway.clusters import ClusterBody, build_cluster, find_cluster
@@ -26,6 +28,8 @@ from modelcluster.kube.index import ClusterTable
 from modelcluster.kube.objects import ClusterKey, metadata_of
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TENANT = "modelcluster.tenant"  # request key: the caller's namespace, set by the auth middleware
 
@@ -51,6 +55,7 @@ class Gateway:
     demand: Demand = field(init=False)
     router: Router = field(init=False)
     proxy: Proxy = field(init=False)
+    json_limits: JsonLimits = field(init=False)
     _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,7 +68,15 @@ class Gateway:
         self.endpoints.on_change = self.router.changed
         self.clusters.on_change = self._cluster_changed
         s = self.settings
-        self.proxy = Proxy(self.router, self.metrics, s.connect_timeout_s, s.upstream_timeout_s, s.connect_attempts)
+        self.json_limits = s.json_limits()
+        self.proxy = Proxy(
+            self.router,
+            self.metrics,
+            s.connect_timeout_s,
+            s.upstream_timeout_s,
+            s.connect_attempts,
+            max_answer_bytes=s.max_answer_bytes,
+        )
 
     def _cluster_uid(self, key: ClusterKey) -> str | None:
         uid = metadata_of(self.clusters.get(key) or {}).get("uid")
@@ -140,7 +153,15 @@ class Gateway:
         logger.info("created a cluster for %s in %s", target.model_id, target.key[0])
 
     async def read_body(self, request: web.Request) -> bytes:
-        """The request body, refused with 413 past the configured size."""
+        """The request body: 413 past the configured size, 408 when it takes longer than the body deadline."""
+        deadline = self.settings.client_body_timeout_s
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._read_body(request)
+        except TimeoutError:
+            raise ClientTimeout(f"the request body did not arrive within {deadline:g}s") from None
+
+    async def _read_body(self, request: web.Request) -> bytes:
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
@@ -152,3 +173,19 @@ class Gateway:
                 raise PayloadTooLarge(f"request body is larger than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def parse(self, raw: bytes, parse: Callable[[bytes], T]) -> T:
+        """``parse(raw)`` once the body's structure is within the limits (413 otherwise, before any decoding).
+
+        A body larger than ``offload_parse_bytes`` is measured and parsed in a worker thread, so the event loop
+        answers other requests meanwhile.
+        """
+        limits = self.json_limits
+
+        def measured_then_parsed() -> T:
+            check_json_limits(raw, limits)
+            return parse(raw)
+
+        if len(raw) > self.settings.offload_parse_bytes:
+            return await asyncio.to_thread(measured_then_parsed)
+        return measured_then_parsed()

@@ -42,6 +42,7 @@ _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     401: ("authentication_error", "invalid_api_key"),
     403: ("permission_error", None),
     404: ("not_found_error", "model_not_found"),
+    408: ("invalid_request_error", "request_timeout"),
     409: ("conflict_error", None),
     413: ("invalid_request_error", "request_too_large"),
     422: ("invalid_request_error", None),

@@ -12,6 +12,7 @@ import calendar
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -27,7 +28,7 @@ from modelcluster.gateway.openai.serving_completion import COMPLETION
 from modelcluster.gateway.openai.streaming import StreamTranslator
 from modelcluster.gateway.openai.translate import RUNTIME_STREAM_HEADERS, runtime_error, usage_from_headers
 from modelcluster.gateway.proxy import Upstream
-from modelcluster.gateway.state import TENANT, Gateway
+from modelcluster.gateway.state import TENANT, Gateway, Target
 from modelcluster.kube.objects import metadata_of
 
 SERVED_TASKS = CHAT.tasks | COMPLETION.tasks
@@ -65,41 +66,63 @@ def _catalog_task(gateway: Gateway, model_id: object) -> str | None:
     return known.task if known is not None else None
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """What answering a request needs of it, kept while the request waits instead of the parsed body."""
+
+    model: str
+    stop: tuple[str, ...]
+    max_new_tokens: int
+    request_id: str
+    created: int
+    translator: StreamTranslator | None  # for a stream
+
+
 async def _serve(request: web.Request, serving: OpenAIServing[RequestT]) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    body = serving.parse(await gateway.read_body(request))
+    target, run_body, reply = await _prepare(request, gateway, serving)
+    await gateway.ensure(target)
+    headers = {**JSON_HEADERS, **(RUNTIME_STREAM_HEADERS if reply.translator is not None else {})}
+    gateway.demand.start(target.key)
+    try:
+        upstream = await gateway.proxy.send(target.key, run_body, headers)
+        if reply.translator is not None:
+            return await _stream(request, gateway, upstream, reply.translator)
+        return await _whole(gateway, upstream, serving, reply)
+    finally:
+        gateway.demand.finish(target.key)
+
+
+async def _prepare(
+    request: web.Request, gateway: Gateway, serving: OpenAIServing[RequestT]
+) -> tuple[Target, bytes, _Reply]:
+    """The body parsed once (within the structure limits), the runtime's body as bytes, and what the answer needs."""
+    body = await gateway.parse(await gateway.read_body(request), serving.parse)
     target = gateway.target(request, body.model)
     task = target.task or gateway.task_of(target)
     if task not in serving.tasks:
         raise BadRequest(f"{body.model} serves {task}, which {serving.route} cannot run", param="model")
     run_body = json.dumps(serving.run_body(body, task=task)).encode()
-    await gateway.ensure(target)
-    headers = {**JSON_HEADERS, **(RUNTIME_STREAM_HEADERS if body.stream else {})}
     request_id, created = uuid.uuid4().hex, int(time.time())
-    gateway.demand.start(target.key)
-    try:
-        upstream = await gateway.proxy.send(target.key, run_body, headers)
-        if body.stream:
-            return await _stream(request, gateway, upstream, serving.translator(body, request_id, created))
-        return await _whole(upstream, serving, body, request_id, created)
-    finally:
-        gateway.demand.finish(target.key)
+    translator = serving.translator(body, request_id, created) if body.stream else None
+    reply = _Reply(body.model, tuple(body.stop), body.max_new_tokens, request_id, created, translator)
+    return target, run_body, reply
 
 
-async def _whole(
-    upstream: Upstream, serving: OpenAIServing[RequestT], body: RequestT, request_id: str, created: int
-) -> web.Response:
+async def _whole(gateway: Gateway, upstream: Upstream, serving: OpenAIServing[RequestT], reply: _Reply) -> web.Response:
+    finished = False
     try:
-        payload = await upstream.response.read()
+        payload = await gateway.proxy.read_answer(upstream.response)
+        finished = True
         status = upstream.response.status
         usage = usage_from_headers(upstream.response.headers)
     finally:
-        upstream.close(reuse=True)
+        upstream.close(reuse=finished)
     if status != 200:
         raise runtime_error(status, payload)
     output: Any = json.loads(payload).get("output")
     answer = serving.response(
-        body.model, output, usage, created, request_id, stop=body.stop, max_tokens=body.max_new_tokens
+        reply.model, output, usage, reply.created, reply.request_id, stop=reply.stop, max_tokens=reply.max_new_tokens
     )
     return web.json_response(answer)
 
@@ -110,7 +133,7 @@ async def _stream(
     finished = False
     try:
         if upstream.response.status != 200:
-            payload = await upstream.response.read()
+            payload = await gateway.proxy.read_answer(upstream.response)
             finished = True
             raise runtime_error(upstream.response.status, payload)
         out = web.StreamResponse(headers={"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache"})
