@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -155,8 +156,11 @@ def untouched(cluster: Cluster, namespace: str, name: str) -> bool:
     return not found.get("status") and not deployments
 
 
+FORBIDDEN = re.compile(r"\b403\b|forbidden", re.IGNORECASE)
+
+
 def refusals(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if "403" in line or "forbidden" in line.lower()]
+    return [line for line in log.read_text().splitlines() if FORBIDDEN.search(line)]
 
 
 def test_cluster_wide_rbac_is_enough(

@@ -9,34 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import tiny_builders
 from media_samples import b64, wav
 from runtime_support import ServerHandle
 
 
 @pytest.fixture(scope="module")
 def audio_classifier(serve: Callable[..., ServerHandle], models_dir: Path) -> ServerHandle:
-    import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
-
-    torch.manual_seed(0)
-    directory = models_dir / "wav2vec2"
-    config = Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 4),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        classifier_proj_size=8,
-        id2label={0: "speech", 1: "music"},
-        label2id={"speech": 0, "music": 1},
-    )
-    Wav2Vec2ForSequenceClassification(config).save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(directory)
-    return serve(directory, "audio-classification")
+    return serve(tiny_builders.wav2vec2_classifier(models_dir / "wav2vec2"), "audio-classification")
 
 
 def test_audio_classification(audio_classifier: ServerHandle) -> None:

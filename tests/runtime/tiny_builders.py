@@ -242,6 +242,30 @@ def t5(directory: Path) -> Path:
     return directory
 
 
+def wav2vec2_classifier(directory: Path) -> Path:
+    """A one-layer wav2vec2 audio classifier (speech, music) on 16 kHz audio."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    config = Wav2Vec2Config(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        classifier_proj_size=8,
+        id2label={0: "speech", 1: "music"},
+        label2id={"speech": 0, "music": 1},
+    )
+    with seeded():
+        Wav2Vec2ForSequenceClassification(config).save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(directory)
+    return directory
+
+
 # --- vision ---------------------------------------------------------------------------------------------------------
 
 

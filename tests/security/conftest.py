@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
+import tiny_builders
 from runtime_support import ServerHandle, free_port
 
 from support import eventually
@@ -68,48 +69,13 @@ def start_runtime() -> Iterator[Callable[..., ServerHandle]]:
 @pytest.fixture(scope="session")
 def vit_server(start_runtime: Callable[..., ServerHandle], security_models: Path) -> ServerHandle:
     """image-classification on a tiny random ViT (32x32 inputs)."""
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    torch.manual_seed(0)
-    directory = security_models / "vit"
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        id2label={0: "cat", 1: "dog", 2: "bird"},
-        label2id={"cat": 0, "dog": 1, "bird": 2},
+    return start_runtime(
+        tiny_builders.vit(security_models / "vit"), "image-classification", model_dirs=[security_models]
     )
-    ViTForImageClassification(config).save_pretrained(directory)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
-    return start_runtime(directory, "image-classification", model_dirs=[security_models])
 
 
 @pytest.fixture(scope="session")
 def audio_server(start_runtime: Callable[..., ServerHandle], security_models: Path) -> ServerHandle:
     """audio-classification on a tiny random wav2vec2 (16 kHz)."""
-    import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
-
-    torch.manual_seed(0)
-    directory = security_models / "wav2vec2"
-    config = Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 4),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        classifier_proj_size=8,
-        id2label={0: "speech", 1: "music"},
-        label2id={"speech": 0, "music": 1},
-    )
-    Wav2Vec2ForSequenceClassification(config).save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(directory)
+    directory = tiny_builders.wav2vec2_classifier(security_models / "wav2vec2")
     return start_runtime(directory, "audio-classification", model_dirs=[security_models])
