@@ -68,7 +68,16 @@ def test_dev_serves_with_its_key_and_ctrl_c_stops_everything_it_started(config: 
     err: list[str] = []
     readers = [_collect(process.stdout, out), _collect(process.stderr, err)]
     try:
-        key = eventually(lambda: _exported(out, "MODELCLUSTER_API_KEY"), timeout=300, what="the export lines")
+
+        def exported_key() -> str | None:
+            if process.poll() is not None:
+                raise AssertionError(f"dev exited with {process.returncode}:\n" + "\n".join(err[-40:]))
+            return _exported(out, "MODELCLUSTER_API_KEY")
+
+        try:
+            key = eventually(exported_key, timeout=300, what="the export lines")
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n" + "\n".join(err[-40:])) from None
         assert _exported(out, "KUBECONFIG") == str(config.kubeconfig)
         assert any(line.startswith("operator   | ") for line in err), "no operator lines in the log"
         assert any(line.startswith("gateway    | ") for line in err), "no gateway lines in the log"
