@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# The raster formats an input image may be in; PIL's other plugins (EPS runs Ghostscript, and so on) are never tried.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
+
 
 def decode_base64(data: str, max_bytes: int) -> bytes:
     """Decode plain or data-URI base64; the estimate is checked before decoding."""
@@ -72,7 +75,8 @@ def load_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.max_image_pixels) -
 
     Image.MAX_IMAGE_PIXELS = max_pixels  # also guards images PIL opens elsewhere in the process
     try:
-        image = Image.open(io.BytesIO(data))  # lazy: the header only
+        Image.init()  # registers every plugin once, so each allowed format is known by name
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # lazy: the header only
         check_image_pixels(image.size, max_pixels)
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -144,7 +148,10 @@ def _decode_audio_av(data: bytes, max_seconds: float, max_samples: int) -> tuple
             declared = _declared_seconds(stream, container)
             if declared is not None:
                 check_audio_size(declared * rate, rate, channels, max_seconds, max_samples)
-            parts = []
+            # planar float samples in [-1, 1] (channels x samples), whatever the stream's sample format: packed
+            # formats would otherwise come out interleaved in one row
+            planar: Any = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
+            parts: list[npt.NDArray[np.float32]] = []
             decoded = 0
             decoded_samples = 0
             for frame in container.decode(stream):
@@ -153,13 +160,14 @@ def _decode_audio_av(data: bytes, max_seconds: float, max_samples: int) -> tuple
                 decoded_samples += frame.samples * max(1, int(frame.layout.nb_channels))
                 _check_audio_seconds(decoded / rate, max_seconds)
                 _check_audio_samples(decoded_samples, max_samples, "the decoded audio")
-                parts.append(frame.to_ndarray().astype(np.float32))
+                parts.extend(out.to_ndarray() for out in planar.resample(frame))
+            parts.extend(out.to_ndarray() for out in planar.resample(None))
     except av.FFmpegError as exc:
         raise InputError("the media is not audio that can be decoded") from exc
     if not parts:
         raise InputError("the audio has no samples")
-    joined = np.concatenate([p if p.ndim == 2 else p[None, :] for p in parts], axis=1)
-    return joined.mean(axis=0), rate
+    # channels averaged to mono, as for the audio soundfile reads
+    return np.concatenate(parts, axis=1).mean(axis=0).astype(np.float32), rate
 
 
 def _declared_seconds(stream: Any, container: Any) -> float | None:
@@ -220,11 +228,15 @@ class FrameSampler(Generic[T]):
 
 
 def load_video_frames(
-    data: bytes, max_frames: int, max_decoded: int = DEFAULT_LIMITS.max_video_frames
+    data: bytes,
+    max_frames: int,
+    max_decoded: int = DEFAULT_LIMITS.max_video_frames,
+    max_pixels: int = DEFAULT_LIMITS.max_image_pixels,
 ) -> list[Image.Image]:
     """Up to ``max_frames`` frames spread evenly over the video, sampled while decoding (see :class:`FrameSampler`):
     only the sampled frames become images. A video of more than ``max_decoded`` frames answers 422, from its header
-    when it says, else once decoding passes the limit.
+    when it says, else once decoding passes the limit; so does a frame of more than ``max_pixels``, from the stream's
+    header before anything is decoded, and for every decoded frame (a stream may change size).
     """
     import av
 
@@ -236,9 +248,11 @@ def load_video_frames(
             stream = container.streams.video[0]
             total = int(stream.frames or 0)
             _check_video_frames(total, max_decoded)
+            _check_frame_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels)
             sampler: FrameSampler[Image.Image] = FrameSampler(max_frames, total or None)
             for index, frame in enumerate(container.decode(stream)):
                 _check_video_frames(index + 1, max_decoded, "the number of video frames decoded")
+                _check_frame_pixels(frame.width, frame.height, max_pixels)
                 if sampler.done(index):
                     break
                 if sampler.wants(index):
@@ -251,8 +265,11 @@ def load_video_frames(
     return frames
 
 
-def probe_video(data: bytes, max_decoded: int = DEFAULT_LIMITS.max_video_frames) -> None:
-    """Check that the media is a video within ``max_decoded`` frames, decoding only its first frame."""
+def probe_video(
+    data: bytes, max_decoded: int = DEFAULT_LIMITS.max_video_frames, max_pixels: int = DEFAULT_LIMITS.max_image_pixels
+) -> None:
+    """Check that the media is a video within ``max_decoded`` frames of at most ``max_pixels``, decoding only its
+    first frame."""
     import av
 
     try:
@@ -262,10 +279,18 @@ def probe_video(data: bytes, max_decoded: int = DEFAULT_LIMITS.max_video_frames)
                 raise InputError("the media is not a video that can be decoded")
             stream = container.streams.video[0]
             _check_video_frames(int(stream.frames or 0), max_decoded)
-            if next(iter(container.decode(stream)), None) is None:
+            _check_frame_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels)
+            first = next(iter(container.decode(stream)), None)
+            if first is None:
                 raise InputError("the video has no frames")
+            _check_frame_pixels(first.width, first.height, max_pixels)
     except av.FFmpegError as exc:
         raise InputError("the media is not a video that can be decoded") from exc
+
+
+def _check_frame_pixels(width: int | None, height: int | None, max_pixels: int) -> None:
+    if width and height and width * height > max_pixels:
+        raise image_over_limit(f"{width}x{height} (a video frame)", max_pixels)
 
 
 def _check_video_frames(count: int, max_decoded: int, what: str = "the number of video frames") -> None:

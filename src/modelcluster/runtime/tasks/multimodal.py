@@ -80,7 +80,9 @@ class MediaChatHandler(Handler):
                     )
                     blocks.append({"type": "audio", "audio": audio})
                 else:
-                    frames = media.load_video_frames(next(blobs), VIDEO_FRAMES, self.limits.max_video_frames)
+                    frames = media.load_video_frames(
+                        next(blobs), VIDEO_FRAMES, self.limits.max_video_frames, self.limits.max_image_pixels
+                    )
                     blocks.append({"type": "video", "video": frames})
             conversation.append({"role": message.role, "content": blocks})
         return conversation

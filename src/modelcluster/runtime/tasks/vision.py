@@ -167,7 +167,8 @@ class VideoClassificationHandler(Handler):
         return checked
 
     def prepare(self, payload: Payload, media_blobs: list[bytes]) -> Any:
-        media.probe_video(media_blobs[0], self.limits.max_video_frames)  # rejects non-video and long video early
+        # rejects non-video, long video and huge frames early
+        media.probe_video(media_blobs[0], self.limits.max_video_frames, self.limits.max_image_pixels)
         return media_blobs[0]
 
     def run_batch(self, items: list[Any], params: dict[str, Any]) -> list[Any]:
@@ -188,7 +189,7 @@ class VideoClassificationHandler(Handler):
         import numpy as np
 
         count = int(params.get("num_frames", getattr(self.pipe.model.config, "num_frames", 16)))
-        frames = media.load_video_frames(data, count, self.limits.max_video_frames)
+        frames = media.load_video_frames(data, count, self.limits.max_video_frames, self.limits.max_image_pixels)
         return np.stack([np.asarray(frame) for frame in frames])
 
 
