@@ -19,6 +19,7 @@ import pytest
 from modelcluster.devcluster import controlplane, processes
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.controlplane import free_port
+from modelcluster.devcluster.devsystem import READY_TIMEOUT_S
 
 from support import eventually
 
@@ -75,9 +76,11 @@ def test_dev_serves_with_its_key_and_ctrl_c_stops_everything_it_started(config: 
             return _exported(out, "MODELCLUSTER_API_KEY")
 
         try:
-            key = eventually(exported_key, timeout=300, what="the export lines")
+            # past dev's own readiness deadline, so that dev says what was not ready before the test gives up
+            key = eventually(exported_key, timeout=READY_TIMEOUT_S + 120, what="the export lines")
         except AssertionError as failure:
             raise AssertionError(f"{failure}\n" + "\n".join(err[-40:])) from None
+        assert not any("not serving after" in line for line in err), "\n".join(err[-60:])
         assert _exported(out, "KUBECONFIG") == str(config.kubeconfig)
         assert any(line.startswith("operator   | ") for line in err), "no operator lines in the log"
         assert any(line.startswith("gateway    | ") for line in err), "no gateway lines in the log"

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,19 +358,30 @@ class ComponentExited(click.ClickException):
         super().__init__(f"the {component.name} exited with code {code} (its last lines are above)")
 
 
-def _wait_serving(components: list[Component], kubeconfig: Path, ports: Ports, sample: bool) -> bool:
-    """Wait until the gateway and the operator are ready and the sample cluster serves; False after the deadline."""
+def _wait_serving(components: list[Component], kubeconfig: Path, ports: Ports, sample: bool) -> list[str]:
+    """Wait until the gateway and the operator are ready and the sample cluster serves; what is still not ready
+    after the deadline (empty once everything is)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
+    waiting = ["the gateway"]
     while time.monotonic() < deadline:
         _check_alive(components)
-        if (
-            answers_ok(f"http://127.0.0.1:{ports.gateway}/ready")
-            and answers_ok(f"http://127.0.0.1:{ports.operator_health}/readyz")
-            and (not sample or cluster_serving(kubeconfig, DEV_TENANT, object_name(MODEL_ID)))
-        ):
-            return True
+        checks: dict[str, Callable[[], bool]] = {
+            f"the gateway (http://127.0.0.1:{ports.gateway}/ready)": lambda: answers_ok(
+                f"http://127.0.0.1:{ports.gateway}/ready"
+            ),
+            f"the operator (http://127.0.0.1:{ports.operator_health}/readyz)": lambda: answers_ok(
+                f"http://127.0.0.1:{ports.operator_health}/readyz"
+            ),
+        }
+        if sample:
+            checks[f"the sample cluster {DEV_TENANT}/{object_name(MODEL_ID)}"] = lambda: cluster_serving(
+                kubeconfig, DEV_TENANT, object_name(MODEL_ID)
+            )
+        waiting = [what for what, ready in checks.items() if not ready()]
+        if not waiting:
+            return []
         time.sleep(1.0)
-    return False
+    return waiting
 
 
 def _check_alive(components: list[Component]) -> None:
@@ -463,8 +474,12 @@ def dev(
             record.write_text(json.dumps({component.name: component.process.pid for component in components}))
             if sample:
                 kubectl("apply", "-f", "-", stdin=yaml.safe_dump(sample_cluster(), sort_keys=False))
-            if not _wait_serving(components, kubeconfig, ports, sample):
-                log(f"not serving after {READY_TIMEOUT_S:.0f}s; see the lines above (`kubectl get mc,pods -A`)")
+            waiting = _wait_serving(components, kubeconfig, ports, sample)
+            if waiting:
+                log(
+                    f"not serving after {READY_TIMEOUT_S:.0f}s: waiting for {', '.join(waiting)}; "
+                    "see the lines above (`kubectl get mc,pods -A`)"
+                )
             python = shown_python(sys.executable, Path.cwd())
             lines = try_this(port, python)
             click.echo(banner(name, kubeconfig, key, tools.kubectl.parent, lines, owns_cluster))
