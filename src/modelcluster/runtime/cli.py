@@ -56,8 +56,18 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
         exit_code["value"] = MODEL_LOAD_FAILED_EXIT_CODE
         server.should_exit = True
 
-    app = create_app(settings, on_load_failure=load_failed, startup=startup)
-    on_drain = app.state.runtime.start_draining
+    if settings.standby_family is not None:
+        from modelcluster.runtime.standby import StandbyRuntime
+
+        app: Any = StandbyRuntime(
+            settings,
+            make_app=lambda claimed, clock: create_app(claimed, on_load_failure=load_failed, startup=clock),
+            startup=startup,
+        )
+        on_drain = app.start_draining
+    else:
+        app = create_app(settings, on_load_failure=load_failed, startup=startup)
+        on_drain = app.state.runtime.start_draining
     config = uvicorn.Config(
         app,
         host=settings.host,
