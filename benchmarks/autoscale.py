@@ -392,11 +392,11 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
 
     pod_commands, catalog = write_inputs(work, args.trials, args.teardown_parallel, args.react_delay)
     ensure_tools()
-    config = ClusterConfig(name=CLUSTER_NAME, pod_commands=load_pod_commands(pod_commands))
+    config = ClusterConfig(name=args.cluster_name, pod_commands=load_pod_commands(pod_commands))
     if controlplane.running(config):
-        progress(f"stopping the running cluster {CLUSTER_NAME} (it may hold other pod commands)")
+        progress(f"stopping the running cluster {args.cluster_name} (it may hold other pod commands)")
         controlplane.down(config)
-    progress(f"starting the local control plane {CLUSTER_NAME} ...")
+    progress(f"starting the local control plane {args.cluster_name} ...")
     kubeconfig = controlplane.up(config)
     progress("control plane ready; installing the CRD")
 
@@ -641,8 +641,14 @@ class Wake:
 
     @property
     def ready_to_answer(self) -> float | None:
+        """Negative when the answer came first: the gateway routed on the pod's first healthy answer."""
         ready = self.phases.get("Ready condition")
         return self.total - ready if ready is not None else None
+
+    @property
+    def healthy_to_answer(self) -> float | None:
+        healthy = self.phases.get("runtime healthy")
+        return self.total - healthy if healthy is not None else None
 
 
 PHASES = (
@@ -701,8 +707,8 @@ def one_wake(system: System, watches: Watches, model: str, name: str) -> Wake:
     created = watches.pods.first(lambda s: instance_of(s.obj) == name and s.kind == "ADDED", posted, 0)
     pod = created.name if created else None
 
-    def at(match: Callable[[Seen], bool], watched: Watched | None = None) -> float | None:
-        seen = (watched or watches.pods).first(match, posted, 0) if pod else None
+    def at(match: Callable[[Seen], bool], watched: Watched | None = None, wait: float = 0) -> float | None:
+        seen = (watched or watches.pods).first(match, posted, wait) if pod else None
         return seen.at - posted if seen else None
 
     phases: dict[str, float | None] = {
@@ -710,8 +716,9 @@ def one_wake(system: System, watches: Watches, model: str, name: str) -> Wake:
         "scheduled": at(lambda s: s.name == pod and bool((s.obj.get("spec") or {}).get("nodeName"))),
         "container started": at(lambda s: s.name == pod and container_running(s.obj)),
         "runtime healthy": health["at"] - posted if health.get("at") else None,
-        "Ready condition": at(lambda s: s.name == pod and pod_is_ready(s.obj)),
-        "endpoint ready": at(lambda s: endpoint_ready(s.obj, str(pod)), watches.slices),
+        # The answer may come first (routed on the pod's first healthy answer): wait for these a little.
+        "Ready condition": at(lambda s: s.name == pod and pod_is_ready(s.obj), wait=15),
+        "endpoint ready": at(lambda s: endpoint_ready(s.obj, str(pod)), watches.slices, wait=15),
     }
     address = ((watches.pods.latest.get(str(pod)) or {}).get("status") or {}).get("podIP")
     load = load_seconds_of(address) if address else None
@@ -1005,6 +1012,7 @@ def print_report(
         loads = [w.load_seconds for w in wakes if w.load_seconds is not None]
         over = [w.total - w.load_seconds for w in wakes if w.load_seconds is not None]
         ready = [w.ready_to_answer for w in wakes if w.ready_to_answer is not None]
+        healthy = [w.healthy_to_answer for w in wakes if w.healthy_to_answer is not None]
         print(row("wake-to-first-answer, all-MiniLM-L6-v2", totals, len(wakes), "", None))
         print(row("  model load (runtime's own figure)", loads, len(wakes), "", None))
         print(
@@ -1018,7 +1026,16 @@ def print_report(
         )
         print(
             row(
-                "Ready -> first held answer, MiniLM",
+                "runtime healthy -> first held answer, MiniLM",
+                healthy,
+                len(wakes),
+                "max <= 0.1 s",
+                len(healthy) == len(wakes) and max(healthy) <= TARGET_READY_TO_ANSWER_S,
+            )
+        )
+        print(
+            row(
+                "Ready -> first held answer, MiniLM (< 0: before Ready)",
                 ready,
                 len(wakes),
                 "max <= 0.1 s",
@@ -1130,8 +1147,8 @@ def run(args: argparse.Namespace) -> None:
             from modelcluster.devcluster import controlplane
             from modelcluster.devcluster.config import ClusterConfig
 
-            progress(f"stopping the cluster {CLUSTER_NAME} ...")
-            controlplane.down(ClusterConfig(name=CLUSTER_NAME))
+            progress(f"stopping the cluster {args.cluster_name} ...")
+            controlplane.down(ClusterConfig(name=args.cluster_name))
         progress(f"done; logs in {work}")
 
 
@@ -1149,6 +1166,7 @@ def main() -> None:
     parser.add_argument("--tick-pods", type=int, default=1, help="ready pods per cluster in the tick measurement")
     parser.add_argument("--tick-only", action="store_true", help="only the tick CPU measurement (no cluster, no root)")
     parser.add_argument("--keep", action="store_true", help="leave the local cluster running")
+    parser.add_argument("--cluster-name", default=CLUSTER_NAME, help="name of the local cluster the run starts")
     parser.add_argument("--serve-pod", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tick-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -62,6 +62,10 @@ def test_startup_probe_covers_the_startup_budget(make_workload: WorkloadFactory)
     assert probe["periodSeconds"] * probe["failureThreshold"] >= OPTIONS.startup_timeout_seconds
 
 
+def test_startup_probe_runs_every_second(make_workload: WorkloadFactory) -> None:
+    assert _container(build_deployment(make_workload(), OPTIONS))["startupProbe"]["periodSeconds"] == 1
+
+
 def test_pod_security(make_workload: WorkloadFactory) -> None:
     deployment = build_deployment(make_workload(), OPTIONS)
     pod = deployment["spec"]["template"]["spec"]

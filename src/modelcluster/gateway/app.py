@@ -216,6 +216,7 @@ def _lifecycle(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await keys.stop()
+            await gateway.router.stop()
             await gateway.proxy.stop()
 
     return lifecycle

@@ -48,15 +48,19 @@ def _slice_port(slice_: Mapping[str, Any]) -> int | None:
     return int(named["port"]) if named else None
 
 
-def endpoints_of_slice(slice_: Mapping[str, Any]) -> tuple[Endpoint, ...]:
-    """The ready, non-terminating endpoints of one EndpointSlice."""
+def endpoints_of_slice(slice_: Mapping[str, Any], *, starting: bool = False) -> tuple[Endpoint, ...]:
+    """The ready, non-terminating endpoints of one EndpointSlice; with ``starting``, the not yet ready ones.
+
+    A starting endpoint is a pod that has an address but is not ready and not terminating: the gateway may
+    probe it itself and route to it on its first healthy answer (:mod:`modelcluster.gateway.first_answer`).
+    """
     port = _slice_port(slice_)
     if port is None:
         return ()
     found: list[Endpoint] = []
     for endpoint in slice_.get("endpoints") or []:
         conditions = endpoint.get("conditions") or {}
-        if conditions.get("ready") is False or conditions.get("terminating") is True:
+        if conditions.get("terminating") is True or (conditions.get("ready") is False) != starting:
             continue
         pod = (endpoint.get("targetRef") or {}).get("name") or ""
         found.extend(
@@ -154,6 +158,7 @@ def _no_cluster(key: ClusterKey) -> str | None:
 class _Slice:
     service_uid: str | None
     endpoints: tuple[Endpoint, ...]
+    starting: tuple[Endpoint, ...] = ()
 
 
 class ServiceTable:
@@ -207,12 +212,17 @@ class EndpointTable:
     ) -> None:
         self._slices: dict[ClusterKey, dict[str, _Slice]] = {}
         self._ready: dict[ClusterKey, tuple[Endpoint, ...]] = {}
+        self._starting: dict[ClusterKey, tuple[Endpoint, ...]] = {}
         self.on_change = on_change
         self.cluster_uid = cluster_uid
         self.services = ServiceTable(on_change=self.refresh)
 
     def ready(self, key: ClusterKey) -> tuple[Endpoint, ...]:
         return self._ready.get(key, ())
+
+    def starting(self, key: ClusterKey) -> tuple[Endpoint, ...]:
+        """Pods of ``key`` with an address that are neither ready nor terminating (trusted slices only)."""
+        return self._starting.get(key, ())
 
     def reset(self, items: list[dict[str, Any]]) -> None:
         keys = set(self._slices)
@@ -237,7 +247,9 @@ class EndpointTable:
         owner = slice_owner(obj)
         if owner is not None:
             key, name = owner
-            self._slices.setdefault(key, {})[name] = _Slice(slice_service_uid(obj), endpoints_of_slice(obj))
+            self._slices.setdefault(key, {})[name] = _Slice(
+                slice_service_uid(obj), endpoints_of_slice(obj), endpoints_of_slice(obj, starting=True)
+            )
 
     def refresh(self, key: ClusterKey) -> None:
         """Decide ``key`` again (its slices, its Service or its cluster changed); ``on_change`` hears a new set."""
@@ -245,8 +257,13 @@ class EndpointTable:
         if not slices:
             self._slices.pop(key, None)
         service, cluster_uid = self.services.get(key), self.cluster_uid(key)
-        trusted = [s.endpoints for s in slices.values() if routable(s.service_uid, service, cluster_uid)]
-        ready = tuple(sorted({e for endpoints in trusted for e in endpoints}, key=lambda e: e.url))
+        trusted = [s for s in slices.values() if routable(s.service_uid, service, cluster_uid)]
+        ready = tuple(sorted({e for s in trusted for e in s.endpoints}, key=lambda e: e.url))
+        starting = tuple(sorted({e for s in trusted for e in s.starting} - set(ready), key=lambda e: e.url))
+        if starting:
+            self._starting[key] = starting
+        else:
+            self._starting.pop(key, None)
         if ready != self._ready.get(key, ()):
             if ready:
                 self._ready[key] = ready

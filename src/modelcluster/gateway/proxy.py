@@ -98,12 +98,13 @@ class Proxy:
                 response = await self.session.post(endpoint.url + RUN_PATH, data=body, headers=dict(headers))
             except aiohttp.ClientConnectorError as error:
                 self.router.release(key, endpoint)
+                self.router.unreachable(key, endpoint)
                 self.metrics.upstream_errors.labels("connect").inc()
                 tried |= {endpoint.url}
                 if no_route(error):
                     # Nothing will ever answer there (a closed address range): fail now, not at the hold deadline.
                     unroutable.append(endpoint.address)
-                    if not any(other.url not in tried for other in self.router.endpoints.ready(key)):
+                    if not any(other.url not in tried for other in self.router.candidates(key)):
                         raise Unavailable(no_route_message(unroutable), retry_after=10) from error
                     continue
                 logger.info("connecting to %s failed (%s); trying another pod", endpoint.pod or endpoint.url, error)
@@ -120,7 +121,7 @@ class Proxy:
                     resent = True
                     self.metrics.upstream_errors.labels("disconnect").inc()
                     logger.info("%s closed the connection unanswered (%r); sending again", endpoint.pod, error)
-                    tried = resend_exclusions(tried, endpoint, self.router.endpoints.ready(key))
+                    tried = resend_exclusions(tried, endpoint, self.router.candidates(key))
                     continue
                 self.metrics.upstream_errors.labels("protocol").inc()
                 raise BadGateway(f"the model's pod failed to answer: {type(error).__name__}") from error

@@ -2,7 +2,8 @@
 
 A request that finds no ready pod waits in a bounded per-model buffer with a
 deadline and is released the moment a pod turns ready (the EndpointSlice watch
-wakes it) or a slot frees up. The first such request of a stopped cluster writes
+wakes it), a starting pod answers the gateway's own health probe
+(:mod:`modelcluster.gateway.first_answer`), or a slot frees up. The first such request of a stopped cluster writes
 one wake annotation (single flight; at most one per ``wake_interval_s``), so the
 operator reacts on the watch event instead of a timer.
 """
@@ -22,6 +23,7 @@ from modelcluster.gateway.balancer import Balancer
 from modelcluster.gateway.clusters import wake_patch
 from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import Endpoint, EndpointTable
+from modelcluster.gateway.first_answer import FirstAnswer
 from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.settings import GatewaySettings
@@ -62,6 +64,23 @@ class Router:
         self._wakes: set[asyncio.Task[None]] = set()
         self._held_bytes: dict[str, int] = {}
         self._held_total = 0
+        # Starting pods of clusters with held requests, probed by the gateway: routed on their first answer.
+        self.first_answer = FirstAnswer(
+            settings, endpoints.starting, wanted=lambda key: self.demand.of(key).held > 0, on_change=self.changed
+        )
+
+    def candidates(self, key: ClusterKey) -> tuple[Endpoint, ...]:
+        """The pods of ``key`` that may take a request: ready in its slice, or starting and answered healthy."""
+        ready = self.endpoints.ready(key)
+        answered = self.first_answer.answered(key)
+        return ready + answered if answered else ready
+
+    def unreachable(self, key: ClusterKey, endpoint: Endpoint) -> None:
+        """Connecting to ``endpoint`` failed: a pod routed on its first answer is dropped at once."""
+        self.first_answer.drop(key, endpoint)
+
+    async def stop(self) -> None:
+        await self.first_answer.stop()
 
     async def acquire(self, key: ClusterKey, exclude: frozenset[str] = frozenset(), size: int = 0) -> Endpoint:
         """A pod for one request of ``key``, counted as in flight until :meth:`release`.
@@ -69,7 +88,7 @@ class Router:
         ``size`` is what the request keeps while it is held (its body's bytes), bounded per tenant namespace and
         in total.
         """
-        endpoint = self.balancer.pick(self.endpoints.ready(key), exclude)
+        endpoint = self.balancer.pick(self.candidates(key), exclude)
         if endpoint is not None:
             return endpoint
         return await self._hold(key, exclude, size)
@@ -96,6 +115,7 @@ class Router:
     def forget(self, key: ClusterKey) -> None:
         """The cluster was deleted: drop its wake bookkeeping and its wake counter."""
         self._last_wake.pop(key, None)
+        self.first_answer.forget(key)
         self.metrics.wakes.remove(*key)
 
     def changed(self, key: ClusterKey) -> None:
@@ -121,13 +141,14 @@ class Router:
             self._held_bytes[namespace] = self.held_bytes_of(namespace) + size
             self._held_total += size
         self.demand.hold(key, +1)
+        self.first_answer.watch(key)
         loop = asyncio.get_running_loop()
         first = True
         try:
             async with asyncio.timeout(self.settings.hold_timeout_s):
                 while True:
                     self._check_cluster(key, model)
-                    endpoint = self.balancer.pick(self.endpoints.ready(key), exclude)
+                    endpoint = self.balancer.pick(self.candidates(key), exclude)
                     if endpoint is not None:
                         return endpoint
                     waiter: asyncio.Future[bool] = loop.create_future()
@@ -166,7 +187,7 @@ class Router:
         status = cluster.get("status") or {}
         if status.get("status") == ClusterPhase.FAILED:
             raise Unavailable(f"{model} cannot start: {status.get('message') or status.get('reason')}", retry_after=30)
-        if not self.endpoints.ready(key) and needs_wake(cluster):
+        if not self.candidates(key) and needs_wake(cluster):
             self.wake(key)
 
     def wake(self, key: ClusterKey) -> None:

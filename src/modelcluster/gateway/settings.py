@@ -65,6 +65,12 @@ class GatewaySettings(BaseSettings):
     connect_timeout_s: float = Field(default=2.0, gt=0, description="Connecting to a pod; refused -> next pod.")
     connect_attempts: int = Field(default=3, ge=1, description="Pods tried when connecting fails.")
     wake_interval_s: float = Field(default=10.0, gt=0, description="Least time between two wakes of one cluster.")
+    start_probe_interval_s: float = Field(
+        default=0.15, gt=0, le=10, description="How often the gateway probes the starting pods of a waking cluster."
+    )
+    start_probe_timeout_s: float = Field(default=0.5, gt=0, description="Longest wait for one such probe's answer.")
+    start_probe_pods: int = Field(default=8, ge=0, description="Starting pods probed per cluster (0: wait for Ready).")
+    start_probe_concurrency: int = Field(default=64, ge=1, description="Probes of starting pods in flight, in all.")
     key_max_staleness_s: float = Field(
         default=DEFAULT_KEY_MAX_STALENESS_S,
         gt=0,

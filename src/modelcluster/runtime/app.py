@@ -28,6 +28,7 @@ from modelcluster.runtime.loading import LoadProgress, load_handler, memory_repo
 from modelcluster.runtime.metrics import RuntimeMetrics
 from modelcluster.runtime.pipeline import RunPipeline, RunResult, internal_error, new_request_id
 from modelcluster.runtime.settings import RuntimeSettings
+from modelcluster.runtime.startup import StartupClock
 from modelcluster.runtime.tasks.base import Handler
 from modelcluster.runtime.urlfetch import UrlFetcher
 
@@ -150,15 +151,24 @@ def http_response(result: RunResult) -> Response:
 
 
 def create_app(
-    settings: RuntimeSettings, *, loader: Loader = load_handler, on_load_failure: LoadFailureHook | None = None
+    settings: RuntimeSettings,
+    *,
+    loader: Loader = load_handler,
+    on_load_failure: LoadFailureHook | None = None,
+    startup: StartupClock | None = None,
 ) -> FastAPI:
     """The runtime's ASGI app; the model loads in the background once the app starts.
 
     A load failure is reported on ``/health`` and ``/status``; ``on_load_failure`` is then told its cause
-    (the server ends the process with it, so the pod restarts and reports the cause).
+    (the server ends the process with it, so the pod restarts and reports the cause). ``startup`` holds the
+    process's start-up marks made before the app (the CLI's); each phase is observed in the cold-start histogram.
     """
     metrics = RuntimeMetrics(settings.task, settings.model_id)
-    state = RuntimeState(settings=settings, metrics=metrics, on_load_failure=on_load_failure)
+    clock = startup if startup is not None else StartupClock()
+    clock.listen(lambda phase, seconds: metrics.cold_start.labels(phase=phase).observe(seconds))
+    state = RuntimeState(
+        settings=settings, metrics=metrics, progress=LoadProgress(clock=clock), on_load_failure=on_load_failure
+    )
     pipeline = RunPipeline(settings, state)
 
     @asynccontextmanager
@@ -215,6 +225,7 @@ def create_app(
             **snapshot,
             "memory": await asyncio.to_thread(memory_report),
             "queue": queue,
+            "startup": clock.report(),
         }
         return JSONResponse({"error": None, "output": output})
 
@@ -237,6 +248,8 @@ def create_app(
             # re-raises, making the server drop the (keep-alive) connection
             raise internal_error(exc, request_id, InternalError) from exc
         result = await pipeline.run(raw, accept=request.headers.get("accept", ""), request_id=request_id)
+        if result.status == 200:
+            clock.mark("first_answer")
         return http_response(result)
 
     return app

@@ -27,6 +27,9 @@ KEEP_ALIVE_S = 75
 @click.option("--log-level", default="info", show_default=True)
 def runtime(model_id: str | None, task: str | None, host: str, port: int, log_level: str) -> None:
     """Run the inference server; every other setting comes from the environment (see docs/runtime.md)."""
+    from modelcluster.runtime.startup import StartupClock
+
+    startup = StartupClock()
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
@@ -36,6 +39,7 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
     from modelcluster.runtime.settings import RuntimeSettings
     from modelcluster.runtime.termination import write_termination_message
 
+    startup.mark("interpreter")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {"host": host, "port": port}
     if model_id:
@@ -52,7 +56,18 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
         exit_code["value"] = MODEL_LOAD_FAILED_EXIT_CODE
         server.should_exit = True
 
-    app = create_app(settings, on_load_failure=load_failed)
+    if settings.standby_family is not None:
+        from modelcluster.runtime.standby import StandbyRuntime
+
+        app: Any = StandbyRuntime(
+            settings,
+            make_app=lambda claimed, clock: create_app(claimed, on_load_failure=load_failed, startup=clock),
+            startup=startup,
+        )
+        on_drain = app.start_draining
+    else:
+        app = create_app(settings, on_load_failure=load_failed, startup=startup)
+        on_drain = app.state.runtime.start_draining
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -62,7 +77,7 @@ def runtime(model_id: str | None, task: str | None, host: str, port: int, log_le
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
-    server = DrainingServer(config, drain_delay_s=settings.drain_delay_s, on_drain=app.state.runtime.start_draining)
+    server = DrainingServer(config, drain_delay_s=settings.drain_delay_s, on_drain=on_drain)
     server.run()
     if not server.started and not exit_code["value"]:
         sys.exit(STARTUP_FAILURE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ from typing import Any
 from modelcluster.api.modelcluster import is_model_id
 from modelcluster.runtime.llm_engine import VLLM_TASKS, tensor_parallel_kwargs, use_vllm
 from modelcluster.runtime.settings import RuntimeSettings
-from modelcluster.runtime.tasks import resolve_loader
+from modelcluster.runtime.startup import StartupClock, import_libraries, task_libraries
+from modelcluster.runtime.tasks import loader_module, resolve_loader
 from modelcluster.runtime.tasks.base import Handler, LoadContext
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def multi_gpu_kwargs(task: str, device: str, gpu_count: int, vllm: bool, given: 
 class LoadProgress:
     """What ``/status`` reports while loading; written by the loading thread, read by the event loop."""
 
-    phase: str = "starting"  # starting, downloading, loading, warming_up, ready, failed
+    phase: str = "starting"  # starting, importing, downloading, loading, warming_up, ready, failed
     download_percent: float = 0.0
     load_percent: float = 0.0
     error: str | None = None
@@ -69,6 +70,7 @@ class LoadProgress:
     dtype: str | None = None
     started_at: float = 0.0
     load_seconds: float | None = None
+    clock: StartupClock = field(default_factory=StartupClock)  # the process's start-up phases
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -164,6 +166,8 @@ def load_handler(settings: RuntimeSettings, progress: LoadProgress) -> Handler:
     progress.update(started_at=time.monotonic())
     loader = resolve_loader(settings.task)  # an unknown task fails before any import or download
     local_model_dir(settings)  # so does a MODEL_ID that is neither a hub id nor under a model root
+    progress.update(phase="importing")
+    import_libraries(task_libraries(loader_module(settings.task)))
     import torch
 
     if settings.torch_threads:
@@ -171,6 +175,9 @@ def load_handler(settings: RuntimeSettings, progress: LoadProgress) -> Handler:
     device = resolve_device(settings.device, torch.cuda.is_available())
     bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
     dtype = resolve_dtype(settings.dtype, device, bf16)
+    if device.startswith("cuda"):
+        torch.empty(1, device=device)  # the CUDA context, made now rather than inside the weights' load
+    progress.clock.mark("imports")
     progress.update(device=device, dtype=dtype, load_percent=5.0)
     model_dir = download(settings, progress)
     progress.update(phase="loading", load_percent=10.0)
@@ -190,8 +197,10 @@ def load_handler(settings: RuntimeSettings, progress: LoadProgress) -> Handler:
         engine=settings.engine,
     )
     handler = loader(context)
+    progress.clock.mark("weights")
     progress.update(phase="warming_up", load_percent=90.0)
     handler.warmup()
+    progress.clock.mark("warmup")
     progress.update(phase="ready", load_percent=100.0, load_seconds=time.monotonic() - progress.started_at)
     return handler
 

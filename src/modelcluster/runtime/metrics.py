@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from modelcluster.api.metric_names import RUNTIME_IN_FLIGHT, RUNTIME_LAST, RUNTIME_QUEUE
 
+COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -45,6 +46,15 @@ class RuntimeMetrics:
         self.errors = Counter(f"{prefix}_errors", "Errors by kind.", ["kind"], registry=self.registry)
         self.model_load_seconds = Gauge(
             f"{prefix}_model_load_seconds", "Time taken to load the model.", registry=self.registry
+        )
+        # The operator's histogram of the same name times the pod's phases (scheduled, started, loaded, total);
+        # this one the process's own (modelcluster.runtime.startup.PHASES), one observation per phase.
+        self.cold_start = Histogram(
+            "modelcluster_cold_start_seconds",
+            "The runtime's start-up by phase: interpreter, imports, weights, warmup, first_answer.",
+            ["phase"],
+            buckets=COLD_START_BUCKETS,
+            registry=self.registry,
         )
         self.model_loaded = Gauge(f"{prefix}_model_loaded", "1 once the model is loaded.", registry=self.registry)
         self.draining = Gauge(

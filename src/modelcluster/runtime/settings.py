@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from modelcluster.runtime.limits import DEFAULT_LIMITS, Limits
@@ -20,9 +20,18 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     model_id: str = Field(
-        description="A hub model id (org/name), or a local model directory under a model root (see model_roots)."
+        default="",
+        description="A hub model id (org/name), or a local model directory under a model root (see model_roots); "
+        "required unless STANDBY_FAMILY is set.",
     )
-    task: str = Field(description="The task to serve, e.g. text-generation or feature-extraction.")
+    task: str = Field(default="", description="The task to serve, e.g. text-generation; required unless standby.")
+    standby_family: str | None = Field(
+        default=None,
+        description="Run as a warm standby of this family (text, llm, ...): libraries imported, device ready, no "
+        "model until POST /admin/load names one.",
+    )
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of POST /admin/load.")
+    admin_token_file: Path | None = Field(default=None, description="A file holding that token (a Secret volume).")
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     device: str = Field(default="auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, mps.")
@@ -111,6 +120,19 @@ class RuntimeSettings(BaseSettings):
     def _valid_allowlist(cls, value: list[str]) -> list[str]:
         UrlPolicy.from_allowlist(value)  # raises ValueError naming a malformed entry
         return value
+
+    @model_validator(mode="after")
+    def _model_or_standby(self) -> RuntimeSettings:
+        if self.standby_family is None and not (self.model_id and self.task):
+            raise ValueError("MODEL_ID and TASK are required (or STANDBY_FAMILY for a standby runtime)")
+        return self
+
+    def admin_secret(self) -> str | None:
+        """The token POST /admin/load requires (ADMIN_TOKEN_FILE's content, else ADMIN_TOKEN); None: no admin call."""
+        if self.admin_token_file is not None:
+            token = self.admin_token_file.read_text().strip()
+            return token or None
+        return self.admin_token.get_secret_value() if self.admin_token is not None else None
 
     def limits(self) -> Limits:
         return Limits(**{name: getattr(self, name) for name in Limits.__dataclass_fields__})

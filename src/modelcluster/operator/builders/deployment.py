@@ -6,8 +6,11 @@ from typing import Any
 
 from modelcluster.api.labels import MODEL_ID_ANNOTATION, selector_labels, standard_labels
 from modelcluster.operator.builders.model_cache import cache_access_mode
-from modelcluster.operator.builders.pod import STARTUP_PERIOD_SECONDS, build_pod_template
+from modelcluster.operator.builders.pod import build_pod_template
 from modelcluster.operator.builders.workload import PodOptions, Workload
+
+# The rollout deadline's slack over the startup probe's budget.
+PROGRESS_SLACK_SECONDS = 100
 
 
 def rollout_strategy(workload: Workload) -> dict[str, Any]:
@@ -42,7 +45,7 @@ def build_deployment(workload: Workload, options: PodOptions) -> dict[str, Any]:
             "selector": {"matchLabels": selector_labels(workload.name)},
             "revisionHistoryLimit": 3,
             # Model downloads are slow: the deadline covers the startup probe's budget.
-            "progressDeadlineSeconds": options.startup_timeout_seconds + 10 * STARTUP_PERIOD_SECONDS,
+            "progressDeadlineSeconds": options.startup_timeout_seconds + PROGRESS_SLACK_SECONDS,
             "strategy": rollout_strategy(workload),
             "template": build_pod_template(workload, labels, options),
         },

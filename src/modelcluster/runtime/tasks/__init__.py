@@ -54,11 +54,17 @@ def known_tasks() -> list[str]:
     return sorted(LOADERS)
 
 
-def resolve_loader(task: str) -> Callable[[LoadContext], Handler]:
+def loader_module(task: str) -> str:
+    """The module under modelcluster.runtime.tasks that loads ``task`` (e.g. ``embeddings``)."""
     target = LOADERS.get(task)
     if target is None:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(known_tasks())}")
-    module_name, function = target.split(":")
+    return target.split(":")[0]
+
+
+def resolve_loader(task: str) -> Callable[[LoadContext], Handler]:
+    module_name = loader_module(task)
+    function = LOADERS[task].split(":")[1]
     module = importlib.import_module(f"modelcluster.runtime.tasks.{module_name}")
     loader: Callable[[LoadContext], Handler] = getattr(module, function)
     return loader
