@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,21 @@ TEST_CATALOG = {
 }
 
 
+def pod_auth_key(cluster: Cluster) -> str:
+    """The signing key of the pod credentials for the cluster under test: the local cluster's own (kept in its
+    state directory, as ``modelcluster dev`` keeps it), else one kept beside the given kubeconfig's name in the
+    temporary directory."""
+    if cluster.local is not None:
+        return system.pod_auth_key(cluster.local.state_dir / "pod-auth-key")
+    digest = hashlib.sha256(str(cluster.kubeconfig.resolve()).encode()).hexdigest()[:16]
+    return system.pod_auth_key(Path(tempfile.gettempdir()) / f"modelcluster-pod-auth-{digest}")
+
+
+def signed_env(cluster: Cluster) -> dict[str, str]:
+    """The environment of an operator or a gateway under test: the cluster's kubeconfig and the signing key."""
+    return dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), **system.pod_auth_env(pod_auth_key(cluster)))
+
+
 class OperatorProcess:
     """``modelcluster operator`` as a real process against the cluster under test."""
 
@@ -129,7 +146,7 @@ class OperatorProcess:
             lease_namespace=self.LEASE_NAMESPACE,
             extra=[f"--unschedulable-deadline={self.UNSCHEDULABLE_DEADLINE}", *self.extra_args],
         )
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        env = signed_env(self.cluster)
         self.starts += 1
         log = (self.workdir / f"operator-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -189,7 +206,7 @@ class GatewayProcess:
             key_namespace=self.KEY_NAMESPACE,
             extra=self.extra_args,
         )
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        env = signed_env(self.cluster)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")

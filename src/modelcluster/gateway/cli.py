@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from modelcluster.cli_support import catalog_or_exit, configure_logging
+from modelcluster.cli_support import catalog_or_exit, configure_logging, pod_credentials_or_exit
 from modelcluster.gateway.settings import (
     DEFAULT_KEY_MAX_STALENESS_S,
     DEFAULT_METRICS_PORT,
@@ -69,6 +69,7 @@ def gateway(
     configure_logging(verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     catalog = catalog_or_exit(catalog_paths)
+    credentials = pod_credentials_or_exit()
     settings = GatewaySettings(
         host=host,
         port=port,
@@ -81,4 +82,4 @@ def gateway(
     )
     from modelcluster.gateway.server import serve  # aiohttp and the client load only when running
 
-    asyncio.run(serve(settings, catalog))
+    asyncio.run(serve(settings, catalog, credentials))

@@ -8,6 +8,7 @@ import signal
 
 from aiohttp import web
 
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import build_api_client, create_app, create_metrics_app
 from modelcluster.gateway.keystore import KeyStore
@@ -39,9 +40,9 @@ def api_runner(app: web.Application, settings: GatewaySettings) -> web.AppRunner
     )
 
 
-async def serve(settings: GatewaySettings, catalog: Catalog) -> None:
+async def serve(settings: GatewaySettings, catalog: Catalog, credentials: CredentialIssuer) -> None:
     api_client = await build_api_client()
-    gateway = Gateway(settings=settings, catalog=catalog, kube=Kube(api_client))
+    gateway = Gateway(settings=settings, catalog=catalog, kube=Kube(api_client), credentials=credentials)
     keys = KeyStore(settings.key_namespace, max_staleness_s=settings.key_max_staleness_s)
     app = create_app(gateway, keys, api_client)
     runner = api_runner(app, settings)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from modelcluster.cli_support import catalog_or_exit, configure_logging
+from modelcluster.cli_support import catalog_or_exit, configure_logging, pod_credentials_or_exit
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.config import LeaderElectionConfig, OperatorConfig
 
@@ -112,6 +112,7 @@ def operator(
         # kopf logs a line per handled event at INFO; under load that is most of the output.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     catalog = catalog_or_exit(catalog_paths)
+    credentials = pod_credentials_or_exit()
     config = OperatorConfig(
         namespaces=namespaces,
         catalog_paths=catalog_paths,
@@ -127,6 +128,7 @@ def operator(
         )
         if autoscale
         else None,
+        credentials=credentials,
     )
     from modelcluster.operator.controller.leader import LeaseNamespaceMissing
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running

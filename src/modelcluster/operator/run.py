@@ -107,6 +107,7 @@ async def _lead(
         catalog=catalog,
         pods=config.pods,
         unschedulable_deadline=config.unschedulable_deadline,
+        credentials=config.credentials,
     )
     store = Store()
     controller = Controller(store=store, reconciler=reconciler, metrics=metrics)
@@ -116,7 +117,7 @@ async def _lead(
     # ModelClusters come from kopf's watch; the children from the store's own informers.
     tasks = [asyncio.create_task(store.run(kube, config.namespaces, clusters=False), name="store")]
     if config.autoscaler is not None:
-        autoscaler = Autoscaler(kube, catalog, config.autoscaler, store, metrics)
+        autoscaler = Autoscaler(kube, catalog, config.autoscaler, store, metrics, credentials=config.credentials)
         tasks.append(asyncio.create_task(autoscaler.run(), name="autoscaler"))
     for task in tasks:
         task.add_done_callback(_report_end)
