@@ -18,6 +18,8 @@ import httpx
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from modelcluster.api import GROUP, PLURAL, VERSION
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.devcluster import system
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.controlplane import free_port as free_port
@@ -118,6 +120,14 @@ def signed_env(cluster: Cluster) -> dict[str, str]:
     return dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), **system.pod_auth_env(pod_auth_key(cluster)))
 
 
+def pod_credential(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
+    """The header presenting the pod credential of ModelCluster ``namespace``/``name``, as the gateway sends it."""
+    body = k8s.CustomObjectsApi(cluster.api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return CredentialIssuer(pod_auth_key(cluster)).headers(namespace, name, str(body["metadata"]["uid"]))
+
+
 class OperatorProcess:
     """``modelcluster operator`` as a real process against the cluster under test."""
 
@@ -179,10 +189,12 @@ class GatewayProcess:
         extra_args: list[str],
         port: int | None = None,
         metrics_port: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.workdir = workdir
         self.extra_args = extra_args
+        self.extra_env = dict(extra_env or {})
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -206,7 +218,7 @@ class GatewayProcess:
             key_namespace=self.KEY_NAMESPACE,
             extra=self.extra_args,
         )
-        env = signed_env(self.cluster)
+        env = {**signed_env(self.cluster), **self.extra_env}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")

@@ -293,15 +293,20 @@ class Autoscaler:
         except KubeError as error:
             logger.debug("event for %s/%s not recorded: %s", namespace, name, error)
 
-    async def _get(self, url: str, headers: Mapping[str, str] | None = None) -> str | None:
+    async def _get(self, url: str, target: str, headers: Mapping[str, str] | None = None) -> str | None:
         assert self._session is not None
+        result, text = "failed", None
         try:
             async with self._session.get(url, headers=headers) as response:
-                if response.status != 200:
-                    return None
-                return await response.text()
+                if response.status == 200:
+                    result, text = "ok", await response.text()
+                elif response.status in (401, 403):
+                    result = "refused"
         except (TimeoutError, aiohttp.ClientError):
-            return None
+            pass
+        if self.metrics is not None:
+            self.metrics.autoscaler_scrapes.labels(target=target, result=result).inc()
+        return text
 
     async def _gateway_urls(self) -> list[str]:
         urls = list(self.config.gateway_urls)
@@ -326,7 +331,7 @@ class Autoscaler:
 
     async def _gateway_demand(self, now: float) -> dict[ClusterKey, ModelSignal]:
         urls = await self._gateway_urls()
-        texts = await asyncio.gather(*(self._get(url) for url in urls))
+        texts = await asyncio.gather(*(self._get(url, "gateway") for url in urls))
         for url, text in zip(urls, texts, strict=True):
             if text is not None:
                 self._gateway_reports[url] = (now, parse_gateway(text))
@@ -349,7 +354,7 @@ class Autoscaler:
                 address = (pod.get("status") or {}).get("podIP")
                 if address and pod_ready(pod):
                     targets.append((key, name, f"http://{address}:{self.config.runtime_port}/metrics", headers))
-        texts = await asyncio.gather(*(self._get(url, headers) for _, _, url, headers in targets))
+        texts = await asyncio.gather(*(self._get(url, "runtime", headers) for _, _, url, headers in targets))
         found: dict[ClusterKey, dict[str, PodSignal]] = {}
         for (key, name, _, _), text in zip(targets, texts, strict=True):
             if text is not None:
