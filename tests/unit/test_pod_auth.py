@@ -131,3 +131,13 @@ def test_a_runtime_without_a_verifier_serves_everyone() -> None:
 def test_a_malformed_verifier_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="64 lowercase hex"):
         RuntimeSettings(model_id="org/none", task="feature-extraction", credential_sha256="abc")
+
+
+def test_a_websocket_without_the_credential_is_closed_before_the_handshake() -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    credential = ISSUER.credential("team-a", "gpt2-x", "uid-1")
+    client = _runtime(verifier_of(credential))
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/admin/stream"):
+        pass
+    assert refused.value.code == 1008

@@ -31,13 +31,16 @@ class CredentialMiddleware:
         self.verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)  # lifespan, and the probe
             return
         values = [value for name, value in scope["headers"] if name == b"authorization"]
         header = values[0].decode("latin-1") if len(values) == 1 else None
         if accepts(self.verifier, header):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # refused before the handshake: HTTP 403
             return
         await send(
             {
