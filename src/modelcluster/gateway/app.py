@@ -110,9 +110,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     tenants = request.app[TENANTS]
     if tenants is not None and record.tenant not in tenants:
         # The key's namespace is gone or no longer labelled a tenant: the key is no good until it is again.
-        logger.warning(
-            "API key %s: namespace %s is not a tenant namespace; answering 401", record.key_id, record.tenant
-        )
+        if tenants.first_refusal(record.key_id):
+            logger.warning(
+                "API key %s: namespace %s is not a tenant namespace; answering 401", record.key_id, record.tenant
+            )
         raise Unauthorized()
     limiter = request.app[LIMITER]
     if not limiter.try_acquire(record.key_id, record.concurrency):

@@ -17,6 +17,14 @@ class TenantNamespaces:
 
     def __init__(self) -> None:
         self._names: set[str] = set()
+        self._refused: set[str] = set()  # key ids refused since the last change, logged once each
+
+    def first_refusal(self, key_id: str) -> bool:
+        """Whether a key refused for its namespace is refused for the first time since the table last changed."""
+        if key_id in self._refused:
+            return False
+        self._refused.add(key_id)
+        return True
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
@@ -27,6 +35,7 @@ class TenantNamespaces:
             self.event("ADDED", item)
 
     def event(self, kind: str, obj: Body) -> None:
+        self._refused.clear()
         metadata = metadata_of(obj)
         name = str(metadata.get("name") or "")
         if kind != "DELETED" and is_tenant_namespace(name, metadata.get("labels")):
