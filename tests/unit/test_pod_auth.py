@@ -4,10 +4,14 @@ given to the pods only as a hash, and presented by the gateway's proxy and the a
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from modelcluster.api.pod_auth import (
     VERIFIER_ENV,
@@ -19,11 +23,16 @@ from modelcluster.api.pod_auth import (
     verifier_of,
 )
 from modelcluster.catalog import Catalog
+from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.gateway.state import Gateway
 from modelcluster.operator.builders.deployment import build_deployment
 from modelcluster.operator.builders.plan import plan
 from modelcluster.operator.builders.workload import PodOptions, Workload
 from modelcluster.runtime.app import create_app
 from modelcluster.runtime.settings import RuntimeSettings
+
+from support import FakeKube
+from support.routing import slice_metadata, trusting
 
 KEY = "k" * 40
 ISSUER = CredentialIssuer(KEY)
@@ -83,8 +92,6 @@ def _container(workload: Workload) -> dict[str, Any]:
 def test_pods_get_the_hash_of_their_clusters_credential_and_never_the_credential(
     make_workload: Callable[..., Workload], default_catalog: Catalog
 ) -> None:
-    from datetime import UTC, datetime
-
     body = {
         "metadata": {"name": "gpt2-x", "namespace": "team-a", "uid": "uid-1", "generation": 1},
         "spec": {"model": "openai-community/gpt2"},
@@ -134,10 +141,40 @@ def test_a_malformed_verifier_is_refused_at_start() -> None:
 
 
 def test_a_websocket_without_the_credential_is_closed_before_the_handshake() -> None:
-    from starlette.websockets import WebSocketDisconnect
-
     credential = ISSUER.credential("team-a", "gpt2-x", "uid-1")
     client = _runtime(verifier_of(credential))
     with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/admin/stream"):
         pass
     assert refused.value.code == 1008
+
+
+async def test_the_gateway_signs_each_request_for_the_clusters_uid(default_catalog: Catalog) -> None:
+    seen: list[str | None] = []
+
+    async def run(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"error": None, "output": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/run", run)
+    pod = TestServer(app, host="127.0.0.1")
+    await pod.start_server()
+    gateway = Gateway(settings=GatewaySettings(), catalog=default_catalog, kube=FakeKube(), credentials=ISSUER)
+    key = ("team-a", "gpt2-x")
+    gateway.clusters.put({"metadata": {"namespace": key[0], "name": key[1], "uid": "mc-uid-gpt2-x"}, "spec": {}})
+    trusting(gateway.endpoints, key)
+    assert pod.port is not None
+    slice_ = {
+        "metadata": slice_metadata("gpt2-x-abc", *key),
+        "ports": [{"name": "http", "port": pod.port}],
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}, "targetRef": {"name": "p"}}],
+    }
+    gateway.endpoints.event("ADDED", slice_)
+    await gateway.proxy.start()
+    try:
+        upstream = await gateway.proxy.send(key, b"{}", {"Content-Type": "application/json"})
+        upstream.close(reuse=True)
+    finally:
+        await gateway.proxy.stop()
+        await pod.close()
+    assert seen == [f"Bearer {ISSUER.credential('team-a', 'gpt2-x', 'mc-uid-gpt2-x')}"]
