@@ -404,8 +404,9 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
         argv = [str(ensure_tools().kubectl), f"--kubeconfig={kubeconfig}", *command]
         subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True)
 
-    system.install(run_kubectl, namespaces=(KEY_NAMESPACE,))
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    signing_key = system.pod_auth_key(config.state_dir / "pod-auth-key")
+    system.install(run_kubectl, namespaces=(KEY_NAMESPACE,), pod_auth=signing_key)
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), **system.pod_auth_env(signing_key))
     cli = system.executable()
     gateway_port, gateway_metrics_port, health, metrics = free_port(), free_port(), free_port(), free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
@@ -881,7 +882,7 @@ def tick_cpu(clusters: int, ticks: int, pods_per_cluster: int, seed: int) -> dic
 
         current: dict[str, str] = {}
 
-        async def fake_get(url: str) -> str | None:
+        async def fake_get(url: str, target: str, headers: object = None) -> str | None:
             return current.get(url)
 
         autoscaler._get = fake_get

@@ -436,8 +436,9 @@ def start_system(work: Path, processes: Processes) -> System:
         argv = [str(ensure_tools().kubectl), f"--kubeconfig={kubeconfig}", *command]
         subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True)
 
-    system.install(run_kubectl, namespaces=(KEY_NAMESPACE,))
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    signing_key = system.pod_auth_key(config.state_dir / "pod-auth-key")
+    system.install(run_kubectl, namespaces=(KEY_NAMESPACE,), pod_auth=signing_key)
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), **system.pod_auth_env(signing_key))
     cli = system.executable()
 
     health, metrics = free_port(), free_port()

@@ -441,13 +441,14 @@ def main() -> None:
     config = ClusterConfig(name="bench", gpu_nodes=args.gpu_nodes, cpu_nodes=0)
     controlplane.down(config)
     kubeconfig = controlplane.up(config)
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    signing_key = system.pod_auth_key(config.state_dir / "pod-auth-key")
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), **system.pod_auth_env(signing_key))
     kubectl = str(ensure_tools().kubectl)
 
     def run_kubectl(*command: str, stdin: str | None = None) -> None:
         subprocess.run([kubectl, *command], input=stdin, env=env, check=True, capture_output=True, text=True)
 
-    system.install(run_kubectl)
+    system.install(run_kubectl, pod_auth=signing_key)
     log = Path(tempfile.gettempdir()) / "modelcluster-bench-operator.log"
     suffix = uuid.uuid4().hex[:6]
 

@@ -33,6 +33,7 @@ from support import (
     create_key,
     drop_namespace,
     eventually,
+    pod_auth_key,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,7 +132,7 @@ def operator(
     def run_kubectl(*args: str, stdin: str | None = None) -> None:
         subprocess.run([*kubectl, *args], input=stdin, text=True, check=True)
 
-    system.install(run_kubectl)
+    system.install(run_kubectl, pod_auth=pod_auth_key(cluster))
     args = ["--catalog", str(test_catalog), f"--gateway-metrics-url=http://127.0.0.1:{gateway_metrics_port}/metrics"]
     process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"), args)
     process.start()

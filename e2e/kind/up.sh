@@ -23,12 +23,15 @@ for image in "${images[@]}"; do
   kind load docker-image --name "$CLUSTER" "$image"
 done
 
-# The bootstrap key: made here, kept in the state directory; the chart stores only its hash.
+# The bootstrap key: made here, kept in the state directory, given to the chart as a Secret (never a value).
 if [[ ! -f "$STATE/api-key" ]]; then
   python3 -c 'import secrets; print(f"mc_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}")' >"$STATE/api-key"
   chmod 600 "$STATE/api-key"
 fi
-key="$(cat "$STATE/api-key")"
+
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n "$NAMESPACE" create secret generic e2e-bootstrap-key --from-file=key="$STATE/api-key" \
+  --dry-run=client -o yaml | kubectl apply -f -
 
 log "installing the chart as $RELEASE in $NAMESPACE"
 families=()
@@ -40,7 +43,7 @@ helm upgrade --install "$RELEASE" "$REPO/charts/modelcluster" \
   --values "$REPO/e2e/kind/values-kind.yaml" \
   --set "image.repository=$REGISTRY/control-plane" --set "image.tag=$IMAGE_VERSION" \
   "${families[@]}" \
-  --set "bootstrapKey.key=$key" \
+  --set "bootstrapKey.existingSecret=e2e-bootstrap-key" \
   --wait --timeout 5m
 kubectl -n "$NAMESPACE" get pods -o wide
 log "ready: export KUBECONFIG=$KUBECONFIG"

@@ -13,7 +13,7 @@ from modelcluster.api.naming import object_name
 from modelcluster.devcluster.offline_models import MODEL_ID as MINILM
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
 
-from support import Cluster, GatewayProcess, Tenant, create_key, eventually
+from support import Cluster, GatewayProcess, Tenant, create_key, eventually, pod_credential
 
 pytestmark = pytest.mark.cluster
 START_TIMEOUT = 240  # a runtime process imports torch and loads its model on a 2-core machine
@@ -114,9 +114,10 @@ def test_streams_pass_through_and_a_client_that_leaves_stops_the_generation(
     assert events[-1] == "data: [DONE]" and events[0].startswith("data: {")
 
     (address,) = pod_addresses(cluster, tenant.namespace, TINY_CHAT)
+    credential = pod_credential(cluster, tenant.namespace, object_name(TINY_CHAT))
 
     def cancelled() -> float:
-        text = httpx.get(f"http://{address}:8000/metrics", timeout=5).text
+        text = httpx.get(f"http://{address}:8000/metrics", headers=credential, timeout=5).text
         found = re.search(r"^modelcluster_runtime_streams_cancelled_total (\S+)$", text, re.MULTILINE)
         return float(found.group(1)) if found else 0.0
 
@@ -148,7 +149,10 @@ def test_least_outstanding_spreads_a_burst_and_counters_return_to_zero(
         interval=1.0,
         what="two ready pods",
     )
-    served_before = {address: served(address) for address in pod_addresses(cluster, tenant.namespace, MINILM)}
+    credential = pod_credential(cluster, tenant.namespace, object_name(MINILM))
+    served_before = {
+        address: served(address, credential) for address in pod_addresses(cluster, tenant.namespace, MINILM)
+    }
     assert len(served_before) == 2
     wide = Tenant(tenant.namespace, create_key(cluster, tenant.namespace, concurrency=64))  # 40 at once
     eventually(lambda: api(gateway, wide, "GET", "list/tasks").status_code == 200, timeout=30, what="the new key")
@@ -166,12 +170,12 @@ def test_least_outstanding_spreads_a_burst_and_counters_return_to_zero(
     for thread in threads:
         thread.join(timeout=90)
     assert answers == [200] * 40
-    counts = [served(address) - before for address, before in served_before.items()]
+    counts = [served(address, credential) - before for address, before in served_before.items()]
     assert sum(counts) == 40 and min(counts) >= 10, counts
     assert metric(gateway.metrics(), "modelcluster_gateway_outstanding_requests", tenant.namespace, MINILM) == 0.0
 
 
-def served(address: str) -> float:
-    text = httpx.get(f"http://{address}:8000/metrics", timeout=5).text
+def served(address: str, credential: dict[str, str]) -> float:
+    text = httpx.get(f"http://{address}:8000/metrics", headers=credential, timeout=5).text
     found = re.search(r'^modelcluster_runtime_requests_total\{status="200"\} (\S+)$', text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0

@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 from modelcluster.api.naming import object_name
 from modelcluster.devcluster.offline_models import MODEL_ID
 
-from support import Cluster, OperatorProcess, eventually, modelcluster_body
+from support import Cluster, OperatorProcess, eventually, modelcluster_body, pod_credential
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
@@ -39,12 +39,15 @@ def test_model_cluster_serves_embeddings_from_a_real_runtime_pod(
     pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={name}").items
     assert len(pods) == 1
     address = pods[0].status.pod_ip
-    assert pods[0].spec.node_name.startswith("gpu-node-")
+    assert pods[0].spec.node_name.startswith(("gpu-node-", "gpu-24gb-node-")), "a GPU node (either size fits it)"
 
     health = httpx.get(f"http://{address}:8000/health", timeout=5)
     assert health.status_code == 200
+    # The pod answers only its cluster's credential (what the gateway presents); tests/security checks refusals.
+    credential = pod_credential(cluster, namespace, name)
     answer = httpx.post(
         f"http://{address}:8000/run",
+        headers=credential,
         json={"text": ["a cat sits on the mat", "a kitten rests on a rug", "stock markets fell sharply"]},
         timeout=60,
     )
@@ -60,7 +63,7 @@ def test_model_cluster_serves_embeddings_from_a_real_runtime_pod(
 
     assert cosine(cat, kitten) > cosine(cat, stocks)
 
-    bad = httpx.post(f"http://{address}:8000/run", json={"text": 42}, timeout=10)
+    bad = httpx.post(f"http://{address}:8000/run", headers=credential, json={"text": 42}, timeout=10)
     assert bad.status_code == 422
     assert bad.json()["output"] is None
     assert bad.json()["error"]

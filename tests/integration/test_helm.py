@@ -8,6 +8,8 @@ and ``modelcluster gateway`` as processes acting with their pods' ServiceAccount
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import subprocess
 import uuid
@@ -22,10 +24,12 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import dynamic
 
+from modelcluster.api.pod_auth import MIN_SIGNING_KEY_LENGTH, SIGNING_KEY_ENV
+from modelcluster.api.tenant_policy import POLICY_NAME, TenantPolicyConfig, build_tenant_policy
 from modelcluster.catalog.loader import load_catalog
 from modelcluster.crd import render_crd
 from modelcluster.devcluster.tools import ensure_tools
-from modelcluster.gateway.keys import ApiKeyRecord, verify
+from modelcluster.gateway.keys import key_id_of
 
 from support import Cluster, drop_namespace, eventually
 
@@ -51,14 +55,12 @@ VALUE_SETS: dict[str, list[str]] = {
     "defaults": [],
     "everything": [
         "--set=bootstrapKey.enabled=true",
-        f"--set=bootstrapKey.key={KEY}",
-        "--set=networkPolicy.enabled=true",
         "--set=networkPolicy.namespaces={team-a,team-b}",
         "--set=metrics.serviceMonitor.enabled=true",
         "--set=catalog.extra.defaultTier=xs",
         "--set=image.digest=sha256:" + "0" * 64,
     ],
-    "namespaced": ["--set=watchNamespaces={team-a,team-b}", "--set=networkPolicy.enabled=true"],
+    "namespaced": ["--set=watchNamespaces={team-a,team-b}"],
     "no-gateway": ["--set=gateway.enabled=false", "--set=operator.autoscaler.enabled=false"],
 }
 
@@ -97,8 +99,10 @@ def test_values_outside_the_schema_are_refused() -> None:
     result = helm("template", "mc", str(CHART), "--set=operator.replicaz=2")
     assert result.returncode != 0
     assert "replicaz" in result.stderr
-    result = helm("template", "mc", str(CHART), "--set=bootstrapKey.enabled=true", "--set=bootstrapKey.key=not-a-key")
-    assert result.returncode != 0
+    # A key (or its hash) is never a value: the chart refuses both.
+    for value in (f"bootstrapKey.key={KEY}", "bootstrapKey.sha256=" + "0" * 64):
+        result = helm("template", "mc", str(CHART), "--set=bootstrapKey.enabled=true", f"--set={value}")
+        assert result.returncode != 0, value
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)
@@ -145,15 +149,15 @@ def test_cluster_wide_mode_uses_a_cluster_role() -> None:
     args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [arg for arg in args if arg.startswith("--namespace")]
     assert "--gateway-service=modelcluster-system/mc-modelcluster-gateway-metrics" in args
-    # Secrets: read by the gateway, in its own namespace only.
+    # Secrets: read by the gateway, in the key namespace only (not the release's, which holds the signing key).
     secret_rules = [
-        (doc["kind"], doc["metadata"].get("namespace"))
+        (doc["kind"], doc["metadata"].get("namespace"), tuple(rule["verbs"]))
         for doc in manifests
         if doc["kind"] in ("Role", "ClusterRole")
         for rule in doc["rules"]
         if "secrets" in rule["resources"]
     ]
-    assert secret_rules == [("Role", "modelcluster-system")]
+    assert secret_rules == [("Role", "modelcluster-system-keys", ("list", "watch"))]
 
 
 def _rules(path: Path, kind: str, name: str) -> list[Manifest]:
@@ -250,29 +254,64 @@ def test_the_gateway_metrics_are_off_the_tenant_facing_service() -> None:
     assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
 
 
-def test_network_policy_admits_only_the_gateway_and_operator() -> None:
-    (policy, *rest) = [d for d in of_kind(render(VALUE_SETS["everything"]), "NetworkPolicy")]
-    assert len(rest) == 1
-    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "modelcluster-runtime"
-    (rule,) = policy["spec"]["ingress"]
-    (peer,) = rule["from"]
-    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "modelcluster-system"}}
-    names = next(e for e in peer["podSelector"]["matchExpressions"] if e["key"] == "app.kubernetes.io/name")
-    assert sorted(names["values"]) == ["modelcluster-gateway", "modelcluster-operator"]
-    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+def test_network_policies_are_on_by_default_one_per_known_tenant_as_the_operator_builds_them() -> None:
+    manifests = render(VALUE_SETS["everything"], namespace="mc-system")
+    policies = {doc["metadata"]["namespace"]: doc for doc in of_kind(manifests, "NetworkPolicy")}
+    assert set(policies) == {"team-a", "team-b", "demo"}, "networkPolicy.namespaces and the bootstrap tenant"
+    config = TenantPolicyConfig(platform_namespace="mc-system")
+    for namespace, policy in policies.items():
+        assert policy["metadata"]["name"] == POLICY_NAME
+        assert policy["spec"] == build_tenant_policy(namespace, config)["spec"], namespace
+    assert render(["--set=networkPolicy.enabled=false"]) and not of_kind(
+        render(["--set=networkPolicy.enabled=false"]), "NetworkPolicy"
+    )
+    # The operator gets the same egress rules for the tenants that come later.
+    operator = next(doc for doc in of_kind(manifests, "Deployment") if doc["metadata"]["name"].endswith("-operator"))
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    sources = next(arg for arg in args if arg.startswith("--model-sources="))
+    assert json.loads(sources.split("=", 1)[1]) == [dict(rule) for rule in config.model_sources]
+    peers = next(arg for arg in args if arg.startswith("--dns-peers="))
+    assert json.loads(peers.split("=", 1)[1]) == [dict(peer) for peer in config.dns_peers]
 
 
-def test_bootstrap_key_secret_holds_a_key_the_gateway_accepts() -> None:
+def _env(deployment: Manifest) -> dict[str, Manifest]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {entry["name"]: entry for entry in container["env"]}
+
+
+def test_the_bootstrap_key_is_generated_at_install_or_read_from_a_secret_never_a_value() -> None:
     manifests = render(VALUE_SETS["everything"])
-    (secret,) = of_kind(manifests, "Secret")
-    assert KEY not in yaml.safe_dump(secret), "the Secret holds the hash, never the key"
-    record = ApiKeyRecord.from_secret(secret)
-    assert record.tenant == "demo" and record.concurrency == 64
-    assert verify(record, KEY)
-    assert not verify(record, new_key())
-    (namespace,) = of_kind(manifests, "Namespace")
-    assert namespace["metadata"]["name"] == "demo"
+    secrets_by_name = {doc["metadata"]["name"]: doc for doc in of_kind(manifests, "Secret")}
+    generated = base64.b64decode(secrets_by_name["mc-modelcluster-bootstrap-key"]["data"]["key"]).decode()
+    assert key_id_of(generated) is not None, "a key of the gateway's format"
+    gateway = next(doc for doc in of_kind(manifests, "Deployment") if doc["metadata"]["name"].endswith("-gateway"))
+    env = _env(gateway)
+    assert env["MODELCLUSTER_GATEWAY_BOOTSTRAP_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "mc-modelcluster-bootstrap-key", "key": "key"}
+    }
+    args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--bootstrap-tenant=demo" in args and "--bootstrap-concurrency=64" in args
+    (namespace,) = [doc for doc in of_kind(manifests, "Namespace") if doc["metadata"]["name"] == "demo"]
     assert namespace["metadata"]["labels"]["modelcluster.dev/tenant"] == "demo", "a tenant namespace"
+    # From an existing Secret: nothing of the key is rendered at all.
+    existing = render(["--set=bootstrapKey.enabled=true", "--set=bootstrapKey.existingSecret=my-first-key"])
+    assert "mc-modelcluster-bootstrap-key" not in {doc["metadata"]["name"] for doc in of_kind(existing, "Secret")}
+    gateway = next(doc for doc in of_kind(existing, "Deployment") if doc["metadata"]["name"].endswith("-gateway"))
+    assert _env(gateway)["MODELCLUSTER_GATEWAY_BOOTSTRAP_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "my-first-key"
+
+
+def test_the_signing_key_is_generated_and_given_to_the_operator_and_gateway_only() -> None:
+    manifests = render([])
+    (secret,) = [doc for doc in of_kind(manifests, "Secret") if doc["metadata"]["name"] == "mc-modelcluster-pod-auth"]
+    assert len(base64.b64decode(secret["data"]["key"])) >= MIN_SIGNING_KEY_LENGTH
+    for deployment in of_kind(manifests, "Deployment"):
+        assert _env(deployment)[SIGNING_KEY_ENV]["valueFrom"] == {
+            "secretKeyRef": {"name": "mc-modelcluster-pod-auth", "key": "key"}
+        }
+    existing = render(["--set=podAuth.existingSecret=platform-signing-key"])
+    assert "mc-modelcluster-pod-auth" not in {doc["metadata"]["name"] for doc in of_kind(existing, "Secret")}
+    for deployment in of_kind(existing, "Deployment"):
+        assert _env(deployment)[SIGNING_KEY_ENV]["valueFrom"]["secretKeyRef"]["name"] == "platform-signing-key"
 
 
 def test_catalog_config_map_carries_the_model_images(tmp_path: Path) -> None:
@@ -326,13 +365,18 @@ def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
         # The local pod runner applies no volumes: the catalog ConfigMap is checked by rendering only.
         "--set=catalog.enabled=false",
         "--set=bootstrapKey.enabled=true",
-        f"--set=bootstrapKey.key={key}",
+        "--set=bootstrapKey.existingSecret=first-key",
         f"--set=bootstrapKey.tenant={tenant}",
     ]
     selector = f"app.kubernetes.io/instance={release}"
     client = dynamic.DynamicClient(cluster.api_client)
-    installed = helm("install", release, str(CHART), *kube, "--create-namespace", *values)
+    # The bootstrap key from a Secret of the administrator's, never from the values.
+    cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=release_namespace)))
+    first_key = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="first-key"), string_data={"key": key})
+    cluster.core.create_namespaced_secret(release_namespace, first_key)
+    installed = helm("install", release, str(CHART), *kube, *values)
     assert installed.returncode == 0, installed.stderr
+    assert key not in helm("get", "values", release, "--all", *kube).stdout
     try:
         manifest = helm("get", "manifest", release, *kube)
         assert manifest.returncode == 0, manifest.stderr
@@ -359,7 +403,7 @@ def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
         assert lease.spec.holder_identity == operator.metadata.name
         assert httpx.get(f"http://{operator.status.pod_ip}:8082/metrics", timeout=5).status_code == 200
 
-        # The gateway read the bootstrap key from its Secret (its Role) and answers the API with it.
+        # The gateway got the bootstrap key from the administrator's Secret (as its environment) and answers with it.
         base = f"http://{gateway.status.pod_ip}:8080"
         assert httpx.get(f"{base}/models/v2/list/tasks", timeout=5).status_code == 401
         answer = httpx.get(f"{base}/models/v2/list/tasks", headers={"Authorization": f"Key {key}"}, timeout=5)
@@ -373,9 +417,16 @@ def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
         uninstalled = helm("uninstall", release, *kube, "--wait", "--timeout=90s")
     assert uninstalled.returncode == 0, uninstalled.stderr
 
+    # The key namespace stays (helm.sh/resource-policy: keep), with the keys in it.
+    keys_namespace = f"{release_namespace}-keys"
+    kept = [doc for doc in objects if doc["kind"] == "Namespace" and doc["metadata"]["name"] == keys_namespace]
+    assert kept and _exists(client, kept[0])
+    drop_namespace(cluster.core, keys_namespace)
+    cluster.core.delete_namespaced_secret("first-key", release_namespace)
+
     def gone() -> bool:
         pods = cluster.core.list_namespaced_pod(release_namespace, label_selector=selector)
-        return not pods.items and not any(_exists(client, doc) for doc in objects)
+        return not pods.items and not any(_exists(client, doc) for doc in objects if doc not in kept)
 
     eventually(gone, timeout=60, interval=0.5, what="every object of the release gone")
     leftovers = [

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ import httpx
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from modelcluster.api import GROUP, PLURAL, VERSION
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.devcluster import system
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.controlplane import free_port as free_port
@@ -101,6 +105,29 @@ TEST_CATALOG = {
 }
 
 
+def pod_auth_key(cluster: Cluster) -> str:
+    """The signing key of the pod credentials for the cluster under test: the local cluster's own (kept in its
+    state directory, as ``modelcluster dev`` keeps it), else one kept beside the given kubeconfig's name in the
+    temporary directory."""
+    if cluster.local is not None:
+        return system.pod_auth_key(cluster.local.state_dir / "pod-auth-key")
+    digest = hashlib.sha256(str(cluster.kubeconfig.resolve()).encode()).hexdigest()[:16]
+    return system.pod_auth_key(Path(tempfile.gettempdir()) / f"modelcluster-pod-auth-{digest}")
+
+
+def signed_env(cluster: Cluster) -> dict[str, str]:
+    """The environment of an operator or a gateway under test: the cluster's kubeconfig and the signing key."""
+    return dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), **system.pod_auth_env(pod_auth_key(cluster)))
+
+
+def pod_credential(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
+    """The header presenting the pod credential of ModelCluster ``namespace``/``name``, as the gateway sends it."""
+    body = k8s.CustomObjectsApi(cluster.api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return CredentialIssuer(pod_auth_key(cluster)).headers(namespace, name, str(body["metadata"]["uid"]))
+
+
 class OperatorProcess:
     """``modelcluster operator`` as a real process against the cluster under test."""
 
@@ -129,7 +156,7 @@ class OperatorProcess:
             lease_namespace=self.LEASE_NAMESPACE,
             extra=[f"--unschedulable-deadline={self.UNSCHEDULABLE_DEADLINE}", *self.extra_args],
         )
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        env = signed_env(self.cluster)
         self.starts += 1
         log = (self.workdir / f"operator-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -162,10 +189,12 @@ class GatewayProcess:
         extra_args: list[str],
         port: int | None = None,
         metrics_port: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.workdir = workdir
         self.extra_args = extra_args
+        self.extra_env = dict(extra_env or {})
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -189,7 +218,7 @@ class GatewayProcess:
             key_namespace=self.KEY_NAMESPACE,
             extra=self.extra_args,
         )
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        env = {**signed_env(self.cluster), **self.extra_env}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")

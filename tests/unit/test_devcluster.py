@@ -12,7 +12,7 @@ from modelcluster.devcluster.binaries import staging_replaces, version_ldflags
 from modelcluster.devcluster.config import ClusterConfig
 from modelcluster.devcluster.nodes import GPU_RESOURCE, node_pool
 from modelcluster.devcluster.pki import generate, serving_covers
-from modelcluster.devcluster.podrunner import container_env, termination_grace
+from modelcluster.devcluster.podrunner import MissingSecret, container_env, termination_grace
 from modelcluster.devcluster.podstatus import ContainerView, pod_status
 from modelcluster.devcluster.probes import ProbeSpec, ProbeState, resolve_port
 from modelcluster.devcluster.stages import IMAGE_QUERY, exclude_images
@@ -192,10 +192,32 @@ def test_container_env_resolves_literals_and_downward_api_fields() -> None:
             {"name": "A", "value": "1"},
             {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-            {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
         ]
     }
     assert container_env(container, pod, "10.0.0.9") == {"A": "1", "NAME": "p", "IP": "10.0.0.9"}
+
+
+def test_container_env_reads_secret_keys_of_the_pods_namespace_as_a_kubelet() -> None:
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": {}}
+    secrets = {("ns", "s", "k"): "v"}
+    asked: list[tuple[str, str, str]] = []
+
+    def lookup(namespace: str, name: str, key: str) -> str | None:
+        asked.append((namespace, name, key))
+        return secrets.get((namespace, name, key))
+
+    container = {
+        "env": [
+            {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            {"name": "MAYBE", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k", "optional": True}}},
+        ]
+    }
+    assert container_env(container, pod, "10.0.0.9", lookup) == {"SECRET": "v"}
+    assert asked == [("ns", "s", "k"), ("ns", "gone", "k")]
+    # A required key that is missing: the container does not start (CreateContainerConfigError).
+    missing = {"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]}
+    with pytest.raises(MissingSecret, match="'gone'"):
+        container_env(missing, pod, "10.0.0.9", lookup)
 
 
 def test_an_existing_pki_gets_a_serving_cert_for_a_new_address(tmp_path: Path) -> None:

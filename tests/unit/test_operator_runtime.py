@@ -136,7 +136,13 @@ def test_gateway_rbac_reads_only_its_own_secrets() -> None:
         ("endpointslices", "watch"),
         ("services", "list"),
         ("services", "watch"),
+        ("namespaces", "list"),
+        ("namespaces", "watch"),
     }
+    # Secrets: read (never get by name, never written) in the key namespace only, which holds nothing else:
+    # not the platform namespace, whose Secrets hold the signing key and Helm's release records.
     role = next(doc for doc in documents if doc["kind"] == "Role")
-    assert role["metadata"]["namespace"] == "modelcluster-system"
+    assert role["metadata"]["namespace"] == "modelcluster-system-keys"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}]
+    (service_account,) = [doc for doc in documents if doc["kind"] == "ServiceAccount"]
+    assert role["metadata"]["namespace"] != service_account["metadata"]["namespace"]

@@ -82,33 +82,26 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Namespaces whose model pods the NetworkPolicy covers. */}}
+{{/* Tenant namespaces known at install, whose NetworkPolicy the chart renders (the operator covers the rest). */}}
 {{- define "modelcluster.policyNamespaces" -}}
-{{- $namespaces := list -}}
-{{- if .Values.networkPolicy.namespaces -}}
-{{- $namespaces = .Values.networkPolicy.namespaces -}}
-{{- else -}}
-{{- $namespaces = .Values.watchNamespaces -}}
+{{- $namespaces := concat .Values.networkPolicy.namespaces .Values.watchNamespaces -}}
 {{- if .Values.bootstrapKey.enabled -}}
 {{- $namespaces = append $namespaces .Values.bootstrapKey.tenant -}}
-{{- end -}}
 {{- end -}}
 {{- toJson (uniq $namespaces) -}}
 {{- end -}}
 
-{{/* The key id and hash of the bootstrap key, from `key` or from `id` and `sha256`. */}}
-{{- define "modelcluster.bootstrapKeyId" -}}
-{{- if .Values.bootstrapKey.key -}}
-{{- index (regexSplit "_" .Values.bootstrapKey.key 3) 1 -}}
-{{- else -}}
-{{- required "bootstrapKey.id (or bootstrapKey.key) is required" .Values.bootstrapKey.id -}}
-{{- end -}}
+{{/* The Secret holding the pod credentials' signing key (data key `key`). */}}
+{{- define "modelcluster.podAuthSecret" -}}
+{{- default (printf "%s-pod-auth" (include "modelcluster.fullname" .)) .Values.podAuth.existingSecret -}}
 {{- end -}}
 
-{{- define "modelcluster.bootstrapKeySha256" -}}
-{{- if .Values.bootstrapKey.key -}}
-{{- sha256sum .Values.bootstrapKey.key -}}
-{{- else -}}
-{{- required "bootstrapKey.sha256 (or bootstrapKey.key) is required" .Values.bootstrapKey.sha256 -}}
+{{/* The Secret holding the bootstrap API key (data key `key`). */}}
+{{- define "modelcluster.bootstrapKeySecret" -}}
+{{- default (printf "%s-bootstrap-key" (include "modelcluster.fullname" .)) .Values.bootstrapKey.existingSecret -}}
 {{- end -}}
+
+{{/* The namespace of the API key Secrets: of its own, so the gateway's Role there reads key Secrets only. */}}
+{{- define "modelcluster.keysNamespace" -}}
+{{- default (printf "%s-keys" .Release.Namespace) .Values.keys.namespace -}}
 {{- end -}}

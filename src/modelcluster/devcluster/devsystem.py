@@ -459,7 +459,11 @@ def dev(
             kubeconfig = controlplane.up(config)
             env = dict(os.environ, KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1")
             kubectl = Kubectl(tools.kubectl, env)
-            system.install(kubectl, DEV_NAMESPACES, DEV_TENANTS)
+            # The pod credentials' signing key: kept with the cluster, in its Secret as Helm makes it, and given
+            # to the operator and the gateway only (never to this process's environment, which pods inherit).
+            signing_key = system.pod_auth_key(config.state_dir / "pod-auth-key")
+            system.install(kubectl, DEV_NAMESPACES, DEV_TENANTS, pod_auth=signing_key)
+            signed = {**env, **system.pod_auth_env(signing_key)}
             executable = system.executable()
             key = dev_key(executable, env, kubeconfig.parent / "api-key")
             followers = [
@@ -468,8 +472,8 @@ def dev(
             ]
             log("starting the operator and the gateway; their lines follow, prefixed")
             components = [
-                Component("operator", operator_argv(executable, name, ports), env, sink),
-                Component("gateway", gateway_argv(executable, ports), env, sink),
+                Component("operator", operator_argv(executable, name, ports), signed, sink),
+                Component("gateway", gateway_argv(executable, ports), signed, sink),
             ]
             record.write_text(json.dumps({component.name: component.process.pid for component in components}))
             if sample:

@@ -14,6 +14,7 @@ Run as ``python -m modelcluster.devcluster.podrunner --state-dir DIR`` (``cluste
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import ipaddress
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from modelcluster.api.pod_auth import SIGNING_KEY_ENV
 from modelcluster.devcluster import podcredentials, podnet
 from modelcluster.devcluster.apirelay import ApiRelay
 from modelcluster.devcluster.config import ClusterConfig, PodCommand
@@ -69,8 +72,19 @@ def termination_grace(pod: dict[str, Any]) -> float:
     return float(DEFAULT_GRACE if spec is None else spec)
 
 
-def container_env(container: dict[str, Any], pod: dict[str, Any], pod_ip: str) -> dict[str, str]:
-    """The container's literal env values and the downward-API fields a local process can know."""
+SecretLookup = Callable[[str, str, str], str | None]
+
+
+def _no_secrets(namespace: str, name: str, key: str) -> str | None:
+    return None
+
+
+def container_env(
+    container: dict[str, Any], pod: dict[str, Any], pod_ip: str, secret: SecretLookup = _no_secrets
+) -> dict[str, str]:
+    """The container's literal env values, the downward-API fields a local process can know, and the values of
+    ``secretKeyRef`` entries (``secret(namespace, name, key)``, as a kubelet reads them: from the pod's own
+    namespace; an optional one that is missing is left out)."""
     fields = {
         "metadata.name": pod["metadata"]["name"],
         "metadata.namespace": pod["metadata"]["namespace"],
@@ -84,7 +98,17 @@ def container_env(container: dict[str, Any], pod: dict[str, Any], pod_ip: str) -
             env[entry["name"]] = str(entry["value"])
         elif (ref := (entry.get("valueFrom") or {}).get("fieldRef")) and ref.get("fieldPath") in fields:
             env[entry["name"]] = fields[ref["fieldPath"]]
+        elif secret_ref := (entry.get("valueFrom") or {}).get("secretKeyRef"):
+            value = secret(pod["metadata"]["namespace"], str(secret_ref.get("name")), str(secret_ref.get("key")))
+            if value is None and not secret_ref.get("optional"):
+                raise MissingSecret(f"secret {secret_ref.get('name')!r} (key {secret_ref.get('key')!r}) not found")
+            if value is not None:
+                env[entry["name"]] = value
     return env
+
+
+class MissingSecret(LookupError):
+    """A container's env names a Secret key that does not exist (a kubelet reports CreateContainerConfigError)."""
 
 
 @dataclass
@@ -276,9 +300,21 @@ class PodRunner:
         partial.rename(path)
         return path
 
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """A key of a Secret, decoded, as a kubelet reads it for ``secretKeyRef``; None when either is missing."""
+        try:
+            found = self.api.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = found.data or {}
+        return base64.b64decode(data[key]).decode() if key in data else None
+
     def start_process(self, local: LocalPod) -> None:
         env = dict(os.environ)
         env.pop("KUBECONFIG", None)
+        env.pop(SIGNING_KEY_ENV, None)  # the runner's own environment never hands a pod the platform's keys
         if local.command.kubeconfig and podcredentials.wants_token(local.pod):
             try:
                 env["KUBECONFIG"] = str(self.pod_kubeconfig(local))
@@ -291,7 +327,12 @@ class PodRunner:
                 return
         # Commands resolve `python3` and `modelcluster` from the environment that runs the cluster.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env.update(container_env(local.container, local.pod, str(local.address)))
+        try:
+            env.update(container_env(local.container, local.pod, str(local.address), self.secret_value))
+        except (MissingSecret, ApiException) as error:
+            local.next_start = time.monotonic() + BACKOFF_START
+            _log(f"{local.namespace}/{local.name}: {error}; retrying")
+            return
         # The container's terminationMessagePath, as a file of its own: its content becomes the message.
         termination = self.termination_path(local)
         termination.write_bytes(b"")

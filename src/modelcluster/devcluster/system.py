@@ -8,6 +8,8 @@ until the CRD is served); the operator and the gateway then run as local process
 
 from __future__ import annotations
 
+import base64
+import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ import yaml
 
 from modelcluster.api import GROUP, KIND, VERSION
 from modelcluster.api.naming import object_name
+from modelcluster.api.pod_auth import SIGNING_KEY_ENV, SIGNING_KEY_FIELD, SIGNING_KEY_SECRET
 from modelcluster.crd.definition import render_crd
 from modelcluster.gateway.tenancy import tenant_labels
 
@@ -46,11 +49,48 @@ def namespace_bodies(names: Iterable[str], tenants: Iterable[str] = ()) -> list[
     ]
 
 
-def install(kubectl: KubectlRun, namespaces: Sequence[str] = (SYSTEM_NAMESPACE,), tenants: Sequence[str] = ()) -> None:
-    """Apply ``namespaces``, the tenant namespaces ``tenants`` and the CRD; wait until ModelClusters are served."""
+def pod_auth_key(path: Path) -> str:
+    """The signing key of the pod credentials kept in ``path``: made once (random, mode 0600), then reused, so
+    a restarted operator signs as before and running pods keep answering the gateway."""
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.touch(mode=0o600)
+    partial.write_text(secrets.token_urlsafe(48))
+    partial.rename(path)
+    return path.read_text().strip()
+
+
+def pod_auth_env(key: str) -> dict[str, str]:
+    """The environment that gives the operator and the gateway the signing key (never a flag: argv is public)."""
+    return {SIGNING_KEY_ENV: key}
+
+
+def pod_auth_secret(key: str, namespace: str = SYSTEM_NAMESPACE) -> dict[str, Any]:
+    """The Secret of the signing key in the platform namespace, as the Helm chart makes it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": SIGNING_KEY_SECRET, "namespace": namespace, "labels": dict(PART_OF)},
+        "data": {SIGNING_KEY_FIELD: base64.b64encode(key.encode()).decode()},
+    }
+
+
+def install(
+    kubectl: KubectlRun,
+    namespaces: Sequence[str] = (SYSTEM_NAMESPACE,),
+    tenants: Sequence[str] = (),
+    pod_auth: str | None = None,
+) -> None:
+    """Apply ``namespaces``, the tenant namespaces ``tenants``, the signing key Secret (``pod_auth``, when given)
+    and the CRD; wait until ModelClusters are served."""
     bodies = namespace_bodies(namespaces, tenants)
     if bodies:
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(bodies, sort_keys=False))
+    if pod_auth is not None:
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod_auth_secret(pod_auth), sort_keys=False))
     kubectl("apply", "--server-side", "-f", "-", stdin=render_crd())
     kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}")
 

@@ -8,6 +8,7 @@ the metrics port is for the operator's autoscaler and Prometheus, not for tenant
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -20,13 +21,17 @@ from modelcluster.api import ApiError, error_body
 from modelcluster.api.errors import InternalError, RateLimited, StatusError, Unauthorized, Unavailable
 from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
 from modelcluster.gateway import native
+from modelcluster.gateway.endpoints import SERVICE_NAME_LABEL
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.limits import ConcurrencyLimiter
 from modelcluster.gateway.native import GATEWAY
 from modelcluster.gateway.openai.protocol import openai_error_body
 from modelcluster.gateway.openai.routes import add_routes as add_openai_routes
 from modelcluster.gateway.openapi import openapi_document
+from modelcluster.gateway.peers import Peers
 from modelcluster.gateway.state import TENANT, Gateway
+from modelcluster.gateway.tenancy import TENANT_LABEL
+from modelcluster.gateway.tenant_namespaces import TenantNamespaces
 from modelcluster.kube.client import load_client_configuration
 from modelcluster.kube.informer import run_informer
 
@@ -37,6 +42,8 @@ OPENAI_PREFIX = "/models/v2/openai/"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEYS: web.AppKey[KeyStore] = web.AppKey("keys", KeyStore)
 LIMITER: web.AppKey[ConcurrencyLimiter] = web.AppKey("limiter", ConcurrencyLimiter)
+#: The tenant namespaces (followed when the app runs against a cluster): keys of any other namespace get 401.
+TENANTS: web.AppKey[TenantNamespaces | None] = web.AppKey("tenants")
 
 
 def _render(request: web.Request, error: ApiError) -> web.Response:
@@ -100,6 +107,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     record = keys.authenticate(request.headers.get("Authorization"))
     if record is None:
         raise Unauthorized()
+    tenants = request.app[TENANTS]
+    if tenants is not None and record.tenant not in tenants:
+        # The key's namespace is gone or no longer labelled a tenant: the key is no good until it is again.
+        if tenants.first_refusal(record.key_id):
+            logger.warning(
+                "API key %s: namespace %s is not a tenant namespace; answering 401", record.key_id, record.tenant
+            )
+        raise Unauthorized()
     limiter = request.app[LIMITER]
     if not limiter.try_acquire(record.key_id, record.concurrency):
         raise RateLimited()
@@ -158,9 +173,11 @@ def create_app(gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | 
     app[GATEWAY] = gateway
     app[KEYS] = keys
     app[LIMITER] = ConcurrencyLimiter(gateway.settings.replicas)
+    app[TENANTS] = None
     add_routes(app)
     if api_client is not None:
-        app.cleanup_ctx.append(_lifecycle(gateway, keys, api_client))
+        tenants = app[TENANTS] = TenantNamespaces()
+        app.cleanup_ctx.append(_lifecycle(gateway, keys, api_client, tenants, app[LIMITER]))
     return app
 
 
@@ -173,7 +190,11 @@ def create_metrics_app(gateway: Gateway) -> web.Application:
 
 
 def _lifecycle(
-    gateway: Gateway, keys: KeyStore, api_client: client.ApiClient
+    gateway: Gateway,
+    keys: KeyStore,
+    api_client: client.ApiClient,
+    tenants: TenantNamespaces,
+    limiter: ConcurrencyLimiter,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.proxy.start()
@@ -206,7 +227,32 @@ def _lifecycle(
                 )
             ),
         ]
-        synced = (clusters_synced.wait(), endpoints_synced.wait(), services_synced.wait())
+        tenants_synced = asyncio.Event()
+        tasks.append(
+            asyncio.create_task(
+                run_informer(
+                    kube,
+                    kube.list_namespaces,
+                    tenants,
+                    tenants_synced,
+                    "tenant namespaces",
+                    label_selector=TENANT_LABEL,
+                )
+            )
+        )
+        if gateway.settings.peers_service is not None:
+            namespace, name = gateway.settings.peers_service
+            peers = Peers(on_count=lambda count: setattr(limiter, "replicas", count))
+            slices = functools.partial(kube.discovery.list_namespaced_endpoint_slice, namespace)
+            tasks.append(
+                asyncio.create_task(
+                    run_informer(
+                        kube, slices, peers, asyncio.Event(), f"the gateway's peers ({namespace}/{name})",
+                        label_selector=f"{SERVICE_NAME_LABEL}={name}",
+                    )
+                )
+            )  # fmt: skip
+        synced = (clusters_synced.wait(), endpoints_synced.wait(), services_synced.wait(), tenants_synced.wait())
         await asyncio.wait_for(asyncio.gather(*synced), timeout=60)
         logger.info("gateway ready: %d API keys, watching ModelClusters, Services and EndpointSlices", len(keys))
         try:

@@ -242,3 +242,15 @@ def verify(record: ApiKeyRecord, key: str) -> bool:
     if key_id_of(key) != record.key_id:
         return False
     return hmac.compare_digest(hash_key(key).encode("ascii"), record.sha256.encode("ascii"))
+
+
+def bootstrap_record(key: str, tenant: str, concurrency: int, key_namespace: str) -> ApiKeyRecord:
+    """The record of a key given at start (the Helm chart's bootstrap key); raise :class:`ValueError` saying what
+    is wrong (never showing the key)."""
+    key_id = key_id_of(key.strip())
+    if key_id is None:
+        raise ValueError("the bootstrap key is not of the form mc_<12 hex digits>_<32 to 128 URL-safe characters>")
+    validate_tenant(tenant, key_namespace)
+    return ApiKeyRecord(
+        key_id=key_id, tenant=tenant, concurrency=validate_concurrency(concurrency), sha256=hash_key(key.strip())
+    )

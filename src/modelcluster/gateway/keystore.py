@@ -105,6 +105,8 @@ class KeyStore:
         self._confirmed: float | None = None  # clock() of the apiserver's last confirmation of the table
         self._ready = False
         self._records: dict[str, ApiKeyRecord] = {}
+        #: Keys given at start (the bootstrap key), not from Secrets: a watch never removes them.
+        self._static: dict[str, ApiKeyRecord] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -134,7 +136,11 @@ class KeyStore:
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
         """The record of a key id, if such a key exists."""
-        return self._records.get(key_id)
+        return self._records.get(key_id) or self._static.get(key_id)
+
+    def add_static(self, record: ApiKeyRecord) -> None:
+        """Accept a key given at start (the bootstrap key) besides those of the Secrets."""
+        self._static[record.key_id] = record
 
     def authenticate(self, header: str | None) -> ApiKeyRecord | None:
         """The record of the key in an ``Authorization`` header, or ``None`` for a missing, unknown or wrong key."""
@@ -144,7 +150,7 @@ class KeyStore:
         key_id = key_id_of(key)
         if key_id is None:
             return None
-        record = self._records.get(key_id)
+        record = self.get(key_id)
         if record is None or not verify(record, key):
             return None
         return record

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -66,8 +66,11 @@ class Proxy:
         read_timeout_s: float,
         attempts: int,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        credential: Callable[[ClusterKey], Mapping[str, str]] | None = None,
     ) -> None:
         self.router = router
+        #: The header presenting a cluster's pod credential (:mod:`modelcluster.api.pod_auth`), per request.
+        self.credential = credential
         self.metrics = metrics
         self.attempts = attempts
         self.max_answer_bytes = max_answer_bytes
@@ -94,8 +97,10 @@ class Proxy:
         unroutable: list[str] = []
         while refused < self.attempts:
             endpoint = await self.router.acquire(key, tried, size=len(body))
+            # Derived once a pod is found: a cluster re-created while the request was held signs anew.
+            sent = {**headers, **(self.credential(key) if self.credential is not None else {})}
             try:
-                response = await self.session.post(endpoint.url + RUN_PATH, data=body, headers=dict(headers))
+                response = await self.session.post(endpoint.url + RUN_PATH, data=body, headers=sent)
             except aiohttp.ClientConnectorError as error:
                 self.router.release(key, endpoint)
                 self.router.unreachable(key, endpoint)

@@ -8,8 +8,10 @@ import signal
 
 from aiohttp import web
 
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import build_api_client, create_app, create_metrics_app
+from modelcluster.gateway.keys import ApiKeyRecord
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.settings import GatewaySettings
 from modelcluster.gateway.state import Gateway
@@ -39,10 +41,15 @@ def api_runner(app: web.Application, settings: GatewaySettings) -> web.AppRunner
     )
 
 
-async def serve(settings: GatewaySettings, catalog: Catalog) -> None:
+async def serve(
+    settings: GatewaySettings, catalog: Catalog, credentials: CredentialIssuer, bootstrap: ApiKeyRecord | None = None
+) -> None:
     api_client = await build_api_client()
-    gateway = Gateway(settings=settings, catalog=catalog, kube=Kube(api_client))
+    gateway = Gateway(settings=settings, catalog=catalog, kube=Kube(api_client), credentials=credentials)
     keys = KeyStore(settings.key_namespace, max_staleness_s=settings.key_max_staleness_s)
+    if bootstrap is not None:
+        keys.add_static(bootstrap)
+        logger.info("bootstrap API key %s accepted for tenant %s", bootstrap.key_id, bootstrap.tenant)
     app = create_app(gateway, keys, api_client)
     runner = api_runner(app, settings)
     metrics_runner = web.AppRunner(create_metrics_app(gateway), access_log=None)

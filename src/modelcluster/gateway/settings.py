@@ -76,7 +76,18 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="Longest time the API key table may go unconfirmed by the apiserver before API requests get 503.",
     )
-    replicas: int = Field(default=1, ge=1, description="Gateway replicas sharing each key's concurrency limit.")
+    replicas: int = Field(
+        default=1, ge=1, description="Gateway replicas sharing each key's concurrency limit, without peers_service."
+    )
+    peers_service: tuple[str, str] | None = Field(
+        default=None,
+        description="(namespace, name) of the gateway's own Service: its ready endpoints are the replicas sharing "
+        "each key's limit (gateway/peers.py).",
+    )
+    bootstrap_tenant: str | None = Field(
+        default=None, description="The tenant of the bootstrap key (MODELCLUSTER_GATEWAY_BOOTSTRAP_KEY), if any."
+    )
+    bootstrap_concurrency: int = Field(default=64, ge=1, description="The bootstrap key's concurrency limit.")
 
     def json_limits(self) -> JsonLimits:
         """The structure a request body may have (:mod:`modelcluster.api.json_limits`)."""

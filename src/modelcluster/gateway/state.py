@@ -14,6 +14,7 @@ from modelcluster.api import InputError, PayloadTooLarge
 from modelcluster.api.errors import ClientTimeout, Conflict, NotFound
 from modelcluster.api.json_limits import JsonLimits, check_json_limits
 from modelcluster.api.modelcluster import is_model_id
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.gateway.clusters import ClusterBody, build_cluster, find_cluster
 from modelcluster.gateway.demand import Demand
@@ -49,6 +50,8 @@ class Gateway:
     settings: GatewaySettings
     catalog: Catalog
     kube: Kube
+    #: Signs the model pods' credentials; None only in tests of other things (pods that check refuse then).
+    credentials: CredentialIssuer | None = None
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     endpoints: EndpointTable = field(default_factory=EndpointTable)
     clusters: ClusterTable = field(init=False)
@@ -76,11 +79,19 @@ class Gateway:
             s.upstream_timeout_s,
             s.connect_attempts,
             max_answer_bytes=s.max_answer_bytes,
+            credential=self._credential,
         )
 
     def _cluster_uid(self, key: ClusterKey) -> str | None:
         uid = metadata_of(self.clusters.get(key) or {}).get("uid")
         return str(uid) if uid else None
+
+    def _credential(self, key: ClusterKey) -> dict[str, str]:
+        """The header presenting the pod credential of cluster ``key`` (none without an issuer or a cluster)."""
+        uid = self._cluster_uid(key)
+        if self.credentials is None or uid is None:
+            return {}
+        return self.credentials.headers(key[0], key[1], uid)
 
     def _cluster_changed(self, key: ClusterKey) -> None:
         self.endpoints.refresh(key)  # a new or recreated cluster (another uid) decides its Service's slices again

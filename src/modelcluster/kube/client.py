@@ -98,6 +98,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(api_client)
         self.discovery = client.DiscoveryV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
 
     @property
     def api_client(self) -> client.ApiClient:
@@ -160,6 +161,8 @@ class Kube:
             return await self.json(self.core.patch_namespaced_service(name, namespace, body, **options))
         if kind == "PersistentVolumeClaim":
             return await self.json(self.core.patch_namespaced_persistent_volume_claim(name, namespace, body, **options))
+        if kind == "NetworkPolicy":
+            return await self.json(self.networking.patch_namespaced_network_policy(name, namespace, body, **options))
         raise ValueError(f"cannot apply a {kind}")
 
     async def read(self, kind: str, namespace: str, name: str) -> Body | None:
@@ -171,6 +174,10 @@ class Kube:
         if kind == "PersistentVolumeClaim":
             return await self.maybe(
                 self.core.read_namespaced_persistent_volume_claim(name, namespace, _preload_content=False)
+            )
+        if kind == "NetworkPolicy":
+            return await self.maybe(
+                self.networking.read_namespaced_network_policy(name, namespace, _preload_content=False)
             )
         raise ValueError(f"cannot read a {kind}")
 
@@ -236,3 +243,9 @@ class Kube:
 
     def list_all_services(self, **kwargs: Any) -> Awaitable[Any]:
         return self.core.list_service_for_all_namespaces(**kwargs)
+
+    def list_namespaces(self, **kwargs: Any) -> Awaitable[Any]:
+        return self.core.list_namespace(**kwargs)
+
+    def list_all_network_policies(self, **kwargs: Any) -> Awaitable[Any]:
+        return self.networking.list_network_policy_for_all_namespaces(**kwargs)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
-from modelcluster.cli_support import catalog_or_exit, configure_logging
+from modelcluster.api.tenant_policy import TenantPolicyConfig
+from modelcluster.cli_support import catalog_or_exit, configure_logging, pod_credentials_or_exit
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.config import LeaderElectionConfig, OperatorConfig
 
@@ -28,6 +32,29 @@ def _service(value: str | None) -> tuple[str, str] | None:
     if not namespace or not name:
         raise click.BadParameter("expected NAMESPACE/NAME", param_hint="--gateway-service")
     return namespace, name
+
+
+def _json_list(value: str | None, option: str) -> tuple[dict[str, Any], ...] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint=option) from error
+    if not isinstance(parsed, list) or not all(isinstance(item, dict) for item in parsed):
+        raise click.BadParameter("expected a JSON list of objects", param_hint=option)
+    return tuple(parsed)
+
+
+def _tenant_policy(platform: str, model_sources: str | None, dns_peers: str | None) -> TenantPolicyConfig:
+    config = TenantPolicyConfig(platform_namespace=platform)
+    sources = _json_list(model_sources, "--model-sources")
+    peers = _json_list(dns_peers, "--dns-peers")
+    if sources is not None:
+        config = replace(config, model_sources=sources)
+    if peers is not None:
+        config = replace(config, dns_peers=peers)
+    return config
 
 
 @click.command()
@@ -88,6 +115,25 @@ def _service(value: str | None) -> tuple[str, str] | None:
     help="NAMESPACE/NAME of the gateway metrics Service: its ready endpoints' /metrics (the Service's port named "
     "`metrics`, else 8083) are read each tick.",
 )
+@click.option(
+    "--tenant-network-policy/--no-tenant-network-policy",
+    default=True,
+    show_default=True,
+    help="Apply the tenant NetworkPolicy to every tenant namespace (docs/security.md).",
+)
+@click.option(
+    "--model-sources",
+    default=None,
+    envvar="MODELCLUSTER_MODEL_SOURCES",
+    help="JSON list of NetworkPolicy egress rules (`to`, `ports`) model pods may use besides DNS. "
+    "Default: HTTPS to public addresses.",
+)
+@click.option(
+    "--dns-peers",
+    default=None,
+    envvar="MODELCLUSTER_DNS_PEERS",
+    help="JSON list of NetworkPolicy peers that resolve names for model pods. Default: kube-dns in kube-system.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def operator(
     namespaces: tuple[str, ...],
@@ -104,6 +150,9 @@ def operator(
     scale_tick: float,
     gateway_urls: tuple[str, ...],
     gateway_service: str | None,
+    tenant_network_policy: bool,
+    model_sources: str | None,
+    dns_peers: str | None,
     verbose: bool,
 ) -> None:
     """Run the ModelCluster operator (in a pod, or against the cluster in KUBECONFIG)."""
@@ -112,6 +161,7 @@ def operator(
         # kopf logs a line per handled event at INFO; under load that is most of the output.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     catalog = catalog_or_exit(catalog_paths)
+    credentials = pod_credentials_or_exit()
     config = OperatorConfig(
         namespaces=namespaces,
         catalog_paths=catalog_paths,
@@ -127,6 +177,8 @@ def operator(
         )
         if autoscale
         else None,
+        credentials=credentials,
+        tenant_policy=_tenant_policy(lease_namespace, model_sources, dns_peers) if tenant_network_policy else None,
     )
     from modelcluster.operator.controller.leader import LeaseNamespaceMissing
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running

@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from modelcluster.api import field_managers
+from modelcluster.api.pod_auth import CredentialIssuer
+from modelcluster.api.tenant_policy import TenantPolicyConfig
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
 from modelcluster.operator.builders.workload import PodOptions
 
@@ -47,6 +49,10 @@ class OperatorConfig:
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
     pods: PodOptions = field(default_factory=PodOptions)
     autoscaler: AutoscalerConfig | None = field(default_factory=AutoscalerConfig)  # None: replicas stay as created
+    #: Signs the model pods' credentials (the operator's pods answer only to it and the gateway).
+    credentials: CredentialIssuer | None = None
+    #: The NetworkPolicy every tenant namespace gets (None: the operator applies none).
+    tenant_policy: TenantPolicyConfig | None = None
 
     @property
     def clusterwide(self) -> bool:

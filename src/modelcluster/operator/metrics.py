@@ -69,6 +69,7 @@ class ReconcileMetrics:
     autoscaler_decisions: Counter
     autoscaler_target: Gauge
     cold_start: Histogram
+    autoscaler_scrapes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ReconcileMetrics:
@@ -123,6 +124,13 @@ class ReconcileMetrics:
                 "Cold start of model pods by phase: scheduled, started (container), loaded (model, Ready), total",
                 ["phase"],
                 buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200),
+                registry=registry,
+            ),
+            autoscaler_scrapes=Counter(
+                "modelcluster_autoscaler_scrapes_total",
+                "The autoscaler's reads of /metrics, by target (gateway, runtime) and result (ok; refused: the "
+                "target answered 401 or 403, a pod credential not accepted; failed: anything else)",
+                ["target", "result"],
                 registry=registry,
             ),
         )

@@ -19,6 +19,7 @@ from modelcluster.operator.controller.kopf_settings import configure
 from modelcluster.operator.controller.leader import FencedApiClient, LeaderElector, LeaseStore
 from modelcluster.operator.controller.reconcile import Reconciler
 from modelcluster.operator.controller.store import Store
+from modelcluster.operator.controller.tenant_policies import TenantPolicies
 from modelcluster.operator.controller.workers import Controller
 from modelcluster.operator.health import HealthState, start_health_server
 from modelcluster.operator.metrics import ReconcileMetrics
@@ -107,6 +108,7 @@ async def _lead(
         catalog=catalog,
         pods=config.pods,
         unschedulable_deadline=config.unschedulable_deadline,
+        credentials=config.credentials,
     )
     store = Store()
     controller = Controller(store=store, reconciler=reconciler, metrics=metrics)
@@ -116,8 +118,11 @@ async def _lead(
     # ModelClusters come from kopf's watch; the children from the store's own informers.
     tasks = [asyncio.create_task(store.run(kube, config.namespaces, clusters=False), name="store")]
     if config.autoscaler is not None:
-        autoscaler = Autoscaler(kube, catalog, config.autoscaler, store, metrics)
+        autoscaler = Autoscaler(kube, catalog, config.autoscaler, store, metrics, credentials=config.credentials)
         tasks.append(asyncio.create_task(autoscaler.run(), name="autoscaler"))
+    if config.tenant_policy is not None:
+        policies = TenantPolicies(kube, config.tenant_policy, (election.namespace,), served=config.namespaces)
+        tasks.append(asyncio.create_task(policies.run(), name="tenant network policies"))
     for task in tasks:
         task.add_done_callback(_report_end)
     try:

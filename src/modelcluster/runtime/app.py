@@ -24,6 +24,7 @@ from modelcluster.api import error_body
 from modelcluster.api.errors import ApiError, InternalError, NotReady, PayloadTooLarge
 from modelcluster.runtime import media
 from modelcluster.runtime.batching import Scheduler
+from modelcluster.runtime.credentials import CredentialMiddleware
 from modelcluster.runtime.loading import LoadProgress, load_handler, memory_report
 from modelcluster.runtime.metrics import RuntimeMetrics
 from modelcluster.runtime.pipeline import RunPipeline, RunResult, internal_error, new_request_id
@@ -186,6 +187,11 @@ def create_app(
     app = FastAPI(title="ModelCluster runtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = state
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    if settings.credential_sha256 is not None:
+        # Added last, so it runs first: a request without the cluster's credential reaches nothing else.
+        app.add_middleware(CredentialMiddleware, verifier=settings.credential_sha256)
+    else:
+        logger.warning("no CREDENTIAL_SHA256 set: this runtime answers every caller")
 
     @app.exception_handler(ApiError)
     async def runtime_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modelcluster.api.pod_auth import is_verifier
 from modelcluster.runtime.limits import DEFAULT_LIMITS, Limits
 from modelcluster.runtime.urlfetch import UrlPolicy
 
@@ -95,6 +96,18 @@ class RuntimeSettings(BaseSettings):
     max_diffusion_steps: int = Field(default=DEFAULT_LIMITS.max_diffusion_steps, ge=1)
     max_diffusion_frames: int = Field(default=DEFAULT_LIMITS.max_diffusion_frames, ge=1)
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; unset keeps its default.")
+    credential_sha256: str | None = Field(
+        default=None,
+        description="SHA-256 (hex) of the credential callers must present as `Authorization: Bearer`; set by the "
+        "operator. Unset: every caller is served (a runtime run by hand).",
+    )
+
+    @field_validator("credential_sha256")
+    @classmethod
+    def _valid_verifier(cls, value: str | None) -> str | None:
+        if value is not None and not is_verifier(value):
+            raise ValueError("credential_sha256 must be 64 lowercase hex digits")
+        return value
 
     @field_validator("url_allowlist", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ import aiohttp
 
 from modelcluster.api import ModelClusterSpec, field_managers
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.kube.client import MERGE_OPTIONS, Kube, KubeError
 from modelcluster.kube.objects import ClusterKey, metadata_of, rfc3339_from_timestamp
@@ -93,8 +94,11 @@ class Autoscaler:
         config: AutoscalerConfig,
         store: Store,
         metrics: ReconcileMetrics | None = None,
+        *,
+        credentials: CredentialIssuer | None = None,
     ) -> None:
         self.kube = kube
+        self.credentials = credentials
         self.catalog = catalog
         self.config = config
         self.metrics = metrics
@@ -289,15 +293,20 @@ class Autoscaler:
         except KubeError as error:
             logger.debug("event for %s/%s not recorded: %s", namespace, name, error)
 
-    async def _get(self, url: str) -> str | None:
+    async def _get(self, url: str, target: str, headers: Mapping[str, str] | None = None) -> str | None:
         assert self._session is not None
+        result, text = "failed", None
         try:
-            async with self._session.get(url) as response:
-                if response.status != 200:
-                    return None
-                return await response.text()
+            async with self._session.get(url, headers=headers) as response:
+                if response.status == 200:
+                    result, text = "ok", await response.text()
+                elif response.status in (401, 403):
+                    result = "refused"
         except (TimeoutError, aiohttp.ClientError):
-            return None
+            pass
+        if self.metrics is not None:
+            self.metrics.autoscaler_scrapes.labels(target=target, result=result).inc()
+        return text
 
     async def _gateway_urls(self) -> list[str]:
         urls = list(self.config.gateway_urls)
@@ -322,7 +331,7 @@ class Autoscaler:
 
     async def _gateway_demand(self, now: float) -> dict[ClusterKey, ModelSignal]:
         urls = await self._gateway_urls()
-        texts = await asyncio.gather(*(self._get(url) for url in urls))
+        texts = await asyncio.gather(*(self._get(url, "gateway") for url in urls))
         for url, text in zip(urls, texts, strict=True):
             if text is not None:
                 self._gateway_reports[url] = (now, parse_gateway(text))
@@ -336,18 +345,30 @@ class Autoscaler:
         return sum_gateways(fresh)
 
     async def _runtime_demand(self) -> dict[ClusterKey, dict[str, PodSignal]]:
-        targets: list[tuple[ClusterKey, str, str]] = []
+        targets: list[tuple[ClusterKey, str, str, dict[str, str]]] = []
         for key, group in self.pods.items.items():
+            headers = self._credential(key)
+            if headers is None:
+                continue  # no cluster to sign for (being deleted): its pods would refuse the scrape
             for name, pod in group.items():
                 address = (pod.get("status") or {}).get("podIP")
                 if address and pod_ready(pod):
-                    targets.append((key, name, f"http://{address}:{self.config.runtime_port}/metrics"))
-        texts = await asyncio.gather(*(self._get(url) for _, _, url in targets))
+                    targets.append((key, name, f"http://{address}:{self.config.runtime_port}/metrics", headers))
+        texts = await asyncio.gather(*(self._get(url, "runtime", headers) for _, _, url, headers in targets))
         found: dict[ClusterKey, dict[str, PodSignal]] = {}
-        for (key, name, _), text in zip(targets, texts, strict=True):
+        for (key, name, _, _), text in zip(targets, texts, strict=True):
             if text is not None:
                 found.setdefault(key, {})[name] = parse_runtime(text)
         return found
+
+    def _credential(self, key: ClusterKey) -> dict[str, str] | None:
+        """The header presenting cluster ``key``'s pod credential ({} without an issuer); None for no cluster."""
+        if self.credentials is None:
+            return {}
+        uid = metadata_of(self.clusters.named(key, key[1]) or {}).get("uid")
+        if not uid:
+            return None
+        return self.credentials.headers(key[0], key[1], str(uid))
 
     async def _mark_victims(self, key: ClusterKey, pods: dict[str, PodSignal]) -> None:
         """Before a scale-down: pods not ready, then those with the fewest requests in flight, go first."""

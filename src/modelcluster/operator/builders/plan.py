@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from modelcluster.api import ModelClusterSpec, ModelClusterStatus
 from modelcluster.api.labels import selector_string
 from modelcluster.api.naming import is_dns1035_label
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog, CatalogError, resolve, with_spec
 from modelcluster.kube.objects import metadata_of
 from modelcluster.operator.builders.replicas import desired_replicas, woken_at
@@ -48,8 +49,17 @@ def _first_error(error: ValidationError) -> str:
     return f"spec.{location}: {first['msg']}" if location else first["msg"]
 
 
-def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions, now: datetime) -> Plan:
-    """What to do for ``body`` (a ModelCluster as the API returns it). Never raises for bad input."""
+def plan(
+    body: Mapping[str, Any],
+    catalog: Catalog,
+    options: PodOptions,
+    now: datetime,
+    credentials: CredentialIssuer | None = None,
+) -> Plan:
+    """What to do for ``body`` (a ModelCluster as the API returns it). Never raises for bad input.
+
+    With ``credentials`` the pods get the verifier of the cluster's credential (they answer only to it).
+    """
     metadata = metadata_of(body)
     owner = Owner(
         name=str(metadata.get("name", "")),
@@ -76,11 +86,17 @@ def plan(body: Mapping[str, Any], catalog: Catalog, options: PodOptions, now: da
         generation=generation,
         previous=previous,
         spec=spec,
-        workload=Workload(owner=owner, placement=placement),
+        workload=Workload(owner=owner, placement=placement, credential_sha256=_verifier(credentials, owner)),
         replicas=desired_replicas(spec, previous, woken, now),
         endpoint=service_endpoint(owner.name, owner.namespace, options.port),
         selector=selector_string(owner.name),
     )
+
+
+def _verifier(credentials: CredentialIssuer | None, owner: Owner) -> str | None:
+    if credentials is None or not owner.uid:
+        return None
+    return credentials.verifier(owner.namespace, owner.name, owner.uid)
 
 
 def _with_problem(base: Plan, problem: Problem) -> Plan:

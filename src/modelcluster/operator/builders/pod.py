@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelcluster.api.labels import MODEL_ID_ANNOTATION, selector_labels
+from modelcluster.api.pod_auth import VERIFIER_ENV
 from modelcluster.operator.builders.model_cache import cache_access_mode, cache_claim_name
 from modelcluster.operator.builders.workload import PodOptions, Workload
 
@@ -46,6 +47,9 @@ def _env(workload: Workload, options: PodOptions) -> list[dict[str, Any]]:
     if gpus > 0:
         # The runtime spreads the model over every device: vLLM tensor parallelism, transformers device_map.
         env.append({"name": "GPU_COUNT", "value": str(gpus)})
+    if workload.credential_sha256 is not None:
+        # Only the hash of the cluster's credential: reading the pod spec gives no way to call the pod.
+        env.append({"name": VERIFIER_ENV, "value": workload.credential_sha256})
     if placement.token_secret is not None:
         secret = placement.token_secret
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}})

@@ -65,6 +65,8 @@ class Workload:
 
     owner: Owner
     placement: Placement
+    #: SHA-256 of the cluster's pod credential (:mod:`modelcluster.api.pod_auth`): the pods answer only to it.
+    credential_sha256: str | None = None
 
     @property
     def name(self) -> str:

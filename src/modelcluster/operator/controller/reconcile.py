@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelcluster.api import ModelClusterStatus
+from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import ClusterApi, KubeError
 from modelcluster.operator.builders.children import (
@@ -119,9 +120,11 @@ class Reconciler:
     catalog: Catalog
     pods: PodOptions
     unschedulable_deadline: timedelta
+    #: Signs the pods' credentials; None only in tests of other things (the pods then answer anyone).
+    credentials: CredentialIssuer | None = None
 
     def plan(self, body: Mapping[str, Any], now: datetime) -> Plan:
-        return plan(body, self.catalog, self.pods, now)
+        return plan(body, self.catalog, self.pods, now, self.credentials)
 
     def _decide(
         self, desired: Body, live: Body | None, kind: str, memory: Memory
