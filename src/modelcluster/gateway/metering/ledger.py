@@ -38,14 +38,14 @@ DROP_LOG_INTERVAL_S = 10.0
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``).
 
-    An SQLite file gets its directory made, WAL journaling and a busy timeout (the writer and the readers
-    of one gateway share it).
+    An SQLite file gets its directory made, WAL journaling and a busy timeout, and one connection.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        # One connection: the writer, the spend reads and the usage reads of one gateway take turns on it.
+        engine = create_async_engine(parsed, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(connection: Any, record: Any) -> None:
