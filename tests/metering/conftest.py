@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from support.postgres import PostgresServer, remove, start_postgres
+from support.postgres import USER, PostgresServer, remove, start_postgres
 
 
 @pytest.fixture(scope="session")
@@ -24,15 +23,8 @@ def postgres() -> Iterator[PostgresServer]:
 
 def fresh_database(server: PostgresServer) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(host="127.0.0.1", port=server.port, user="modelcluster", database="postgres")
-        try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
+    argv = [str(server.bin / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", USER, name]
+    subprocess.run(argv, check=True, capture_output=True)
     return server.url.rsplit("/", 1)[0] + "/" + name
 
 

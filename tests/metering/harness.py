@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
 from modelcluster.api.metering import INFERENCE_SECONDS_HEADER
 from modelcluster.api.naming import object_name
@@ -49,15 +50,24 @@ async def pod_run(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     await asyncio.sleep(0.002)
     if "messages" not in body:
-        return web.json_response({"error": None, "output": [0.1, 0.2]}, headers={INFERENCE_SECONDS_HEADER: repr(POD_SECONDS)})
+        return web.json_response(
+            {"error": None, "output": [0.1, 0.2]}, headers={INFERENCE_SECONDS_HEADER: repr(POD_SECONDS)}
+        )
     if not body.get("stream"):
         headers = {INFERENCE_SECONDS_HEADER: repr(POD_SECONDS), "X-Prompt-Tokens": "5", "X-Completion-Tokens": "2"}
-        return web.json_response({"error": None, "output": {"role": "assistant", "content": "hi there"}}, headers=headers)
+        return web.json_response(
+            {"error": None, "output": {"role": "assistant", "content": "hi there"}}, headers=headers
+        )
     out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await out.prepare(request)
     for text in ("hi", " there"):
         await out.write(f"data: {json.dumps({'error': None, 'output': text})}\n\n".encode())
-    last = {"error": None, "output": "", "usage": {"prompt_tokens": 5, "completion_tokens": 2}, "inference_seconds": POD_SECONDS}
+    last = {
+        "error": None,
+        "output": "",
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+        "inference_seconds": POD_SECONDS,
+    }
     await out.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
     await out.write_eof()
     return out
@@ -145,6 +155,9 @@ def new_keys(*tenants: str) -> dict[str, str]:
     return {tenant: generate_key() for tenant in tenants}
 
 
-async def post(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], body: Any) -> tuple[int, dict[str, str], bytes]:
+async def post(
+    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], body: Any
+) -> tuple[int, CIMultiDict[str], bytes]:
+    """The status, headers (case-insensitive) and body of a POST."""
     async with session.post(url, json=body, headers=dict(headers)) as response:
-        return response.status, dict(response.headers), await response.read()
+        return response.status, CIMultiDict(response.headers), await response.read()

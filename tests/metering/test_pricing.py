@@ -86,7 +86,9 @@ def test_cost_is_price_times_time(price: float, seconds: float, expected: float)
 
 def test_a_reading_renders_figures_that_read_back_exactly(catalog: Catalog) -> None:
     figures = reading(meter_of(catalog, "Qwen/Qwen3-4B", "chat"), 0.123456789).headers()
-    price, seconds, charged = (float(figures[h]) for h in ("X-Inference-Meter-Price", "X-Inference-Time", "X-Inference-Cost"))
+    price, seconds, charged = (
+        float(figures[h]) for h in ("X-Inference-Meter-Price", "X-Inference-Time", "X-Inference-Cost")
+    )
     assert charged == price * seconds
     assert MeterReading("m", 1.0, 2.0, 2.0).usage_fields() == {
         "meter": "m", "meter_price": 1.0, "inference_time": 2.0, "inference_cost": 2.0
@@ -94,7 +96,8 @@ def test_a_reading_renders_figures_that_read_back_exactly(catalog: Catalog) -> N
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [("0.25", 0.25), (1, 1.0), ("-1", None), ("nan", None), ("inf", None), ("x", None), (True, None)]
+    ("value", "expected"),
+    [("0.25", 0.25), (1, 1.0), ("-1", None), ("nan", None), ("inf", None), ("x", None), (True, None)],
 )
 def test_seconds_from_a_peer(value: object, expected: float | None) -> None:
     assert parse_seconds(value) == expected

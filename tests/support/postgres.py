@@ -46,7 +46,9 @@ class PostgresServer:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start"
+        )
 
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
@@ -64,8 +66,15 @@ def start_postgres() -> PostgresServer:
 
 def remove(server: PostgresServer) -> None:
     subprocess.run(
-        [*(["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []), str(server.bin / "pg_ctl"), "-D",
-         str(server.data), "-m", "immediate", "stop"],
+        [
+            *(["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []),
+            str(server.bin / "pg_ctl"),
+            "-D",
+            str(server.data),
+            "-m",
+            "immediate",
+            "stop",
+        ],
         capture_output=True,
         check=False,
     )

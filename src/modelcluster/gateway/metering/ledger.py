@@ -85,6 +85,7 @@ class Ledger:
         self.migrated = False
         self._buffer: deque[UsageRecord] = deque()
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._dropped_unlogged = 0
@@ -119,10 +120,15 @@ class Ledger:
 
     async def stop(self, deadline_s: float = 20.0) -> None:
         """Stop the writer and write every buffered row (until ``deadline_s``, then log what is lost)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
         deadline = time.monotonic() + deadline_s
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            # The writer ends after the batch it is writing (cancelling a write midway can wedge a connection).
+            done, _ = await asyncio.wait({self._task}, timeout=deadline_s / 2)
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
         delay = 0.1
         while self._buffer and time.monotonic() < deadline:
             if not self.migrated and not await self._migrate():
@@ -146,14 +152,22 @@ class Ledger:
         self.migrated = True
         return True
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the ledger is stopping."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
     async def _run(self) -> None:
         delay = 0.2
-        while not self.migrated:
+        while not self.migrated and not self._stopping.is_set():
             if not await self._migrate():
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, 2.0)
         delay = 0.2
-        while True:
+        while not self._stopping.is_set():
             if len(self._buffer) < self.batch_size:
                 try:
                     async with asyncio.timeout(self.flush_interval_s):
@@ -161,11 +175,11 @@ class Ledger:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            while self._buffer:
+            while self._buffer and not self._stopping.is_set():
                 if await self.flush_batch():
                     delay = 0.2
                     continue
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, 2.0)
 
     async def flush_batch(self) -> bool:
