@@ -190,6 +190,8 @@ class GatewayProcess:
             extra=self.extra_args,
         )
         env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        # Each gateway under test keeps its own usage ledger, in its working directory.
+        env.setdefault("MODELCLUSTER_GATEWAY_LEDGER_URL", f"sqlite+aiosqlite:///{self.workdir / 'usage.sqlite'}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")
