@@ -286,3 +286,34 @@ async def test_a_tenant_reads_only_its_own_usage(catalog: Catalog, ledger_url: s
     finally:
         await replica.close()
         await pod.close()
+
+
+async def test_the_usage_command_reads_every_tenant_or_one(catalog: Catalog, ledger_url: str) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pod = await start_pod()
+    replica = await start_replica(catalog, pod, ledger_url, new_keys("acme", "umbrella"), flush_interval_s=0.1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for tenant in ("acme", "acme", "umbrella"):
+                await post(session, replica.url + MODEL, replica.headers(tenant), EMBED)
+    finally:
+        await replica.close()
+        await pod.close()
+    command = [str(Path(sys.executable).with_name("modelcluster")), "usage", f"--ledger-url={ledger_url}"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+
+    everyone = await asyncio.to_thread(run, "-o", "json")
+    assert everyone.returncode == 0, everyone.stderr
+    assert {row["tenant"]: row["requests"] for row in json.loads(everyone.stdout)} == {"acme": 2, "umbrella": 1}
+    one = await asyncio.to_thread(run, "--tenant=umbrella", "--group-by=model", "-o", "json")
+    assert [(row["model"], row["requests"]) for row in json.loads(one.stdout)] == [(MODEL, 1)]
+    table = await asyncio.to_thread(run, "--since=2020-01-01", "--until=2020-06-01")
+    assert table.returncode == 0 and table.stdout.split()[:2] == ["TENANT", "REQUESTS"]
+    bad = await asyncio.to_thread(run, "--since=yesterday")
+    assert bad.returncode == 2 and "not a date" in bad.stderr
