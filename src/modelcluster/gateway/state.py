@@ -23,6 +23,7 @@ from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.gateway.tenants import TenantTable
 from modelcluster.kube.client import Kube
 from modelcluster.kube.index import ClusterTable
 from modelcluster.kube.objects import ClusterKey, metadata_of
@@ -51,6 +52,7 @@ class Gateway:
     kube: Kube
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     endpoints: EndpointTable = field(default_factory=EndpointTable)
+    tenants: TenantTable = field(default_factory=TenantTable)
     clusters: ClusterTable = field(init=False)
     demand: Demand = field(init=False)
     router: Router = field(init=False)

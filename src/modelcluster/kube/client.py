@@ -19,6 +19,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from modelcluster.api import GROUP, KIND, PLURAL, VERSION
+from modelcluster.api.tenant import TENANT_PLURAL
 from modelcluster.kube.objects import Body
 
 APPLY = "application/apply-patch+yaml"
@@ -230,6 +231,9 @@ class Kube:
 
     def list_all_clusters(self, **kwargs: Any) -> Awaitable[Any]:
         return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+
+    def list_tenants(self, **kwargs: Any) -> Awaitable[Any]:
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL, **kwargs)
 
     def list_all_endpoint_slices(self, **kwargs: Any) -> Awaitable[Any]:
         return self.discovery.list_endpoint_slice_for_all_namespaces(**kwargs)
