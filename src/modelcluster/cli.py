@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "keys": "modelcluster.gateway.keys_cli:keys",
     "operator": "modelcluster.operator.cli:operator",
     "runtime": "modelcluster.runtime.cli:runtime",
+    "tenants": "modelcluster.gateway.tenants_cli:tenants",
 }
 
 
