@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "usage": "modelcluster.gateway.metering.cli:usage",
     "operator": "modelcluster.operator.cli:operator",
     "runtime": "modelcluster.runtime.cli:runtime",
+    "tenants": "modelcluster.gateway.tenants_cli:tenants",
 }
 
 

@@ -144,3 +144,24 @@ def test_usage_query_defaults_and_dates() -> None:
     assert (query.end - query.start).days == 30 and query.group_by == "model"
     query = usage_query({"start": "2026-12-01", "end": "2026-12-02T00:00:00+02:00", "groupBy": "day"}, NOW)
     assert query.start == datetime(2026, 12, 1, tzinfo=UTC) and query.end == datetime(2026, 12, 1, 22, tzinfo=UTC)
+
+
+def test_budgets_come_from_the_tenants_then_the_settings() -> None:
+    from modelcluster.gateway.metering.budgets import StaticBudgets, TenantBudgets
+    from modelcluster.gateway.tenants import TenantTable
+
+    table = TenantTable()
+    table.reset(
+        [
+            {
+                "metadata": {"name": "acme"},
+                "spec": {"namespace": "acme-ns", "budget": {"amount": 12.5, "period": "week"}},
+            },
+            {"metadata": {"name": "free"}, "spec": {}},
+        ]
+    )
+    source = TenantBudgets(table, StaticBudgets({"legacy": Budget(amount=1, period="day")}))
+    assert source.budget_of("acme-ns") == Budget(amount=12.5, period="week")
+    assert source.budget_of("free") is None
+    assert source.budget_of("legacy") == Budget(amount=1, period="day")
+    assert sorted(source.budgeted()) == ["acme-ns", "legacy"]

@@ -188,3 +188,10 @@ class InternalError(ApiError):
 
     status_code = 500
     kind = "internal"
+
+
+class QuotaExceeded(ApiError):
+    """A cluster write that would take the tenant past one of its quotas (ModelClusters, replicas, GPUs)."""
+
+    status_code = 403
+    kind = "quota_exceeded"

@@ -17,10 +17,11 @@ import yaml
 
 from modelcluster.api import GROUP, KIND, VERSION
 from modelcluster.api.naming import object_name
-from modelcluster.crd.definition import render_crd
+from modelcluster.crd.definition import render_all_crds
 from modelcluster.gateway.tenancy import tenant_labels
 
 CRD_NAME = "modelclusters.modelcluster.dev"
+TENANT_CRD_NAME = "tenants.modelcluster.dev"
 SYSTEM_NAMESPACE = "modelcluster-system"
 PART_OF = {"app.kubernetes.io/part-of": "modelcluster"}
 
@@ -51,8 +52,8 @@ def install(kubectl: KubectlRun, namespaces: Sequence[str] = (SYSTEM_NAMESPACE,)
     bodies = namespace_bodies(namespaces, tenants)
     if bodies:
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(bodies, sort_keys=False))
-    kubectl("apply", "--server-side", "-f", "-", stdin=render_crd())
-    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}")
+    kubectl("apply", "--server-side", "-f", "-", stdin=render_all_crds())
+    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", f"crd/{TENANT_CRD_NAME}")
 
 
 def operator_argv(

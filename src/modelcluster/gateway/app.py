@@ -202,6 +202,7 @@ def _lifecycle(
         await gateway.proxy.start()
         await keys.start(api_client)
         clusters_synced, endpoints_synced, services_synced = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tenants_synced = asyncio.Event()
         kube = gateway.kube
         tasks = [
             # The operator's Services: a slice routes only when its Service is the cluster's own child.
@@ -218,6 +219,8 @@ def _lifecycle(
             asyncio.create_task(
                 run_informer(kube, kube.list_all_clusters, gateway.clusters, clusters_synced, "ModelClusters")
             ),
+            # Tenants (quotas, budgets): gateway/tenants.py.
+            asyncio.create_task(run_informer(kube, kube.list_tenants, gateway.tenants, tenants_synced, "Tenants")),
             asyncio.create_task(
                 run_informer(
                     kube,
@@ -229,7 +232,7 @@ def _lifecycle(
                 )
             ),
         ]
-        synced = (clusters_synced.wait(), endpoints_synced.wait(), services_synced.wait())
+        synced = (clusters_synced.wait(), endpoints_synced.wait(), services_synced.wait(), tenants_synced.wait())
         await asyncio.wait_for(asyncio.gather(*synced), timeout=60)
         logger.info("gateway ready: %d API keys, watching ModelClusters, Services and EndpointSlices", len(keys))
         try:

@@ -15,6 +15,7 @@ from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
 from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.metering.http import METERING, draft_of, meter_headers, observe_upstream, set_meter
+from modelcluster.gateway.quotas import merged_spec
 from modelcluster.gateway.state import TENANT, Gateway, Target
 from modelcluster.kube.objects import own_key, rfc3339_from_timestamp
 
@@ -104,6 +105,7 @@ async def patch_cluster(request: web.Request) -> web.Response:
     if target.cluster is None:
         raise NotFound(f"no cluster for {target.model_id}")
     patch = build_patch(body, target.task)
+    gateway.check_quota(target.key, merged_spec(target.cluster.get("spec") or {}, patch))
     namespace, name = target.key
     updated = await answered(
         gateway.kube.patch_cluster(namespace, name, patch), f"cluster for {target.model_id}", caller_body=True

@@ -11,7 +11,7 @@ from aiohttp import web
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import build_api_client, create_app, create_metrics_app
 from modelcluster.gateway.keystore import KeyStore
-from modelcluster.gateway.metering.budgets import StaticBudgets
+from modelcluster.gateway.metering.budgets import StaticBudgets, TenantBudgets
 from modelcluster.gateway.metering.ledger import Ledger, create_engine
 from modelcluster.gateway.metering.metrics import MeteringMetrics
 from modelcluster.gateway.metering.service import Metering
@@ -59,7 +59,7 @@ def build_metering(settings: GatewaySettings, gateway: Gateway) -> Metering:
         gateway.catalog,
         metrics,
         ledger,
-        StaticBudgets(settings.budgets),
+        TenantBudgets(gateway.tenants, StaticBudgets(settings.budgets)),
         budget_refresh_s=settings.budget_refresh_s,
     )
 

@@ -30,6 +30,14 @@ def _service(value: str | None) -> tuple[str, str] | None:
     return namespace, name
 
 
+def _reserved(lease: str, named: tuple[str, ...], gateway: tuple[str, str] | None) -> tuple[str, ...]:
+    """The operator's own namespaces no Tenant may have: the lease's, the gateway's and those named."""
+    found = [lease, *named]
+    if gateway is not None:
+        found.append(gateway[0])
+    return tuple(dict.fromkeys(found))
+
+
 @click.command()
 @click.option(
     "-n",
@@ -88,6 +96,19 @@ def _service(value: str | None) -> tuple[str, str] | None:
     help="NAMESPACE/NAME of the gateway metrics Service: its ready endpoints' /metrics (the Service's port named "
     "`metrics`, else 8083) are read each tick.",
 )
+@click.option(
+    "--tenants/--no-tenants",
+    default=None,
+    help="Reconcile Tenants into namespaces and ResourceQuotas (needs the cluster-wide RBAC). "
+    "Default: on when serving all namespaces.",
+)
+@click.option(
+    "--reserved-namespace",
+    "reserved_namespaces",
+    multiple=True,
+    envvar="MODELCLUSTER_RESERVED_NAMESPACES",
+    help="A namespace no Tenant may have (repeatable), besides the system ones and the lease namespace: the gateway's.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def operator(
     namespaces: tuple[str, ...],
@@ -104,6 +125,8 @@ def operator(
     scale_tick: float,
     gateway_urls: tuple[str, ...],
     gateway_service: str | None,
+    tenants: bool | None,
+    reserved_namespaces: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run the ModelCluster operator (in a pod, or against the cluster in KUBECONFIG)."""
@@ -127,6 +150,8 @@ def operator(
         )
         if autoscale
         else None,
+        tenants=not namespaces if tenants is None else tenants,
+        reserved_namespaces=_reserved(lease_namespace, reserved_namespaces, _service(gateway_service)),
     )
     from modelcluster.operator.controller.leader import LeaseNamespaceMissing
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running

@@ -47,6 +47,10 @@ class OperatorConfig:
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
     pods: PodOptions = field(default_factory=PodOptions)
     autoscaler: AutoscalerConfig | None = field(default_factory=AutoscalerConfig)  # None: replicas stay as created
+    #: Whether Tenants are reconciled (needs the cluster-wide namespace and ResourceQuota rules).
+    tenants: bool = True
+    #: Namespaces never given to a Tenant besides the system ones: the operator's and the gateway's.
+    reserved_namespaces: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:

@@ -5,8 +5,8 @@ tenant's spend: the ledger's sum for the period (re-read every few seconds by :m
 spend of every gateway replica counts), plus what this replica recorded since (not written yet, or written after
 the last read). The hot path (:meth:`SpendCache.exceeded`) makes no database call.
 
-Where budgets come from is a :class:`BudgetSource`: the gateway's settings (:class:`StaticBudgets`) until the
-Tenant resources give them.
+Where budgets come from is a :class:`BudgetSource`: the Tenant resources (:class:`TenantBudgets`), then the
+gateway's settings (:class:`StaticBudgets`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from modelcluster.api.errors import PaymentRequired
 from modelcluster.gateway.metering.ledger import DATABASE_ERRORS
 from modelcluster.gateway.metering.records import UsageRecord
 from modelcluster.gateway.metering.schema import usage
+from modelcluster.gateway.tenants import TenantTable
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,28 @@ class StaticBudgets:
 
     def budgeted(self) -> Iterable[str]:
         return self.budgets.keys()
+
+
+@dataclass(frozen=True)
+class TenantBudgets:
+    """Budgets from the Tenant resources (the gateway's Tenant table), by the tenant's namespace; then ``fallback``.
+
+    The usage of a request is the namespace's its key names, so a Tenant's budget covers its namespace.
+    """
+
+    tenants: TenantTable
+    fallback: BudgetSource = StaticBudgets({})
+
+    def budget_of(self, tenant: str) -> Budget | None:
+        found = self.tenants.for_namespace(tenant)
+        if found is not None and found.spec.budget is not None:
+            given = found.spec.budget
+            return Budget(amount=float(given.amount), period=given.period.value)
+        return self.fallback.budget_of(tenant)
+
+    def budgeted(self) -> Iterable[str]:
+        names = {tenant.namespace for tenant in self.tenants.all() if tenant.spec.budget is not None}
+        return sorted(names | set(self.fallback.budgeted()))
 
 
 def period_bounds(period: Period, now: datetime) -> tuple[datetime, datetime]:
