@@ -136,6 +136,8 @@ def test_gateway_rbac_reads_only_its_own_secrets() -> None:
         ("endpointslices", "watch"),
         ("services", "list"),
         ("services", "watch"),
+        ("tenants", "list"),
+        ("tenants", "watch"),
     }
     role = next(doc for doc in documents if doc["kind"] == "Role")
     assert role["metadata"]["namespace"] == "modelcluster-system"

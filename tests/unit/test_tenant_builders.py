@@ -20,6 +20,7 @@ from modelcluster.operator.builders.tenant import (
     parse_tenant,
     quota_body,
     tenant_status,
+    uncounted,
     usage_of,
 )
 
@@ -92,7 +93,13 @@ def test_quota_lists_the_set_quotas_and_is_owned_by_the_tenant() -> None:
 
 
 def test_status_ready_with_usage() -> None:
-    quota = {"status": {"used": {"count/modelclusters.modelcluster.dev": "1", "pods": "2"}}}
+    hard = {"count/modelclusters.modelcluster.dev": "3"}
+    pending = tenant_status(body("team-a"), NOW, quota={"spec": {"hard": hard}})
+    assert (pending.conditions[0].status, pending.conditions[0].reason) == (ConditionStatus.FALSE, "QuotaPending")
+    uncounted = {"spec": {"hard": hard}, "status": {"hard": hard, "used": {}}}
+    assert tenant_status(body("team-a"), NOW, quota=uncounted).conditions[0].reason == "QuotaPending"
+    used = {"count/modelclusters.modelcluster.dev": "1", "pods": "2"}
+    quota = {"spec": {"hard": hard}, "status": {"hard": hard, "used": used}}
     status = tenant_status(body("team-a"), NOW, quota=quota)
     assert status.namespace == "team-a"
     assert status.used is not None and (status.used.model_clusters, status.used.pods, status.used.gpus) == (1, 2, None)
@@ -114,3 +121,13 @@ def test_status_refused_keeps_its_transition_time() -> None:
     later = tenant_status({**body("t"), "status": first}, datetime(2027, 1, 1, tzinfo=UTC), refusal=refusal)
     assert later.conditions[0].last_transition_time == NOW
     assert "namespace" not in first
+
+
+def test_uncounted_resources_and_leaving_them_out() -> None:
+    hard = {"count/modelclusters.modelcluster.dev": "1", "pods": "3"}
+    quota = {"spec": {"hard": hard}, "status": {"hard": hard, "used": {"pods": "0"}}}
+    assert uncounted(quota) == ["count/modelclusters.modelcluster.dev"]
+    assert uncounted(None) == []
+    source = body("t", quotas={"modelClusters": 1, "pods": 3})
+    left = quota_body(tenant("t", quotas={"modelClusters": 1, "pods": 3}), source, leave_out=uncounted(quota))
+    assert left["spec"]["hard"] == {"pods": "3"}

@@ -91,7 +91,7 @@ class TenantSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "(has(self.namespace) ? self.namespace : '') == (has(oldSelf.namespace) ? oldSelf.namespace : '')",
+                    "has(self.namespace) == has(oldSelf.namespace)",
                     "namespace is immutable; create another Tenant for another namespace",
                 )
             ]
@@ -104,6 +104,11 @@ class TenantSpec(_Model):
         max_length=63,
         pattern=NAMESPACE_PATTERN,
         description="The tenant's namespace (default: the Tenant's name). Immutable. Never a system namespace.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self == oldSelf", "namespace is immutable; create another Tenant for another namespace")
+            ]
+        },
     )
     quotas: TenantQuotas = Field(default_factory=TenantQuotas, description=TenantQuotas.__doc__)
     budget: TenantBudget | None = Field(default=None, description=TenantBudget.__doc__)

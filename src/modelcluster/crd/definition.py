@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from modelcluster.api import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, ModelClusterSpec, ModelClusterStatus
 from modelcluster.api.tenant import (
+    NAMESPACE_PATTERN,
     TENANT_KIND,
     TENANT_PLURAL,
     TENANT_SINGULAR,
@@ -119,17 +120,18 @@ TENANT_PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 #: The namespaces the apiserver itself refuses for a tenant (the operator refuses the rest, by name).
-_TENANT_NAMESPACE = "(has(self.spec.namespace) ? self.spec.namespace : self.metadata.name)"
 TENANT_RULES: list[dict[str, Any]] = [
     {
-        "rule": f"!{_TENANT_NAMESPACE}.startsWith('kube-') && {_TENANT_NAMESPACE} != 'default'",
+        "rule": "has(self.spec.namespace) ? (!self.spec.namespace.startsWith('kube-') && self.spec.namespace != "
+        "'default') : (!self.metadata.name.startsWith('kube-') && self.metadata.name != 'default')",
         "message": "a tenant's namespace is never a system namespace (default, kube-*)",
     },
-    {
-        "rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')",
-        "message": "a tenant's name must be a DNS-1123 label (its default namespace)",
-    },
 ]
+#: The Tenant's name is its default namespace: a DNS-1123 label.
+TENANT_METADATA: JsonSchema = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 63, "pattern": NAMESPACE_PATTERN}},
+}
 
 
 def tenant_open_api_schema() -> JsonSchema:
@@ -141,7 +143,7 @@ def tenant_open_api_schema() -> JsonSchema:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": TENANT_METADATA,
             "spec": {**_model_schema(TenantSpec), "default": {}},
             "status": _model_schema(TenantStatus),
         },

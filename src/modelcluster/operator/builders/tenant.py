@@ -44,6 +44,7 @@ NAMESPACE_IN_USE = "NamespaceInUse"
 NAMESPACE_TAKEN = "NamespaceTaken"
 INVALID_SPEC = "InvalidSpec"
 RECONCILED = "Reconciled"
+QUOTA_PENDING = "QuotaPending"
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,8 @@ def quota_hard(tenant: Tenant) -> dict[str, str]:
     return hard
 
 
-def quota_body(tenant: Tenant, body: Mapping[str, Any]) -> Body:
-    """The tenant's ResourceQuota, owned by the Tenant ``body``."""
+def quota_body(tenant: Tenant, body: Mapping[str, Any], leave_out: Collection[str] = ()) -> Body:
+    """The tenant's ResourceQuota, owned by the Tenant ``body`` (without the resources ``leave_out``)."""
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -152,7 +153,7 @@ def quota_body(tenant: Tenant, body: Mapping[str, Any]) -> Body:
             "labels": {PART_OF: PART_OF_NAME, MANAGED_BY: MANAGER},
             "ownerReferences": [owner_reference(body)],
         },
-        "spec": {"hard": quota_hard(tenant)},
+        "spec": {"hard": {key: value for key, value in quota_hard(tenant).items() if key not in leave_out}},
     }
 
 
@@ -174,6 +175,34 @@ def usage_of(quota: Mapping[str, Any] | None) -> TenantUsage | None:
     return TenantUsage(
         model_clusters=_count(used, QUOTA_MODEL_CLUSTERS), gpus=_count(used, QUOTA_GPUS), pods=_count(used, QUOTA_PODS)
     )
+
+
+def uncounted(quota: Mapping[str, Any] | None) -> list[str]:
+    """The resources of the ResourceQuota's ``spec.hard`` its ``status.used`` lacks.
+
+    The quota controller counts a custom resource (``count/modelclusters.modelcluster.dev``) only once it has
+    discovered its CRD, and counts a ResourceQuota again only when its ``spec.hard`` changes (or at its full
+    resync, every five minutes): a quota made within seconds of the CRD stays uncounted that long, and the
+    apiserver refuses every ModelCluster meanwhile. Leaving those resources out of one apply and putting them
+    back in the next (:func:`quota_body` with ``leave_out``) has the controller count them at once.
+    """
+    if quota is None:
+        return []
+    hard = (quota.get("spec") or {}).get("hard") or {}
+    used = (quota.get("status") or {}).get("used") or {}
+    return sorted(resource for resource in hard if resource not in used)
+
+
+def quota_counted(quota: Mapping[str, Any] | None) -> bool:
+    """Whether the quota controller has counted the ResourceQuota as it now is: ``status.hard`` is ``spec.hard``
+    and ``status.used`` has every resource (a custom resource's count shows only once the controller monitors it;
+    until then the apiserver refuses such objects with "status unknown for quota")."""
+    if quota is None:
+        return False
+    hard = (quota.get("spec") or {}).get("hard") or {}
+    status = quota.get("status") or {}
+    used = status.get("used") or {}
+    return (status.get("hard") or {}) == hard and all(resource in used for resource in hard)
 
 
 def _ready(
@@ -204,8 +233,13 @@ def tenant_status(
         return TenantStatus(observed_generation=generation, conditions=[condition])
     tenant = parse_tenant(body)
     assert isinstance(tenant, Tenant)
-    message = f"namespace {tenant.namespace} and ResourceQuota {QUOTA_NAME} are in place"
-    condition = _ready(ConditionStatus.TRUE, RECONCILED, message, generation, previous, now)
+    if quota_counted(quota):
+        message = f"namespace {tenant.namespace} and ResourceQuota {QUOTA_NAME} are in place"
+        condition = _ready(ConditionStatus.TRUE, RECONCILED, message, generation, previous, now)
+    else:
+        # Until the quota controller has counted the namespace, the apiserver refuses every object the quota covers.
+        message = f"waiting for the quota controller to count ResourceQuota {QUOTA_NAME} in {tenant.namespace}"
+        condition = _ready(ConditionStatus.FALSE, QUOTA_PENDING, message, generation, previous, now)
     return TenantStatus(
         namespace=tenant.namespace, used=usage_of(quota), observed_generation=generation, conditions=[condition]
     )

@@ -22,6 +22,7 @@ from modelcluster.api.tenancy import is_tenant_namespace
 from modelcluster.kube.client import Kube, KubeError
 from modelcluster.kube.objects import Body, labels_of, metadata_of
 from modelcluster.operator.builders.tenant import (
+    QUOTA_PENDING,
     Refusal,
     claimed_by_another,
     in_use_refusal,
@@ -30,6 +31,7 @@ from modelcluster.operator.builders.tenant import (
     parse_tenant,
     quota_body,
     tenant_status,
+    uncounted,
 )
 from modelcluster.operator.controller.queue import WorkQueue
 
@@ -38,6 +40,10 @@ logger = logging.getLogger(__name__)
 FIELD_MANAGER = field_managers.OPERATOR
 #: Seconds between two looks at a Tenant with nothing new: its status reports the quota's counts this fresh.
 RESYNC_SECONDS = 15.0
+#: Seconds between looks while the quota controller has not counted a new or changed ResourceQuota yet.
+PENDING_SECONDS = 1.0
+#: Seconds a quota may stay uncounted (the controller discovers a new CRD within 30 s) before it is nudged.
+RECOUNT_SECONDS = 5.0
 #: Pods and Deployments the operator made are the tenant's own, never "someone else's workloads".
 FOREIGN_SELECTOR = ",".join(f"{key}!={value}" for key, value in MANAGED_SELECTOR.items())
 _NO_NAMESPACE = ""
@@ -57,6 +63,8 @@ class TenantController:
     clock: Callable[[], datetime] = _now
     tenants: dict[str, Body] = field(default_factory=dict)
     queue: WorkQueue | None = None
+    #: Since when each Tenant's quota has resources uncounted (see :func:`~.builders.tenant.uncounted`).
+    _pending: dict[str, datetime] = field(default_factory=dict)
 
     def start(self) -> WorkQueue:
         """Create the queue (call inside the running loop)."""
@@ -70,6 +78,7 @@ class TenantController:
             return
         if kind == "DELETED":
             self.tenants.pop(name, None)
+            self._pending.pop(name, None)
             # Its ResourceQuota goes with it (owner reference); another Tenant waiting for the namespace may take it.
             for other in list(self.tenants):
                 self._request(other)
@@ -93,6 +102,8 @@ class TenantController:
             if error.status == 404 and name not in self.tenants:
                 return None  # deleted meanwhile
             raise
+        if any(c.get("reason") == QUOTA_PENDING for c in status.get("conditions") or []):
+            return PENDING_SECONDS
         return RESYNC_SECONDS
 
     async def _reconcile(self, body: Body) -> Body:
@@ -116,7 +127,22 @@ class TenantController:
             logger.info("Tenant %s: %s namespace %s", tenant.name, "adopting" if existing else "creating", namespace)
         await self.kube.apply_namespace(namespace_body(tenant), FIELD_MANAGER)
         quota = await self.kube.apply_resource_quota(quota_body(tenant, body), FIELD_MANAGER)
+        missing = uncounted(quota)
+        if not missing:
+            self._pending.pop(tenant.name, None)
+        elif self._due_for_recount(tenant.name, now):
+            logger.info("Tenant %s: having the quota controller count %s", tenant.name, ", ".join(missing))
+            await self.kube.apply_resource_quota(quota_body(tenant, body, leave_out=missing), FIELD_MANAGER)
+            quota = await self.kube.apply_resource_quota(quota_body(tenant, body), FIELD_MANAGER)
         return tenant_status(body, now, quota=quota).to_k8s()
+
+    def _due_for_recount(self, name: str, now: datetime) -> bool:
+        """Whether a quota uncounted since the first look is overdue (each :data:`RECOUNT_SECONDS`)."""
+        since = self._pending.setdefault(name, now)
+        if (now - since).total_seconds() < RECOUNT_SECONDS:
+            return False
+        self._pending[name] = now
+        return True
 
     def _refused(self, body: Body, refusal: Refusal, now: datetime) -> Body:
         name = metadata_of(body).get("name")
