@@ -438,7 +438,9 @@ def start_system(work: Path, processes: Processes) -> System:
 
     def run_kubectl(*command: str, stdin: str | None = None) -> None:
         argv = [str(ensure_tools().kubectl), f"--kubeconfig={kubeconfig}", *command]
-        subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True)
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(command)}: {done.stderr.strip()}")
 
     system.install(run_kubectl, namespaces=(KEY_NAMESPACE,))
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))

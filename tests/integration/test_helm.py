@@ -445,3 +445,23 @@ def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
     ]
     assert leftovers == []
     assert k8s.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition("modelclusters.modelcluster.dev")
+
+
+def _gateway_container(values: list[str]) -> dict[str, Any]:
+    deployment = next(d for d in of_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("gateway"))
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["volumes"] = deployment["spec"]["template"]["spec"]["volumes"]
+    return container
+
+
+def test_the_ledger_url_comes_from_a_secret_else_an_sqlite_file() -> None:
+    shared = _gateway_container(["--set=gateway.ledger.urlSecret.name=ledger-db"])
+    env = {item["name"]: item for item in shared["env"]}
+    ref = env["MODELCLUSTER_GATEWAY_LEDGER_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "ledger-db", "key": "url"}
+    assert "ledger" not in {volume["name"] for volume in shared["volumes"]}
+    alone = _gateway_container([])
+    env = {item["name"]: item for item in alone["env"]}
+    assert env["MODELCLUSTER_GATEWAY_LEDGER_URL"]["value"].startswith("sqlite+aiosqlite:////var/lib/modelcluster/")
+    assert {"name": "ledger", "mountPath": "/var/lib/modelcluster/ledger"} in alone["volumeMounts"]
+    assert helm("template", "mc", str(CHART), "--set=gateway.ledger.urlSecret.key=").returncode != 0
