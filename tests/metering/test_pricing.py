@@ -165,3 +165,23 @@ def test_budgets_come_from_the_tenants_then_the_settings() -> None:
     assert source.budget_of("free") is None
     assert source.budget_of("legacy") == Budget(amount=1, period="day")
     assert sorted(source.budgeted()) == ["acme-ns", "legacy"]
+
+
+def test_a_closed_model_records_its_tokens_at_no_cost() -> None:
+    from datetime import datetime
+
+    from modelcluster.gateway.metering.http import provider_usage, reading_of
+    from modelcluster.gateway.metering.records import UsageDraft
+
+    draft = UsageDraft("r1", datetime.now(UTC), 0.0)
+    draft.inference_seconds = 1.5
+    provider_usage(draft, "openai/gpt-4o", "chat", "openai", 12, 30)
+    record = draft.record("acme", "k1", 200, 1.6)
+    assert (record.cluster, record.meter, record.cost, record.tokens_in, record.tokens_out) == (
+        "openai",
+        "none",
+        0.0,
+        12,
+        30,
+    )
+    assert reading_of(draft).cost == 0.0

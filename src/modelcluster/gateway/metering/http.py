@@ -25,7 +25,7 @@ from modelcluster.api.metering import (
     parse_seconds,
 )
 from modelcluster.api.streaming import TokenUsage, token_count
-from modelcluster.catalog.pricing import Meter, cost
+from modelcluster.catalog.pricing import FREE, Meter, cost
 from modelcluster.gateway.metering.records import UsageDraft
 from modelcluster.gateway.metering.service import Metering
 
@@ -50,6 +50,16 @@ def set_meter(draft: UsageDraft | None, model: str, task: str, cluster: str, met
         return
     draft.model, draft.task, draft.cluster = model, task, cluster
     draft.meter, draft.meter_price = meter.name, meter.price
+
+
+def provider_usage(
+    draft: UsageDraft | None, model: str, task: str, provider: str, tokens_in: int, tokens_out: int
+) -> None:
+    """A closed model's answer: the provider's token counts, cost 0 (the provider bills the caller's key)."""
+    if draft is None:
+        return
+    set_meter(draft, model, task, provider, FREE)
+    draft.tokens_in, draft.tokens_out = tokens_in, tokens_out
 
 
 def observe_upstream(draft: UsageDraft | None, status: int, headers: Mapping[str, str], elapsed: float) -> None:
