@@ -24,7 +24,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv uv host-tools prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
+.PHONY: help venv uv host-tools postgres-tools prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
 	images helm-lint
 
 help:
@@ -61,6 +61,18 @@ host-tools:
 		fi; \
 	fi
 
+# The ledger's tests run a real PostgreSQL server (Debian's postgresql: initdb and pg_ctl), installed once when missing.
+postgres-tools:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing postgresql with apt-get (the usage ledger's tests start a server)" >&2; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+				|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }; \
+		else \
+			echo "the ledger's tests need PostgreSQL's server binaries (Debian package postgresql): install them as root" >&2; exit 1; \
+		fi; \
+	fi
+
 $(STAMP): pyproject.toml uv.lock | uv
 	$(UV) sync --frozen --all-extras --python 3.11
 	@touch $@
@@ -69,13 +81,13 @@ venv: $(STAMP)
 
 # The first build of the control plane takes minutes: do it (with progress lines) before
 # pytest, whose per-test timeout would otherwise count it against the first cluster test.
-prebuild: $(STAMP) host-tools
+prebuild: $(STAMP) host-tools postgres-tools
 	@if [ -z "$$KUBECONFIG" ]; then $(UV) run --frozen --no-sync modelcluster cluster build; fi
 
 test: prebuild
 	$(UV) run --frozen --no-sync pytest
 
-test-unit: $(STAMP) host-tools
+test-unit: $(STAMP) host-tools postgres-tools
 	$(UV) run --frozen --no-sync pytest tests/unit
 
 test-integration: prebuild

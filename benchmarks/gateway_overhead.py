@@ -4,7 +4,8 @@ One trivial upstream (a pod of the local control plane answering ``POST /run``) 
 five ways with the same load generators, same body and same headers:
 
 - directly, at the pod's address;
-- through the gateway (``modelcluster gateway``: keys, routing, body check and metrics on);
+- through the gateway (``modelcluster gateway``: keys, routing, body check and metrics on, usage ledger off);
+- through a second gateway with its usage ledger on (an SQLite file; one row per request, written in batches);
 - through nginx (Debian's package, 1 worker, ``proxy_pass`` with an upstream keepalive pool);
 - through a bare aiohttp proxy (checks the Authorization header, forwards with one ClientSession);
 - through Ray Serve's HTTP proxy in front of a trivial deployment (answering itself, no pod).
@@ -66,7 +67,10 @@ TARGET_SHARE_OF_NGINX = 0.60
 GOOD_SHARE_OF_BARE = 0.90
 
 DIRECT, GATEWAY, NGINX, BARE, RAY = "direct", "gateway", "nginx", "bare aiohttp proxy", "Ray Serve proxy"
-PATH_ORDER = (DIRECT, GATEWAY, NGINX, BARE, RAY)
+LEDGER = "gateway, ledger on"
+PATH_ORDER = (DIRECT, GATEWAY, LEDGER, NGINX, BARE, RAY)
+TARGET_LEDGER_MAX_SHARE = 0.95
+TARGET_LEDGER_ADDED_P50_MS = 0.2
 
 STARTED = time.monotonic()
 
@@ -434,7 +438,9 @@ def start_system(work: Path, processes: Processes) -> System:
 
     def run_kubectl(*command: str, stdin: str | None = None) -> None:
         argv = [str(ensure_tools().kubectl), f"--kubeconfig={kubeconfig}", *command]
-        subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True)
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(command)}: {done.stderr.strip()}")
 
     signing_key = system.pod_auth_key(config.state_dir / "pod-auth-key")
     system.install(run_kubectl, namespaces=(KEY_NAMESPACE,), pod_auth=signing_key)
@@ -477,7 +483,7 @@ def start_system(work: Path, processes: Processes) -> System:
             extra=[f"--catalog={catalog}", "--hold-timeout=120"],
         ),
         gateway_log,
-        env,
+        {**env, "MODELCLUSTER_GATEWAY_LEDGER_URL": ""},  # the ledger off; LEDGER measures it on
     )
 
     def gateway_ready() -> bool:
@@ -516,6 +522,39 @@ def start_system(work: Path, processes: Processes) -> System:
         raise RuntimeError("the gateway answered but no pod is Ready")
     progress(f"pod ready at {pod_ip}:{UPSTREAM_PORT}")
     return System(kubeconfig, gateway_url, gateway_log, key, pod_ip)
+
+
+def start_ledger_gateway(work: Path, processes: Processes, system: System) -> str:
+    """A second gateway over the same cluster and keys, with its usage ledger on (an SQLite file in ``work``)."""
+    from modelcluster.devcluster import system as devsystem
+
+    _, catalog = write_inputs(work)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = work / "gateway-ledger.log"
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(system.kubeconfig),
+        MODELCLUSTER_GATEWAY_LEDGER_URL=f"sqlite+aiosqlite:///{work / 'usage.sqlite'}",
+    )
+    argv = devsystem.gateway_argv(
+        devsystem.executable(),
+        port=port,
+        metrics_port=free_port(),
+        host="127.0.0.1",
+        key_namespace=KEY_NAMESPACE,
+        extra=[f"--catalog={catalog}", "--hold-timeout=120"],
+    )
+    process = processes.start(LEDGER, argv, log, env)
+    headers = {"Authorization": f"Key {system.key}"}
+
+    def ready() -> bool:
+        alive(process, "the gateway with its ledger", log)
+        return http_status("POST", f"{url}/models/v2/{MODEL}", headers, BODY) == 200
+
+    progress("waiting for the gateway with its ledger on ...")
+    wait_for(ready, 60, "the gateway with its ledger to answer")
+    return f"{url}/models/v2/{MODEL}"
 
 
 def start_nginx(work: Path, processes: Processes, pod: str) -> str:
@@ -820,6 +859,7 @@ def print_report(
             print(f"{name}: status codes {failures} errors {errors[:3]}")
 
     print_targets(results, args)
+    print_ledger_targets(results)
     print_gateway_log(gateway_log)
 
 
@@ -858,6 +898,29 @@ def print_targets(results: dict[str, PathResults], args: argparse.Namespace) -> 
             f"  max as a share of the bare aiohttp proxy's (mean of rounds; >= {100 * GOOD_SHARE_OF_BARE:.0f} % is "
             f"good): {100 * share:.0f} %  {verdict(share >= GOOD_SHARE_OF_BARE)}"
         )
+
+
+def print_ledger_targets(results: dict[str, PathResults]) -> None:
+    """The gateway with its usage ledger on against the gateway with it off, same run, same rounds."""
+    off, on = results.get(GATEWAY), results.get(LEDGER)
+    if off is None or on is None or not off.maximum or not on.maximum:
+        return
+    print("Targets (usage ledger on vs off):")
+    share = mean_max(on) / max(mean_max(off), 1e-9)
+    print(
+        f"  max req/s: on {mean_max(on):,.0f}, off {mean_max(off):,.0f} ({100 * share:.1f} %; within "
+        f"{100 * (1 - TARGET_LEDGER_MAX_SHARE):.0f} %)  {verdict(share >= TARGET_LEDGER_MAX_SHARE)}"
+    )
+    add_on, add_off = added(on, results[DIRECT], "p50_ms"), added(off, results[DIRECT], "p50_ms")
+    if add_on and add_off:
+        gap = statistics.mean(add_on) - statistics.mean(add_off)
+        print(
+            f"  added p50: on {statistics.mean(add_on):+.3f} ms, off {statistics.mean(add_off):+.3f} ms "
+            f"(gap {gap:+.3f} ms; within {TARGET_LEDGER_ADDED_P50_MS:g} ms)  "
+            f"{verdict(abs(gap) <= TARGET_LEDGER_ADDED_P50_MS)}"
+        )
+    else:
+        print("  added p50: not measured (a maximum below the rate)")
 
 
 def print_gateway_log(gateway_log: Path) -> None:
@@ -937,6 +1000,7 @@ def run(args: argparse.Namespace) -> None:
         urls = {
             DIRECT: f"http://{pod}/run",
             GATEWAY: f"{system.gateway_url}/models/v2/{MODEL}",
+            LEDGER: start_ledger_gateway(work, processes, system),
             NGINX: start_nginx(work, processes, pod),
             BARE: start_bare_proxy(work, processes, pod, system.key),
         }

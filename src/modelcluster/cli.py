@@ -17,8 +17,10 @@ SUBCOMMANDS: dict[str, str] = {
     "dev": "modelcluster.devcluster.devsystem:dev",
     "gateway": "modelcluster.gateway.cli:gateway",
     "keys": "modelcluster.gateway.keys_cli:keys",
+    "usage": "modelcluster.gateway.metering.cli:usage",
     "operator": "modelcluster.operator.cli:operator",
     "runtime": "modelcluster.runtime.cli:runtime",
+    "tenants": "modelcluster.gateway.tenants_cli:tenants",
 }
 
 

@@ -24,10 +24,11 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import dynamic
 
+from modelcluster.api import Tenant
 from modelcluster.api.pod_auth import MIN_SIGNING_KEY_LENGTH, SIGNING_KEY_ENV
 from modelcluster.api.tenant_policy import POLICY_NAME, TenantPolicyConfig, build_tenant_policy
 from modelcluster.catalog.loader import load_catalog
-from modelcluster.crd import render_crd
+from modelcluster.crd import render_crd, render_tenant_crd
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.gateway.keys import key_id_of
 
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelcluster"
 KUBERNETES_VERSION = "1.34.0"
 #: Kinds defined by CRDs of other projects: kubernetes-validate has no schema for them.
-FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("modelcluster.dev/v1alpha1", "Tenant")}
 #: Seconds the installed pods may take to run and turn Ready (two Python processes on a loaded machine).
 READY_DEADLINE = 90
 
@@ -62,6 +63,10 @@ VALUE_SETS: dict[str, list[str]] = {
     ],
     "namespaced": ["--set=watchNamespaces={team-a,team-b}"],
     "no-gateway": ["--set=gateway.enabled=false", "--set=operator.autoscaler.enabled=false"],
+    "tenants": [
+        '--set-json=tenants=[{"name": "team-a", "quotas": {"modelClusters": 2, "gpus": 0}, '
+        '"budget": {"amount": 12.5, "period": "week"}}, {"name": "team-b", "namespace": "ns-b"}]'
+    ],
 }
 
 
@@ -120,6 +125,32 @@ def test_rendered_objects_match_the_kubernetes_schemas(name: str) -> None:
 
 def test_the_chart_crd_is_the_generated_one() -> None:
     assert (CHART / "crds" / "modelclusters.yaml").read_text(encoding="utf-8") == render_crd()
+    assert (CHART / "crds" / "tenants.yaml").read_text(encoding="utf-8") == render_tenant_crd()
+
+
+def test_tenants_declared_in_values_render_as_tenants() -> None:
+    tenants = {doc["metadata"]["name"]: doc for doc in of_kind(render(VALUE_SETS["tenants"]), "Tenant")}
+    assert set(tenants) == {"team-a", "team-b"}
+    a, b = Tenant.from_k8s(tenants["team-a"]), Tenant.from_k8s(tenants["team-b"])
+    assert (a.namespace, a.spec.quotas.model_clusters, a.spec.quotas.gpus) == ("team-a", 2, 0)
+    assert a.spec.budget is not None and (str(a.spec.budget.amount), a.spec.budget.period.value) == ("12.5", "week")
+    assert b.namespace == "ns-b" and b.spec.budget is None
+    assert not of_kind(render([]), "Tenant")
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    [
+        '{"name": "a", "quotas": {"gpus": -1}}',
+        '{"name": "a", "quotas": {"gpus": "two"}}',
+        '{"name": "a", "budget": {"amount": -1, "period": "day"}}',
+        '{"name": "a", "budget": {"amount": "lots", "period": "day"}}',
+        '{"name": "a", "budget": {"amount": 1, "period": "year"}}',
+        '{"name": "Not_A_Name"}',
+    ],
+)
+def test_bad_tenants_in_values_are_refused(tenant: str) -> None:
+    assert helm("template", "mc", str(CHART), f"--set-json=tenants=[{tenant}]").returncode != 0
 
 
 def test_pods_follow_the_restricted_profile_with_resources() -> None:
@@ -173,9 +204,13 @@ def test_rbac_rules_are_those_of_the_plain_manifests() -> None:
     roles = {(d["kind"], d["metadata"]["name"]): d["rules"] for d in cluster_wide if d["kind"].endswith("Role")}
     operator_rules = _rules(REPO / "operator" / "rbac.yaml", "ClusterRole", "modelcluster-operator")
     assert roles[("ClusterRole", "mc-modelcluster-operator")] == operator_rules
+    # Tenants are cluster-scoped: a namespaced operator runs without them, and its Roles lack their rules.
+    tenant_resources = {"tenants", "tenants/status", "namespaces", "resourcequotas"}
+    namespaced_rules = [rule for rule in operator_rules if not tenant_resources & set(rule["resources"])]
+    assert len(namespaced_rules) == len(operator_rules) - 4
     for role in of_kind(namespaced, "Role"):
         if role["metadata"]["name"] == "mc-modelcluster-operator":
-            assert role["rules"] == operator_rules
+            assert role["rules"] == namespaced_rules
     gateway_rules = _rules(REPO / "operator" / "rbac-gateway.yaml", "ClusterRole", "modelcluster-gateway")
     assert roles[("ClusterRole", "mc-modelcluster-gateway")] == gateway_rules
     keys_rules = _rules(REPO / "operator" / "rbac-gateway.yaml", "Role", "modelcluster-gateway-keys")
@@ -461,3 +496,23 @@ def test_install_runs_the_control_plane_and_uninstall_leaves_only_the_crd(
     ]
     assert leftovers == []
     assert k8s.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition("modelclusters.modelcluster.dev")
+
+
+def _gateway_container(values: list[str]) -> dict[str, Any]:
+    deployment = next(d for d in of_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("gateway"))
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["volumes"] = deployment["spec"]["template"]["spec"]["volumes"]
+    return container
+
+
+def test_the_ledger_url_comes_from_a_secret_else_an_sqlite_file() -> None:
+    shared = _gateway_container(["--set=gateway.ledger.urlSecret.name=ledger-db"])
+    env = {item["name"]: item for item in shared["env"]}
+    ref = env["MODELCLUSTER_GATEWAY_LEDGER_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "ledger-db", "key": "url"}
+    assert "ledger" not in {volume["name"] for volume in shared["volumes"]}
+    alone = _gateway_container([])
+    env = {item["name"]: item for item in alone["env"]}
+    assert env["MODELCLUSTER_GATEWAY_LEDGER_URL"]["value"].startswith("sqlite+aiosqlite:////var/lib/modelcluster/")
+    assert {"name": "ledger", "mountPath": "/var/lib/modelcluster/ledger"} in alone["volumeMounts"]
+    assert helm("template", "mc", str(CHART), "--set=gateway.ledger.urlSecret.key=").returncode != 0

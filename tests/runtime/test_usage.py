@@ -112,7 +112,11 @@ def test_sse_stream_ends_with_usage_then_done(chat: ServerHandle, tokenizers: di
             assert "X-Prompt-Tokens" not in response.headers
             events = sse_data(response)
     assert events[-1] == "[DONE]"
-    assert events[-2] == usage_line(usage_of(whole))
+    last = json.loads(events[-2])
+    seconds = last.pop("inference_seconds")
+    assert isinstance(seconds, float) and seconds > 0
+    assert json.dumps(last) == usage_line(usage_of(whole))
+    assert float(whole.headers["X-Inference-Seconds"]) > 0
     deltas = [json.loads(event) for event in events[:-2]]
     assert deltas
     assert all(set(delta) == {"error", "output"} for delta in deltas)
@@ -244,7 +248,10 @@ async def test_concurrent_engine_usage_reaches_the_answer_and_the_sse_stream() -
     scheduler, submit = scheduled(vllm_handler(FakeEngine(outputs)))
     assert await collect_text(submit(), 10) == ("ab", TokenUsage(4, 2))
     sse = [event async for event in stream_body(submit(), True, 10)]
-    assert sse[-2:] == [f"data: {usage_line(TokenUsage(4, 2))}\n\n", "data: [DONE]\n\n"]
+    assert sse[-1] == "data: [DONE]\n\n"
+    last = json.loads(sse[-2].removeprefix("data: "))
+    assert last.pop("inference_seconds") >= 0
+    assert json.dumps(last) == usage_line(TokenUsage(4, 2))
     raw = [event async for event in stream_body(submit(), False, 10)]
     assert raw == ["a", "b"]
     await scheduler.stop()

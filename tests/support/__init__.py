@@ -42,8 +42,21 @@ def or_none(read: Callable[[], T]) -> T | None:
         raise
 
 
+def drop_tenant(core: k8s.CoreV1Api, name: str) -> None:
+    """Delete the Tenant ``name`` (``keys create`` makes one per tenant namespace); none (404) is fine."""
+    try:
+        k8s.CustomObjectsApi(core.api_client).delete_cluster_custom_object(
+            "modelcluster.dev", "v1alpha1", "tenants", name
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
 def drop_namespace(core: k8s.CoreV1Api, name: str) -> None:
-    """Delete namespace ``name``; one already gone (404) is fine."""
+    """Delete namespace ``name`` and the Tenant of that name first (else the operator makes it again); one
+    already gone (404) is fine."""
+    drop_tenant(core, name)
     try:
         core.delete_namespace(name)
     except ApiException as error:
@@ -219,6 +232,8 @@ class GatewayProcess:
             extra=self.extra_args,
         )
         env = {**signed_env(self.cluster), **self.extra_env}
+        # Each gateway under test keeps its own usage ledger, in its working directory.
+        env.setdefault("MODELCLUSTER_GATEWAY_LEDGER_URL", f"sqlite+aiosqlite:///{self.workdir / 'usage.sqlite'}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")

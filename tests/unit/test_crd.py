@@ -7,7 +7,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from modelcluster.crd import CRD_PATHS, build_crd, render_crd, stale_paths, write_crds
+from modelcluster.crd import (
+    CRD_PATHS,
+    CRD_RENDERINGS,
+    build_crd,
+    build_tenant_crd,
+    render_all_crds,
+    render_crd,
+    render_tenant_crd,
+    stale_paths,
+    write_crds,
+)
 from modelcluster.crd.cli import crd as crd_command
 from modelcluster.crd.structural import to_structural
 
@@ -30,7 +40,8 @@ def _walk(node: Any) -> list[dict[str, Any]]:
 def test_committed_crd_is_fresh(relative: Path) -> None:
     committed = REPO / relative
     assert committed.is_file(), f"{relative} is missing: run `modelcluster crd`"
-    assert committed.read_text(encoding="utf-8") == render_crd(), f"{relative} is stale: run `modelcluster crd`"
+    expected = CRD_RENDERINGS[relative]()
+    assert committed.read_text(encoding="utf-8") == expected, f"{relative} is stale: run `modelcluster crd`"
 
 
 def _version() -> dict[str, Any]:
@@ -110,7 +121,7 @@ def test_rendering_is_yaml_of_the_dict() -> None:
 def test_write_and_check(tmp_path: Path) -> None:
     assert len(stale_paths(tmp_path)) == len(CRD_PATHS)
     written = write_crds(tmp_path)
-    assert {p.read_text(encoding="utf-8") for p in written} == {render_crd()}
+    assert {p.read_text(encoding="utf-8") for p in written} == {render_crd(), render_tenant_crd()}
     assert stale_paths(tmp_path) == []
     (tmp_path / CRD_PATHS[1]).write_text("edited by hand\n", encoding="utf-8")
     assert stale_paths(tmp_path) == [tmp_path / CRD_PATHS[1]]
@@ -127,3 +138,40 @@ def test_structural_rejects_real_unions() -> None:
     with pytest.raises(ValueError, match="union"):
         to_structural({"anyOf": [{"type": "string"}, {"type": "integer"}]})
     assert to_structural({}) == {"x-kubernetes-preserve-unknown-fields": True}
+
+
+def _tenant_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = build_tenant_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_tenant_identity_and_scope() -> None:
+    crd = build_tenant_crd()
+    assert crd["metadata"]["name"] == "tenants.modelcluster.dev"
+    assert crd["spec"]["group"] == build_crd()["spec"]["group"]
+    assert crd["spec"]["scope"] == "Cluster"
+    assert crd["spec"]["names"]["kind"] == "Tenant"
+    assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+def test_tenant_schema_is_structural_with_bounds() -> None:
+    for node in _walk(_tenant_schema()):
+        assert not {"$ref", "$defs", "anyOf", "allOf", "oneOf", "title"} & node.keys(), node
+        if "properties" in node:
+            assert node["type"] == "object"
+    spec = _tenant_schema()["properties"]["spec"]
+    quotas = spec["properties"]["quotas"]["properties"]
+    assert set(quotas) == {"modelClusters", "replicas", "gpus", "pods"}
+    for quota in quotas.values():
+        assert (quota["type"], quota["minimum"]) == ("integer", 0)
+    budget = spec["properties"]["budget"]
+    assert budget["required"] == ["amount", "period"]
+    assert (budget["properties"]["amount"]["type"], budget["properties"]["amount"]["minimum"]) == ("number", 0)
+    assert budget["properties"]["period"]["enum"] == ["day", "week", "month"]
+    rules = " ".join(rule["rule"] for rule in _tenant_schema()["x-kubernetes-validations"])
+    assert "kube-" in rules and "'default'" in rules
+
+
+def test_all_crds_stream() -> None:
+    documents = list(yaml.safe_load_all(render_all_crds()))
+    assert documents == [build_crd(), build_tenant_crd()]

@@ -138,6 +138,8 @@ def test_gateway_rbac_reads_only_its_own_secrets() -> None:
         ("services", "watch"),
         ("namespaces", "list"),
         ("namespaces", "watch"),
+        ("tenants", "list"),
+        ("tenants", "watch"),
     }
     # Secrets: read (never get by name, never written) in the key namespace only, which holds nothing else:
     # not the platform namespace, whose Secrets hold the signing key and Helm's release records.

@@ -46,7 +46,8 @@ def test_namespaced_rbac_has_no_cluster_wide_objects_and_the_same_rules() -> Non
     namespaced = documents("rbac-namespaced.yaml")
     assert not {"ClusterRole", "ClusterRoleBinding"} & {doc["kind"] for doc in namespaced}
     role = one(namespaced, "Role", PLACEHOLDER)
-    assert grants(role["rules"]) == grants(one(cluster_wide, "ClusterRole")["rules"])
+    # Tenants are cluster-scoped: only the cluster-wide operator reconciles them (the namespaced one runs without).
+    assert grants(role["rules"]) == grants(one(cluster_wide, "ClusterRole")["rules"]) - TENANT_GRANTS
     binding = one(namespaced, "RoleBinding", PLACEHOLDER)
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -72,6 +73,25 @@ def test_the_placeholder_is_not_a_valid_namespace_so_an_unedited_apply_fails() -
 
 
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+TENANT_GRANTS = {
+    ("modelcluster.dev", "tenants", "get"),
+    ("modelcluster.dev", "tenants", "list"),
+    ("modelcluster.dev", "tenants", "watch"),
+    ("modelcluster.dev", "tenants/status", "get"),
+    ("modelcluster.dev", "tenants/status", "patch"),
+    ("", "namespaces", "get"),
+    ("", "namespaces", "create"),
+    ("", "namespaces", "patch"),
+    ("", "resourcequotas", "get"),
+    ("", "resourcequotas", "create"),
+    ("", "resourcequotas", "patch"),
+}
+
+
+def test_the_tenant_rules_are_cluster_wide_and_delete_nothing() -> None:
+    rules = grants(one(documents("rbac.yaml"), "ClusterRole")["rules"])
+    assert rules >= TENANT_GRANTS
+    assert not {grant for grant in rules if grant[1] in ("namespaces", "resourcequotas", "tenants")} - TENANT_GRANTS
 
 
 def pod_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

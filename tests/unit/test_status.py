@@ -164,8 +164,12 @@ def test_deleted_pods_are_ignored() -> None:
 
 
 def test_deployment_reported_failures() -> None:
-    quota = {"status": "True", "reason": "FailedCreate", "message": "exceeded quota"}
-    assert derive(deployment=deployment(ReplicaFailure=quota)).status.reason == "FailedCreate"
+    refused = 'pods "m-1" is forbidden: exceeded quota: modelcluster-tenant, requested: requests.nvidia.com/gpu=1'
+    quota = {"status": "True", "reason": "FailedCreate", "message": refused}
+    derived = derive(deployment=deployment(ReplicaFailure=quota)).status
+    assert (derived.status, derived.reason, derived.message) == (ClusterPhase.FAILED, "QuotaExceeded", refused)
+    other = {"status": "True", "reason": "FailedCreate", "message": "pods are forbidden: no service account"}
+    assert derive(deployment=deployment(ReplicaFailure=other)).status.reason == "FailedCreate"
     stuck = {"status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}
     assert derive(deployment=deployment(Progressing=stuck)).status.reason == "ProgressDeadlineExceeded"
 

@@ -1,6 +1,6 @@
 """The contracts as pydantic models and tables: the single source of truth.
 
-The CRD in ``crds/modelclusters.yaml`` is generated from these models
+The CRDs in ``crds/`` (ModelCluster, Tenant) are generated from these models
 (``modelcluster crd``); the operator, the gateway and the runtime parse with them.
 """
 
@@ -29,6 +29,15 @@ from modelcluster.api.modelcluster import (
     SecretKeySelector,
 )
 from modelcluster.api.tasks import TASKS, TaskInfo, task_info, task_names
+from modelcluster.api.tenant import (
+    BudgetPeriod,
+    Tenant,
+    TenantBudget,
+    TenantQuotas,
+    TenantSpec,
+    TenantStatus,
+    TenantUsage,
+)
 
 __all__ = [
     "API_VERSION",
@@ -42,6 +51,7 @@ __all__ = [
     "TASKS",
     "VERSION",
     "ApiError",
+    "BudgetPeriod",
     "Capacity",
     "ClusterPhase",
     "Condition",
@@ -61,6 +71,12 @@ __all__ = [
     "RunRequest",
     "SecretKeySelector",
     "TaskInfo",
+    "Tenant",
+    "TenantBudget",
+    "TenantQuotas",
+    "TenantSpec",
+    "TenantStatus",
+    "TenantUsage",
     "error_body",
     "normalize",
     "parse_run_request",

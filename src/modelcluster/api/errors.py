@@ -108,6 +108,13 @@ class RateLimited(ApiError):
         super().__init__(message, retry_after=retry_after)
 
 
+class PaymentRequired(ApiError):
+    """The tenant's budget for the current period is spent (402); its message names the budget and its reset."""
+
+    status_code = 402
+    kind = "budget"
+
+
 class QueueFull(ApiError):
     """The runtime's queue is full: too many requests wait for the model."""
 
@@ -181,3 +188,10 @@ class InternalError(ApiError):
 
     status_code = 500
     kind = "internal"
+
+
+class QuotaExceeded(ApiError):
+    """A cluster write that would take the tenant past one of its quotas (ModelClusters, replicas, GPUs)."""
+
+    status_code = 403
+    kind = "quota_exceeded"

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from modelcluster.api.metering import INFERENCE_SECONDS_FIELD, parse_seconds
+
 SSE_CONTENT_TYPE = "text/event-stream"
 RAW_MEDIA_TYPE = "text/plain"
 RAW_CONTENT_TYPE = f"{RAW_MEDIA_TYPE}; charset=utf-8"
@@ -68,9 +70,14 @@ def delta_event(text: str) -> str:
     return sse_event({"error": None, "output": text})
 
 
-def usage_event(usage: TokenUsage) -> str:
-    """The event sent right before ``[DONE]``: no text, the generation's token counts."""
-    return sse_event({"error": None, "output": "", "usage": asdict(usage)})
+def usage_event(usage: TokenUsage | None, inference_seconds: float | None = None) -> str:
+    """The event sent right before ``[DONE]``: no text, the generation's token counts and the pod's time on it."""
+    payload: dict[str, Any] = {"error": None, "output": ""}
+    if usage is not None:
+        payload["usage"] = asdict(usage)
+    if inference_seconds is not None:
+        payload[INFERENCE_SECONDS_FIELD] = inference_seconds
+    return sse_event(payload)
 
 
 def error_event(message: str) -> str:
@@ -114,6 +121,8 @@ class StreamParser:
     def __init__(self, max_event_bytes: int = 1 << 20) -> None:
         self.max_event_bytes = max_event_bytes
         self.finished = False
+        #: The pod's time on the request, once its last event has told it.
+        self.inference_seconds: float | None = None
         self._buffer = bytearray()
         self._data: list[str] = []
 
@@ -175,6 +184,9 @@ class StreamParser:
         output = payload.get("output")
         if isinstance(output, str) and output:
             events.append(Delta(output))
+        seconds = parse_seconds(payload.get(INFERENCE_SECONDS_FIELD))
+        if seconds is not None:
+            self.inference_seconds = seconds
         usage = TokenUsage.from_mapping(payload.get("usage"))
         if usage is not None:
             events.append(usage)

@@ -2,7 +2,7 @@
 
 Each extra source is a YAML or JSON file, or a directory (a ConfigMap mount)
 whose ``*.yaml``, ``*.yml`` and ``*.json`` files are read in name order. Later
-sources replace families and tiers by name, models by id, and ``defaultTier``.
+sources replace families and tiers by name, models by id, prices by table and tier, and ``defaultTier``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
             merged[key] = {**base.get(key, {}), **value}
         elif key == "tiers" and isinstance(value, list):
             merged[key] = list({**_by_key(base.get(key, []), "name"), **_by_key(value, "name")}.values())
+        elif key == "prices" and isinstance(value, dict):
+            base_prices = base.get(key) or {}
+            merged[key] = {
+                table: {**(base_prices.get(table) or {}), **(value.get(table) or {})}
+                for table in {*base_prices, *value}
+            }
         elif key == "models" and isinstance(value, list):
             merged[key] = list({**_by_key(base.get(key, []), "id"), **_by_key(value, "id")}.values())
         else:

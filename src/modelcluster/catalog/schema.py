@@ -79,12 +79,25 @@ class KnownModel(_Model):
     )
     cache: ModelCache | None = Field(default=None, description="Persistent model cache for this model's clusters.")
     rollout: Rollout | None = Field(default=None, description="Rollout strategy for this model's clusters.")
+    meter_price: float | None = Field(
+        default=None, ge=0, description="Price of this model's inference, $ per second (default: its tier's)."
+    )
 
     @model_validator(mode="after")
     def _id_shape(self) -> KnownModel:
         if not is_model_id(self.id):
             raise ValueError(f"model id must be shaped org/name, got {self.id!r}")
         return self
+
+
+MeterPrice = Annotated[float, Field(ge=0)]
+
+
+class Prices(_Model):
+    """The two price tables by tier ($ per second of inference): language models, and all other models."""
+
+    language: dict[str, MeterPrice] = Field(default_factory=dict, description="Tier name -> $/s of language models.")
+    other: dict[str, MeterPrice] = Field(default_factory=dict, description="Tier name -> $/s of all other models.")
 
 
 class Catalog(_Model):
@@ -103,6 +116,7 @@ class Catalog(_Model):
     cache: ModelCache | None = Field(
         default=None, description="Persistent model cache for every cluster, e.g. one shared ReadWriteMany claim."
     )
+    prices: Prices = Field(default_factory=Prices, description="Inference prices by tier (the meters).")
 
     @model_validator(mode="before")
     @classmethod
@@ -136,6 +150,10 @@ class Catalog(_Model):
                 raise ValueError(f"model {model.id!r} has task {model.task!r}, which no family serves")
             if model.tier is not None and model.tier not in tier_names:
                 raise ValueError(f"model {model.id!r} has unknown tier {model.tier!r}")
+        for table, prices in (("language", self.prices.language), ("other", self.prices.other)):
+            unknown = sorted(set(prices) - tier_names)
+            if unknown:
+                raise ValueError(f"prices.{table} names unknown tiers: {', '.join(unknown)}")
         return self
 
     @property
@@ -156,6 +174,14 @@ class Catalog(_Model):
             return exact
         folded = model_id.casefold()
         return next((model for model in self.models if model.id.casefold() == folded), None)
+
+    def tier_of(self, model: KnownModel | None) -> Tier:
+        """The tier a model runs on: its own, else the one its size needs, else the default tier."""
+        if model is not None and model.tier:
+            return self.tier(model.tier)
+        if model is not None and model.params:
+            return self.tier_for_params(model.params)
+        return self.tier(self.default_tier)
 
     def tier_for_params(self, params: int) -> Tier:
         """The smallest tier whose GPU memory holds the model; the largest when none does."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from modelcluster.crd.definition import render_crd
+from modelcluster.crd.definition import render_all_crds
 from modelcluster.crd.output import stale_paths, write_crds
 
 
@@ -20,11 +20,11 @@ from modelcluster.crd.output import stale_paths, write_crds
     help="Repository root; writes crds/ and charts/modelcluster/crds/ below it.",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when a committed CRD is stale.")
-@click.option("--stdout", "to_stdout", is_flag=True, help="Print the CRD instead of writing files.")
+@click.option("--stdout", "to_stdout", is_flag=True, help="Print the CRDs instead of writing files.")
 def crd(root: Path, check: bool, to_stdout: bool) -> None:
-    """Generate the ModelCluster CRD from the pydantic models in modelcluster.api."""
+    """Generate the ModelCluster and Tenant CRDs from the pydantic models in modelcluster.api."""
     if to_stdout:
-        sys.stdout.write(render_crd())
+        sys.stdout.write(render_all_crds())
         return
     if check:
         stale = stale_paths(root)

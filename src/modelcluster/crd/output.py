@@ -1,31 +1,37 @@
-"""Where the generated CRD is written: the repository's ``crds/`` and the Helm chart's."""
+"""Where the generated CRDs are written: the repository's ``crds/`` and the Helm chart's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from modelcluster.crd.definition import render_crd
+from modelcluster.crd.definition import render_crd, render_tenant_crd
 
-CRD_PATHS = (Path("crds/modelclusters.yaml"), Path("charts/modelcluster/crds/modelclusters.yaml"))
+#: Each CRD file and the function rendering it.
+CRD_RENDERINGS: dict[Path, Callable[[], str]] = {
+    Path("crds/modelclusters.yaml"): render_crd,
+    Path("charts/modelcluster/crds/modelclusters.yaml"): render_crd,
+    Path("crds/tenants.yaml"): render_tenant_crd,
+    Path("charts/modelcluster/crds/tenants.yaml"): render_tenant_crd,
+}
+CRD_PATHS = tuple(CRD_RENDERINGS)
 
 
 def write_crds(root: Path) -> list[Path]:
-    """Write the one rendering to every path under ``root``; return the paths written."""
-    text = render_crd()
+    """Write every rendering to its path under ``root``; return the paths written."""
     written = []
-    for relative in CRD_PATHS:
+    for relative, render in CRD_RENDERINGS.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(render(), encoding="utf-8")
         written.append(path)
     return written
 
 
 def stale_paths(root: Path) -> list[Path]:
     """The CRD files under ``root`` that are missing or differ from a fresh rendering."""
-    text = render_crd()
     return [
         root / relative
-        for relative in CRD_PATHS
-        if not (root / relative).is_file() or (root / relative).read_text(encoding="utf-8") != text
+        for relative, render in CRD_RENDERINGS.items()
+        if not (root / relative).is_file() or (root / relative).read_text(encoding="utf-8") != render()
     ]

@@ -20,10 +20,11 @@ import yaml
 from modelcluster.api import GROUP, KIND, VERSION
 from modelcluster.api.naming import object_name
 from modelcluster.api.pod_auth import SIGNING_KEY_ENV, SIGNING_KEY_FIELD, SIGNING_KEY_SECRET
-from modelcluster.crd.definition import render_crd
+from modelcluster.crd.definition import render_all_crds
 from modelcluster.gateway.tenancy import tenant_labels
 
 CRD_NAME = "modelclusters.modelcluster.dev"
+TENANT_CRD_NAME = "tenants.modelcluster.dev"
 SYSTEM_NAMESPACE = "modelcluster-system"
 PART_OF = {"app.kubernetes.io/part-of": "modelcluster"}
 
@@ -91,8 +92,8 @@ def install(
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(bodies, sort_keys=False))
     if pod_auth is not None:
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod_auth_secret(pod_auth), sort_keys=False))
-    kubectl("apply", "--server-side", "-f", "-", stdin=render_crd())
-    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}")
+    kubectl("apply", "--server-side", "-f", "-", stdin=render_all_crds())
+    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", f"crd/{TENANT_CRD_NAME}")
 
 
 def operator_argv(

@@ -24,6 +24,10 @@ from modelcluster.gateway import native
 from modelcluster.gateway.endpoints import SERVICE_NAME_LABEL
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.limits import ConcurrencyLimiter
+from modelcluster.gateway.metering.http import KEY_ID, METERING, metering_middleware
+from modelcluster.gateway.metering.metrics import MeteringMetrics
+from modelcluster.gateway.metering.routes import usage as usage_route
+from modelcluster.gateway.metering.service import Metering
 from modelcluster.gateway.native import GATEWAY
 from modelcluster.gateway.openai.protocol import openai_error_body
 from modelcluster.gateway.openai.routes import add_routes as add_openai_routes
@@ -119,6 +123,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not limiter.try_acquire(record.key_id, record.concurrency):
         raise RateLimited()
     request[TENANT] = record.tenant
+    request[KEY_ID] = record.key_id
     try:
         return await handler(request)
     finally:
@@ -155,6 +160,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/models/v2/list/models", native.list_models, name="list_models")
     r.add_get("/models/v2/list/tasks", native.list_tasks, name="list_tasks")
     r.add_get("/models/v2/list/clusters", native.list_clusters, name="list_clusters")
+    r.add_get("/models/v2/usage", usage_route, name="usage")
     add_openai_routes(r)
     model = "/models/v2/{org}/{name}"
     r.add_post(model, native.run, name="run")
@@ -164,13 +170,21 @@ def add_routes(app: web.Application) -> None:
     r.add_delete(model, native.delete_cluster, name="cluster_delete")
 
 
-def create_app(gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | None = None) -> web.Application:
-    """The application; with ``api_client`` its startup starts the watches (keys, clusters, Services, endpoints)."""
+def create_app(
+    gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | None = None, metering: Metering | None = None
+) -> web.Application:
+    """The application; with ``api_client`` its startup starts the watches (keys, clusters, Services, endpoints).
+
+    ``metering`` (prices, the usage ledger, budgets) defaults to prices and metrics with no ledger.
+    """
     app = web.Application(
-        middlewares=[errors_middleware, metrics_middleware, auth_middleware],
+        middlewares=[metering_middleware, errors_middleware, metrics_middleware, auth_middleware],
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway
+    app[METERING] = metering or Metering(gateway.catalog, MeteringMetrics(gateway.metrics.registry))
+    app.on_startup.append(_start_metering)
+    app.on_cleanup.append(_stop_metering)
     app[KEYS] = keys
     app[LIMITER] = ConcurrencyLimiter(gateway.settings.replicas)
     app[TENANTS] = None
@@ -179,6 +193,15 @@ def create_app(gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | 
         tenants = app[TENANTS] = TenantNamespaces()
         app.cleanup_ctx.append(_lifecycle(gateway, keys, api_client, tenants, app[LIMITER]))
     return app
+
+
+async def _start_metering(app: web.Application) -> None:
+    app[METERING].start()
+
+
+async def _stop_metering(app: web.Application) -> None:
+    """After the last answer (aiohttp's cleanup follows the wait for the handlers): the ledger writes what is left."""
+    await app[METERING].stop()
 
 
 def create_metrics_app(gateway: Gateway) -> web.Application:
@@ -200,6 +223,7 @@ def _lifecycle(
         await gateway.proxy.start()
         await keys.start(api_client)
         clusters_synced, endpoints_synced, services_synced = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tenants_synced = asyncio.Event()
         kube = gateway.kube
         tasks = [
             # The operator's Services: a slice routes only when its Service is the cluster's own child.
@@ -216,6 +240,8 @@ def _lifecycle(
             asyncio.create_task(
                 run_informer(kube, kube.list_all_clusters, gateway.clusters, clusters_synced, "ModelClusters")
             ),
+            # Tenants (quotas, budgets): gateway/tenants.py.
+            asyncio.create_task(run_informer(kube, kube.list_tenants, gateway.tenants, tenants_synced, "Tenants")),
             asyncio.create_task(
                 run_informer(
                     kube,
@@ -227,14 +253,14 @@ def _lifecycle(
                 )
             ),
         ]
-        tenants_synced = asyncio.Event()
+        namespaces_synced = asyncio.Event()
         tasks.append(
             asyncio.create_task(
                 run_informer(
                     kube,
                     kube.list_namespaces,
                     tenants,
-                    tenants_synced,
+                    namespaces_synced,
                     "tenant namespaces",
                     label_selector=TENANT_LABEL,
                 )
@@ -252,7 +278,13 @@ def _lifecycle(
                     )
                 )
             )  # fmt: skip
-        synced = (clusters_synced.wait(), endpoints_synced.wait(), services_synced.wait(), tenants_synced.wait())
+        synced = (
+            clusters_synced.wait(),
+            endpoints_synced.wait(),
+            services_synced.wait(),
+            tenants_synced.wait(),
+            namespaces_synced.wait(),
+        )
         await asyncio.wait_for(asyncio.gather(*synced), timeout=60)
         logger.info("gateway ready: %d API keys, watching ModelClusters, Services and EndpointSlices", len(keys))
         try:

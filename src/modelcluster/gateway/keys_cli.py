@@ -35,6 +35,7 @@ from modelcluster.gateway.keys import (
     validate_tenant_name,
 )
 from modelcluster.gateway.tenancy import DEFAULT_KEY_NAMESPACE, is_tenant_namespace, tenant_labels
+from modelcluster.gateway.tenants_cli import ensure_tenant
 from modelcluster.kube.client import Kube, KubeError, load_client_configuration
 from modelcluster.kube.objects import metadata_of, rfc3339
 
@@ -165,7 +166,7 @@ def _tenant_name(ctx: click.Context, param: click.Parameter, value: str | None) 
     "--tenant",
     required=True,
     callback=_tenant,
-    help="Tenant namespace the key acts in (created, labelled as a tenant, if missing).",
+    help="Tenant namespace the key acts in (created, labelled as a tenant, if missing; its Tenant too).",
 )
 @click.option(
     "--existing-namespace",
@@ -189,7 +190,8 @@ def create(tenant: str, existing_namespace: bool, concurrency: int, namespace: s
     modelcluster.dev/tenant=TENANT) if missing; an existing namespace without that
     label is refused unless --existing-namespace is given. System and platform
     namespaces (default, kube-*, openshift-*, *-system, the key namespace, ...) are
-    refused in every case.
+    refused in every case. The Tenant TENANT (namespace TENANT, no quotas) is created when
+    there is none.
     """
     try:
         validate_tenant(tenant, namespace)  # the callback saw --namespace only if it came first
@@ -199,6 +201,8 @@ def create(tenant: str, existing_namespace: bool, concurrency: int, namespace: s
     async def action(api: _Api) -> tuple[str, list[str]]:
         done = await _ensure_tenant(api, tenant, existing_namespace)
         created = [f"{done} namespace {tenant}"] if done else []
+        if await ensure_tenant(api.kube, tenant):
+            created.append(f"created Tenant {tenant} (no quotas; see `modelcluster tenants set`)")
         if await _ensure_namespace(api, namespace):
             created.insert(0, f"created namespace {namespace}")
         for _ in range(CREATE_ATTEMPTS):

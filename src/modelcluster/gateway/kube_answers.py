@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from modelcluster.api.errors import ApiError, Conflict, InputError, NotFound, Unavailable
+from modelcluster.api.errors import ApiError, Conflict, InputError, NotFound, QuotaExceeded, Unavailable
 from modelcluster.kube.client import KubeError
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+#: The apiserver's words when a ResourceQuota refuses an object.
+EXCEEDED_QUOTA = "exceeded quota"
 
 
 def new_request_id() -> str:
@@ -40,6 +42,9 @@ def api_error(error: KubeError, what: str, *, caller_body: bool = False) -> ApiE
         return Conflict(f"{what} already exists")
     if error.status == 422 and caller_body:
         return InputError(error.message)
+    if error.status == 403 and caller_body and EXCEEDED_QUOTA in error.message:
+        # The namespace's ResourceQuota (a Tenant's) refused the caller's cluster: its words name the quota.
+        return QuotaExceeded(f"quota exceeded: {error.message}")
     request_id = new_request_id()
     logger.warning("the Kubernetes API failed a call about %s (request %s): %s", what, request_id, error)
     if error.status in (400, 422):

@@ -10,9 +10,12 @@ from aiohttp import web
 
 from modelcluster.api import InputError, normalize, parse_run_request, task_info, task_names
 from modelcluster.api.errors import NotFound
+from modelcluster.catalog.pricing import Meter, meter_of
 from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
 from modelcluster.gateway.kube_answers import answered
+from modelcluster.gateway.metering.http import METERING, draft_of, meter_headers, observe_upstream, set_meter
+from modelcluster.gateway.quotas import merged_spec
 from modelcluster.gateway.state import TENANT, Gateway, Target
 from modelcluster.kube.objects import own_key, rfc3339_from_timestamp
 
@@ -41,6 +44,10 @@ async def run(request: web.Request) -> web.StreamResponse:
     """
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
+    metering, draft = request.app[METERING], draft_of(request)
+    task = target.task or gateway.task_of(target)
+    set_meter(draft, target.model_id, task, "/".join(target.key), metering.meter(target.model_id, task))
+    metering.check_budget(str(request[TENANT]))
     raw = await gateway.read_body(request)
     await _check_body(gateway, target, raw)
     await gateway.ensure(target)
@@ -52,7 +59,10 @@ async def run(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     try:
         upstream = await gateway.proxy.send(target.key, raw, headers)
-        return await gateway.proxy.relay(request, upstream)
+        try:
+            return await gateway.proxy.relay(request, upstream, meter_headers(draft))
+        finally:
+            observe_upstream(draft, upstream.response.status, upstream.response.headers, time.monotonic() - started)
     finally:
         gateway.demand.finish(target.key)
         gateway.demand.observe_latency(target.key, time.monotonic() - started)
@@ -95,6 +105,7 @@ async def patch_cluster(request: web.Request) -> web.Response:
     if target.cluster is None:
         raise NotFound(f"no cluster for {target.model_id}")
     patch = build_patch(body, target.task)
+    gateway.check_quota(target.key, merged_spec(target.cluster.get("spec") or {}, patch))
     namespace, name = target.key
     updated = await answered(
         gateway.kube.patch_cluster(namespace, name, patch), f"cluster for {target.model_id}", caller_body=True
@@ -115,14 +126,14 @@ async def delete_cluster(request: web.Request) -> web.Response:
     return ok(f"cluster for {target.model_id} deleted")
 
 
-def _model_item(model_id: str, task: str, params: int | None, tier: str) -> dict[str, Any]:
+def _model_item(model_id: str, task: str, params: int | None, meter: Meter) -> dict[str, Any]:
     ram_gb = round(params * BYTES_PER_PARAM * HEADROOM / 1e9, 2) if params else None
     return {
         "modelId": model_id,
         "task": task,
         "ramRequired": ram_gb,
-        "meter": tier,
-        "meterPrice": None,
+        "meter": meter.name,
+        "meterPrice": meter.price,
         "params": params,
     }
 
@@ -134,17 +145,12 @@ async def list_models(request: web.Request) -> web.Response:
     task, wanted = request.query.get("task"), request.query.get("modelId")
     items: dict[str, dict[str, Any]] = {}
     for model in catalog.models:
-        tier = (
-            catalog.tier(model.tier)
-            if model.tier
-            else (catalog.tier_for_params(model.params) if model.params else catalog.tier(catalog.default_tier))
-        )
-        items[model.id] = _model_item(model.id, model.task, model.params, tier.name)
+        items[model.id] = _model_item(model.id, model.task, model.params, meter_of(catalog, model.id, model.task))
     for cluster in gateway.clusters.in_namespace(str(request[TENANT])):
         spec = cluster.get("spec") or {}
         model_id, model_task = spec.get("model"), (cluster.get("status") or {}).get("task") or spec.get("task")
         if model_id and model_task and model_id not in items:
-            items[model_id] = _model_item(model_id, model_task, None, catalog.default_tier)
+            items[model_id] = _model_item(model_id, model_task, None, meter_of(catalog, model_id, model_task))
     output = [
         item
         for item in items.values()

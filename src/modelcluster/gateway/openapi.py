@@ -165,6 +165,11 @@ def openapi_document() -> dict[str, Any]:
     }
     task_param = {"name": "task", "in": "query", "required": False, "schema": {"type": "string", "enum": task_names()}}
     model_param = {"name": "modelId", "in": "query", "required": False, "schema": {"type": "string"}}
+    usage_params = [
+        {"name": "start", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+        {"name": "end", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+        {"name": "groupBy", "in": "query", "required": False, "schema": {"enum": ["model", "key", "day"]}},
+    ]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -189,6 +194,14 @@ def openapi_document() -> dict[str, Any]:
             },
             "/models/v2/list/tasks": {"get": _op("Tasks", _answer(), (401, 429, 500))},
             "/models/v2/list/clusters": {"get": _op("The caller's clusters", _answer(), (401, 429, 500))},
+            "/models/v2/usage": {
+                "get": _op(
+                    "The caller's tenant's usage (requests, inference seconds, tokens, cost), grouped",
+                    _answer(),
+                    (401, 422, 429, 500, 503),
+                    parameters=usage_params,
+                )
+            },
             "/models/v2/openai/v1/chat/completions": {
                 "post": _op("OpenAI chat completions", openai_ok, openai_errors, "ChatCompletionRequest", "OpenAIError")
             },

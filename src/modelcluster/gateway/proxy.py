@@ -136,8 +136,13 @@ class Proxy:
             return Upstream(key, endpoint, response, self.router)
         raise Unavailable("no pod of this model accepted a connection; try again shortly", retry_after=2)
 
-    async def relay(self, request: web.Request, upstream: Upstream) -> web.StreamResponse:
-        """Copy the pod's answer to the client: whole for plain answers, chunk by chunk for streams."""
+    async def relay(
+        self, request: web.Request, upstream: Upstream, extra_headers: Mapping[str, str] | None = None
+    ) -> web.StreamResponse:
+        """Copy the pod's answer to the client: whole for plain answers, chunk by chunk for streams.
+
+        ``extra_headers`` go on a stream's headers (a whole answer's headers may still be added by its caller).
+        """
         response = upstream.response
         finished = False
         out: web.StreamResponse | None = None
@@ -146,7 +151,7 @@ class Proxy:
                 body = await self.read_answer(response)
                 finished = True
                 return web.Response(body=body, status=response.status, headers=upstream.headers())
-            out = web.StreamResponse(status=response.status, headers=upstream.headers())
+            out = web.StreamResponse(status=response.status, headers={**upstream.headers(), **(extra_headers or {})})
             out.headers["X-Accel-Buffering"] = "no"
             await out.prepare(request)
             async for chunk in response.content.iter_any():

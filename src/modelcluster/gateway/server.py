@@ -13,6 +13,10 @@ from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import build_api_client, create_app, create_metrics_app
 from modelcluster.gateway.keys import ApiKeyRecord
 from modelcluster.gateway.keystore import KeyStore
+from modelcluster.gateway.metering.budgets import StaticBudgets, TenantBudgets
+from modelcluster.gateway.metering.ledger import Ledger, create_engine
+from modelcluster.gateway.metering.metrics import MeteringMetrics
+from modelcluster.gateway.metering.service import Metering
 from modelcluster.gateway.settings import GatewaySettings
 from modelcluster.gateway.state import Gateway
 from modelcluster.kube.client import Kube
@@ -41,6 +45,27 @@ def api_runner(app: web.Application, settings: GatewaySettings) -> web.AppRunner
     )
 
 
+def build_metering(settings: GatewaySettings, gateway: Gateway) -> Metering:
+    """Prices, the usage ledger of ``settings.ledger_url`` (none when empty) and the settings' budgets."""
+    metrics = MeteringMetrics(gateway.metrics.registry)
+    ledger = None
+    if settings.ledger_url:
+        ledger = Ledger(
+            create_engine(settings.ledger_url),
+            metrics,
+            batch_size=settings.ledger_batch_size,
+            flush_interval_s=settings.ledger_flush_interval_s,
+            buffer_limit=settings.ledger_buffer_rows,
+        )
+    return Metering(
+        gateway.catalog,
+        metrics,
+        ledger,
+        TenantBudgets(gateway.tenants, StaticBudgets(settings.budgets)),
+        budget_refresh_s=settings.budget_refresh_s,
+    )
+
+
 async def serve(
     settings: GatewaySettings, catalog: Catalog, credentials: CredentialIssuer, bootstrap: ApiKeyRecord | None = None
 ) -> None:
@@ -50,7 +75,7 @@ async def serve(
     if bootstrap is not None:
         keys.add_static(bootstrap)
         logger.info("bootstrap API key %s accepted for tenant %s", bootstrap.key_id, bootstrap.tenant)
-    app = create_app(gateway, keys, api_client)
+    app = create_app(gateway, keys, api_client, build_metering(settings, gateway))
     runner = api_runner(app, settings)
     metrics_runner = web.AppRunner(create_metrics_app(gateway), access_log=None)
     await runner.setup()

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelcluster.api.json_limits import JsonLimits
+from modelcluster.gateway.metering.budgets import Budget
 
 DEFAULT_PORT = 8080
 DEFAULT_METRICS_PORT = 8083
 DEFAULT_KEY_MAX_STALENESS_S = 60.0
 RUNTIME_PORT = 8000
+
+
+def default_ledger_url() -> str:
+    """An SQLite file in the user's cache (``$MODELCLUSTER_CACHE`` or ``~/.cache/modelcluster``)."""
+    root = os.environ.get("MODELCLUSTER_CACHE")
+    cache = Path(root) if root else Path.home() / ".cache" / "modelcluster"
+    return f"sqlite+aiosqlite:///{cache / 'usage.sqlite'}"
 
 
 class GatewaySettings(BaseSettings):
@@ -88,6 +97,21 @@ class GatewaySettings(BaseSettings):
         default=None, description="The tenant of the bootstrap key (MODELCLUSTER_GATEWAY_BOOTSTRAP_KEY), if any."
     )
     bootstrap_concurrency: int = Field(default=64, ge=1, description="The bootstrap key's concurrency limit.")
+    ledger_url: str = Field(
+        default_factory=lambda: default_ledger_url(),
+        description="The usage ledger's database: sqlite+aiosqlite:///FILE (one gateway) or "
+        "postgresql+asyncpg://... (several replicas); empty: no ledger (and no budgets).",
+    )
+    ledger_batch_size: int = Field(default=500, ge=1, description="Most usage rows written in one batch.")
+    ledger_flush_interval_s: float = Field(default=0.5, gt=0, description="Longest wait before a batch is written.")
+    ledger_buffer_rows: int = Field(
+        default=100_000, ge=1, description="Usage rows kept while the database is away; more are dropped (counted)."
+    )
+    budget_refresh_s: float = Field(default=2.0, gt=0, description="How often spend is re-read from the ledger.")
+    budgets: dict[str, Budget] = Field(
+        default_factory=dict,
+        description='Budgets by tenant, JSON {"tenant": {"amount": 10, "period": "month"}} (day, week or month).',
+    )
 
     def json_limits(self) -> JsonLimits:
         """The structure a request body may have (:mod:`modelcluster.api.json_limits`)."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from modelcluster.api import InputError, PayloadTooLarge
-from modelcluster.api.errors import ClientTimeout, Conflict, NotFound
+from modelcluster.api.errors import ClientTimeout, Conflict, NotFound, QuotaExceeded
 from modelcluster.api.json_limits import JsonLimits, check_json_limits
 from modelcluster.api.modelcluster import is_model_id
 from modelcluster.api.pod_auth import CredentialIssuer
@@ -22,8 +22,10 @@ from modelcluster.gateway.endpoints import EndpointTable
 from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.proxy import Proxy
+from modelcluster.gateway.quotas import quota_refusal
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.gateway.tenants import TenantTable
 from modelcluster.kube.client import Kube
 from modelcluster.kube.index import ClusterTable
 from modelcluster.kube.objects import ClusterKey, metadata_of
@@ -54,6 +56,7 @@ class Gateway:
     credentials: CredentialIssuer | None = None
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     endpoints: EndpointTable = field(default_factory=EndpointTable)
+    tenants: TenantTable = field(default_factory=TenantTable)
     clusters: ClusterTable = field(init=False)
     demand: Demand = field(init=False)
     router: Router = field(init=False)
@@ -108,6 +111,7 @@ class Gateway:
         """
         if not is_model_id(model_id):
             raise InputError(f"invalid model id {model_id!r}: expected org/name")
+        model_id = self.canonical_id(model_id)
         key, cluster = find_cluster(str(request[TENANT]), model_id, self.clusters.get)
         task: str | None = None
         if cluster is not None:
@@ -116,6 +120,31 @@ class Gateway:
             known = self.catalog.model(model_id)
             task = known.task if known is not None else None
         return Target(key=key, model_id=model_id, task=task, cluster=cluster)
+
+    def canonical_id(self, model_id: str) -> str:
+        """The catalog's spelling of ``model_id`` (it matches ids case-insensitively), so case variants of one
+        model reach one cluster; an id the catalog does not know is kept as sent."""
+        known = self.catalog.model(model_id)
+        return known.id if known is not None else model_id
+
+    def _gpus_per_replica(self, spec: Mapping[str, Any]) -> int:
+        try:
+            return resolve(self.catalog, str(spec.get("model") or ""), spec.get("task")).tier.gpus
+        except CatalogError:
+            return 0  # the operator fails such a cluster; it never runs a pod
+
+    def check_quota(self, key: ClusterKey, spec: Mapping[str, Any]) -> None:
+        """403 when cluster ``key`` with ``spec`` would take its tenant past a quota (see :mod:`.quotas`)."""
+        namespace, name = key
+        refusal = quota_refusal(
+            self.tenants.for_namespace(namespace),
+            self.clusters.in_namespace(namespace),
+            name,
+            spec,
+            self._gpus_per_replica,
+        )
+        if refusal is not None:
+            raise QuotaExceeded(refusal)
 
     def task_of(self, target: Target, requested: str | None = None) -> str:
         """The task a new cluster for ``target`` would serve; 4xx when there is none."""
@@ -134,8 +163,10 @@ class Gateway:
         if target.cluster is not None:
             raise Conflict(f"cluster for {target.model_id} already exists")
         namespace, _ = target.key
+        cluster = build_cluster(namespace, target.model_id, body)
+        self.check_quota(target.key, cluster["spec"])
         created = await answered(
-            self.kube.create_cluster(build_cluster(namespace, target.model_id, body)),
+            self.kube.create_cluster(cluster),
             f"cluster for {target.model_id}",
             caller_body=True,
         )

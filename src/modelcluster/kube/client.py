@@ -19,6 +19,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from modelcluster.api import GROUP, KIND, PLURAL, VERSION
+from modelcluster.api.tenant import TENANT_KIND, TENANT_PLURAL
 from modelcluster.kube.objects import Body
 
 APPLY = "application/apply-patch+yaml"
@@ -233,10 +234,80 @@ class Kube:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _preload_content=False)
         )
 
+    # Tenants: the operator's namespaces and quotas, the CLI's Tenants ---------------------------------------------
+
+    async def read_namespace(self, name: str) -> Body | None:
+        return await self.maybe(self.core.read_namespace(name, _preload_content=False))
+
+    async def apply_namespace(self, body: Body, field_manager: str) -> Body:
+        """Server-side apply a Namespace (the operator owns only the fields it sets: the tenant labels)."""
+        name = body["metadata"]["name"]
+        options = {**_apply_options(field_manager), "_preload_content": False}
+        return await self.json(self.core.patch_namespace(name, body, **options))
+
+    async def apply_resource_quota(self, body: Body, field_manager: str) -> Body:
+        name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+        options = {**_apply_options(field_manager), "_preload_content": False}
+        return await self.json(self.core.patch_namespaced_resource_quota(name, namespace, body, **options))
+
+    async def read_resource_quota(self, namespace: str, name: str) -> Body | None:
+        return await self.maybe(self.core.read_namespaced_resource_quota(name, namespace, _preload_content=False))
+
+    async def foreign_workloads(self, namespace: str, managed_selector: str) -> list[str]:
+        """Up to one Deployment and one pod (``Kind/name``) in ``namespace`` not matching ``managed_selector``."""
+        found: list[str] = []
+        for kind, call in (
+            ("Deployment", self.apps.list_namespaced_deployment),
+            ("Pod", self.core.list_namespaced_pod),
+        ):
+            listed = await self.json(call(namespace, label_selector=managed_selector, limit=1, _preload_content=False))
+            found.extend(f"{kind}/{item['metadata']['name']}" for item in listed.get("items") or [])
+        return found
+
+    async def apply_tenant_status(self, name: str, status: Body, field_manager: str) -> None:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": TENANT_KIND, "metadata": {"name": name}, "status": status}
+        await self.json(
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, TENANT_PLURAL, name, body, _preload_content=False, **_apply_options(field_manager)
+            )
+        )
+
+    async def read_tenant(self, name: str) -> Body | None:
+        return await self.maybe(
+            self.custom.get_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL, name, _preload_content=False)
+        )
+
+    async def create_tenant(self, body: Body) -> Body:
+        return await self.json(
+            self.custom.create_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL, body, _preload_content=False)
+        )
+
+    async def patch_tenant(self, name: str, patch: Body) -> Body:
+        """A JSON merge patch of one Tenant."""
+        return await self.json(
+            self.custom.patch_cluster_custom_object(
+                GROUP, VERSION, TENANT_PLURAL, name, patch, _preload_content=False, **MERGE_OPTIONS
+            )
+        )
+
+    async def delete_tenant(self, name: str) -> None:
+        await self.json(
+            self.custom.delete_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL, name, _preload_content=False)
+        )
+
+    async def list_tenant_objects(self) -> list[Body]:
+        listed = await self.json(
+            self.custom.list_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL, _preload_content=False)
+        )
+        return list(listed.get("items") or [])
+
     # List calls the informers follow -------------------------------------------------------------------------------
 
     def list_all_clusters(self, **kwargs: Any) -> Awaitable[Any]:
         return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+
+    def list_tenants(self, **kwargs: Any) -> Awaitable[Any]:
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, TENANT_PLURAL, **kwargs)
 
     def list_all_endpoint_slices(self, **kwargs: Any) -> Awaitable[Any]:
         return self.discovery.list_endpoint_slice_for_all_namespaces(**kwargs)

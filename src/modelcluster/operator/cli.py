@@ -57,6 +57,14 @@ def _tenant_policy(platform: str, model_sources: str | None, dns_peers: str | No
     return config
 
 
+def _reserved(lease: str, named: tuple[str, ...], gateway: tuple[str, str] | None) -> tuple[str, ...]:
+    """The operator's own namespaces no Tenant may have: the lease's, the gateway's and those named."""
+    found = [lease, *named]
+    if gateway is not None:
+        found.append(gateway[0])
+    return tuple(dict.fromkeys(found))
+
+
 @click.command()
 @click.option(
     "-n",
@@ -134,6 +142,19 @@ def _tenant_policy(platform: str, model_sources: str | None, dns_peers: str | No
     envvar="MODELCLUSTER_DNS_PEERS",
     help="JSON list of NetworkPolicy peers that resolve names for model pods. Default: kube-dns in kube-system.",
 )
+@click.option(
+    "--tenants/--no-tenants",
+    default=None,
+    help="Reconcile Tenants into namespaces and ResourceQuotas (needs the cluster-wide RBAC). "
+    "Default: on when serving all namespaces.",
+)
+@click.option(
+    "--reserved-namespace",
+    "reserved_namespaces",
+    multiple=True,
+    envvar="MODELCLUSTER_RESERVED_NAMESPACES",
+    help="A namespace no Tenant may have (repeatable), besides the system ones and the lease namespace: the gateway's.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def operator(
     namespaces: tuple[str, ...],
@@ -153,6 +174,8 @@ def operator(
     tenant_network_policy: bool,
     model_sources: str | None,
     dns_peers: str | None,
+    tenants: bool | None,
+    reserved_namespaces: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run the ModelCluster operator (in a pod, or against the cluster in KUBECONFIG)."""
@@ -179,6 +202,8 @@ def operator(
         else None,
         credentials=credentials,
         tenant_policy=_tenant_policy(lease_namespace, model_sources, dns_peers) if tenant_network_policy else None,
+        tenants=not namespaces if tenants is None else tenants,
+        reserved_namespaces=_reserved(lease_namespace, reserved_namespaces, _service(gateway_service)),
     )
     from modelcluster.operator.controller.leader import LeaseNamespaceMissing
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running

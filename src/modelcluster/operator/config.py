@@ -53,6 +53,10 @@ class OperatorConfig:
     credentials: CredentialIssuer | None = None
     #: The NetworkPolicy every tenant namespace gets (None: the operator applies none).
     tenant_policy: TenantPolicyConfig | None = None
+    #: Whether Tenants are reconciled (needs the cluster-wide namespace and ResourceQuota rules).
+    tenants: bool = True
+    #: Namespaces never given to a Tenant besides the system ones: the operator's and the gateway's.
+    reserved_namespaces: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:

@@ -20,6 +20,7 @@ from modelcluster.operator.controller.leader import FencedApiClient, LeaderElect
 from modelcluster.operator.controller.reconcile import Reconciler
 from modelcluster.operator.controller.store import Store
 from modelcluster.operator.controller.tenant_policies import TenantPolicies
+from modelcluster.operator.controller.tenants import TenantController
 from modelcluster.operator.controller.workers import Controller
 from modelcluster.operator.health import HealthState, start_health_server
 from modelcluster.operator.metrics import ReconcileMetrics
@@ -113,6 +114,10 @@ async def _lead(
     store = Store()
     controller = Controller(store=store, reconciler=reconciler, metrics=metrics)
     queue = controller.start()
+    tenants: TenantController | None = None
+    if config.tenants:
+        tenants = TenantController(kube, reserved=config.reserved_namespaces)
+        tenant_queue = tenants.start()
     settings = kopf.OperatorSettings()
     configure(settings, config)
     # ModelClusters come from kopf's watch; the children from the store's own informers.
@@ -127,7 +132,7 @@ async def _lead(
         task.add_done_callback(_report_end)
     try:
         await kopf.operator(
-            registry=build_registry(store),
+            registry=build_registry(store, tenants),
             settings=settings,
             standalone=True,
             clusterwide=config.clusterwide,
@@ -139,6 +144,8 @@ async def _lead(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await queue.close()
+        if tenants is not None:
+            await tenant_queue.close()
         if renewing is not None:
             renewing.cancel()
             await elector.release()

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelcluster.api import error_body
 from modelcluster.api.errors import ApiError, InternalError, NotReady, PayloadTooLarge
+from modelcluster.api.metering import INFERENCE_SECONDS_HEADER
 from modelcluster.runtime import media
 from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.credentials import CredentialMiddleware
@@ -243,6 +244,7 @@ def create_app(
 
     @app.post("/run")
     async def run(request: Request) -> Response:
+        started = time.monotonic()
         metrics.touch()
         request_id = request_id_of(request)
         try:
@@ -256,6 +258,9 @@ def create_app(
         result = await pipeline.run(raw, accept=request.headers.get("accept", ""), request_id=request_id)
         if result.status == 200:
             clock.mark("first_answer")
-        return http_response(result)
+        response = http_response(result)
+        if result.stream is None:
+            response.headers[INFERENCE_SECONDS_HEADER] = repr(time.monotonic() - started)
+        return response
 
     return app

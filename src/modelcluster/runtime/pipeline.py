@@ -241,7 +241,8 @@ def stream_body(job: Job, sse: bool, timeout: float, request_id: str | None = No
     """
 
     async def body() -> AsyncIterator[str]:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         try:
             while True:
                 try:
@@ -255,8 +256,7 @@ def stream_body(job: Job, sse: bool, timeout: float, request_id: str | None = No
                         message = job_error(chunk.error, timeout, request_id).message
                         yield error_event(message) if sse else raw_error(message)
                     elif sse:
-                        if chunk.usage is not None:
-                            yield usage_event(chunk.usage)
+                        yield usage_event(chunk.usage, time.monotonic() - started)
                         yield DONE_EVENT
                     return
                 yield delta_event(chunk) if sse else chunk

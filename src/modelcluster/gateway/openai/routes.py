@@ -19,7 +19,16 @@ import aiohttp
 from aiohttp import web
 
 from modelcluster.api.errors import BadRequest
-from modelcluster.api.streaming import SSE_CONTENT_TYPE, StreamParser
+from modelcluster.api.streaming import SSE_CONTENT_TYPE, Done, Failure, StreamParser
+from modelcluster.gateway.metering.http import (
+    METERING,
+    draft_of,
+    meter_headers,
+    observe_upstream,
+    reading_of,
+    set_meter,
+    stream_metered,
+)
 from modelcluster.gateway.native import GATEWAY, JSON_HEADERS
 from modelcluster.gateway.openai.protocol import RequestT, models_list
 from modelcluster.gateway.openai.serving import OpenAIServing
@@ -84,11 +93,16 @@ async def _serve(request: web.Request, serving: OpenAIServing[RequestT]) -> web.
     await gateway.ensure(target)
     headers = {**JSON_HEADERS, **(RUNTIME_STREAM_HEADERS if reply.translator is not None else {})}
     gateway.demand.start(target.key)
+    started = time.monotonic()
     try:
         upstream = await gateway.proxy.send(target.key, run_body, headers)
         if reply.translator is not None:
-            return await _stream(request, gateway, upstream, reply.translator)
-        return await _whole(gateway, upstream, serving, reply)
+            return await _stream(request, gateway, upstream, reply.translator, started)
+        try:
+            return await _whole(gateway, upstream, serving, reply)
+        finally:
+            response = upstream.response
+            observe_upstream(draft_of(request), response.status, response.headers, time.monotonic() - started)
     finally:
         gateway.demand.finish(target.key)
 
@@ -100,11 +114,17 @@ async def _prepare(
     body = await gateway.parse(await gateway.read_body(request), serving.parse)
     target = gateway.target(request, body.model)
     task = target.task or gateway.task_of(target)
+    metering = request.app[METERING]
+    set_meter(draft_of(request), target.model_id, task, "/".join(target.key), metering.meter(target.model_id, task))
     if task not in serving.tasks:
         raise BadRequest(f"{body.model} serves {task}, which {serving.route} cannot run", param="model")
+    metering.check_budget(str(request[TENANT]))
     run_body = json.dumps(serving.run_body(body, task=task)).encode()
     request_id, created = uuid.uuid4().hex, int(time.time())
     translator = serving.translator(body, request_id, created) if body.stream else None
+    draft = draft_of(request)
+    if translator is not None and draft is not None:
+        translator.usage_extra = lambda: reading_of(draft).usage_fields()
     reply = _Reply(body.model, tuple(body.stop), body.max_new_tokens, request_id, created, translator)
     return target, run_body, reply
 
@@ -128,21 +148,25 @@ async def _whole(gateway: Gateway, upstream: Upstream, serving: OpenAIServing[Re
 
 
 async def _stream(
-    request: web.Request, gateway: Gateway, upstream: Upstream, translator: StreamTranslator
+    request: web.Request, gateway: Gateway, upstream: Upstream, translator: StreamTranslator, started: float
 ) -> web.StreamResponse:
     finished = False
+    draft = draft_of(request)
     try:
         if upstream.response.status != 200:
             payload = await gateway.proxy.read_answer(upstream.response)
             finished = True
             raise runtime_error(upstream.response.status, payload)
-        out = web.StreamResponse(headers={"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache"})
+        sse_headers = {"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", **meter_headers(draft)}
+        out = web.StreamResponse(headers=sse_headers)
         await out.prepare(request)
         await out.write(translator.start())
         parser = StreamParser()
         try:
             async for chunk in upstream.response.content.iter_any():
                 for event in parser.feed(chunk):
+                    if isinstance(event, (Done, Failure)):
+                        stream_metered(draft, parser.inference_seconds, translator.usage, time.monotonic() - started)
                     await out.write(translator.feed(event))
                 if translator.finished:
                     break
@@ -156,4 +180,7 @@ async def _stream(
         await out.write_eof()
         return out
     finally:
+        if draft is not None and not draft.inference_seconds:
+            # Broken off before its end: the time the pod spent until then.
+            stream_metered(draft, None, translator.usage, time.monotonic() - started)
         upstream.close(reuse=finished)

@@ -7,7 +7,7 @@ the opening chunk, the text (cut at a stop sequence), the finish reason, the usa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from modelcluster.api.streaming import DONE_EVENT, Delta, Done, StreamEvent, TokenUsage
@@ -52,6 +52,8 @@ class StreamTranslator:
         self.max_tokens = max_tokens
         self.trimmer = StopTrimmer(stop)
         self.usage: TokenUsage | None = None
+        #: More fields of the usage chunk (the pricing figures), asked for when the stream finishes.
+        self.usage_extra: Callable[[], Mapping[str, Any]] | None = None
         self.finished = False
 
     def start(self) -> bytes:
@@ -100,5 +102,8 @@ class StreamTranslator:
         self.finished = True
         out = self._chunk(self.serving.delta(None), finish_reason(self.trimmer.stopped, self.usage, self.max_tokens))
         if self.include_usage:
-            out += sse(self.serving.usage_chunk(self.model, self.request_id, self.created, self.usage))
+            chunk = self.serving.usage_chunk(self.model, self.request_id, self.created, self.usage)
+            if self.usage_extra is not None:
+                chunk["usage"] = {**chunk["usage"], **self.usage_extra()}
+            out += sse(chunk)
         return out + SSE_DONE

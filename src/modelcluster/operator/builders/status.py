@@ -23,6 +23,9 @@ CONTAINER_CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateConta
 CRASH_LOOP = "CrashLoopBackOff"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 UNSCHEDULABLE = "Unschedulable"
+#: Pods the namespace's ResourceQuota refused (the words of the apiserver's refusal, then the reason reported).
+EXCEEDED_QUOTA = "exceeded quota"
+QUOTA_EXCEEDED = "QuotaExceeded"
 #: An object the cluster did not create stands under the name of one of its children (see :mod:`.ownership`).
 NAME_CONFLICT = "NameConflict"
 
@@ -195,9 +198,10 @@ def deployment_problems(deployment: K8sObject) -> list[Problem]:
     problems = []
     failure = _condition(deployment, "ReplicaFailure")
     if failure is not None and failure.get("status") == "True":
-        problems.append(
-            Problem(str(failure.get("reason") or "ReplicaFailure"), str(failure.get("message", "")), "Deployment")
-        )
+        message = str(failure.get("message", ""))
+        # The namespace's ResourceQuota (a Tenant's) refused the pods: the apiserver says "exceeded quota".
+        reason = QUOTA_EXCEEDED if EXCEEDED_QUOTA in message else str(failure.get("reason") or "ReplicaFailure")
+        problems.append(Problem(reason, message, "Deployment"))
     progressing = _condition(deployment, "Progressing")
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         problems.append(Problem("ProgressDeadlineExceeded", str(progressing.get("message", "")), "Deployment"))

@@ -14,12 +14,14 @@ from typing import Any
 import kopf
 
 from modelcluster.api import GROUP, PLURAL, VERSION
+from modelcluster.api.tenant import TENANT_PLURAL
 from modelcluster.operator.controller.store import Store
+from modelcluster.operator.controller.tenants import TenantController
 from modelcluster.operator.controller.workers import cluster_event
 
 
-def build_registry(store: Store) -> kopf.OperatorRegistry:
-    """A kopf registry whose ModelCluster watch feeds ``store``."""
+def build_registry(store: Store, tenants: TenantController | None = None) -> kopf.OperatorRegistry:
+    """A kopf registry whose ModelCluster watch feeds ``store`` and whose Tenant watch feeds ``tenants``."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(id="login", registry=registry)
@@ -30,5 +32,11 @@ def build_registry(store: Store) -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, PLURAL, id="modelcluster-event", registry=registry)
     async def modelcluster_event(body: kopf.Body, type: str | None, **_: Any) -> None:
         cluster_event(store, type, copy.deepcopy(dict(body)))
+
+    if tenants is not None:
+
+        @kopf.on.event(GROUP, VERSION, TENANT_PLURAL, id="tenant-event", registry=registry)
+        async def tenant_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+            tenants.event(type, copy.deepcopy(dict(body)))
 
     return registry

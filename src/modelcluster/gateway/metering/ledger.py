@@ -1,0 +1,210 @@
+"""The usage ledger: rows recorded on the request path into a bounded buffer, written in batches by a task.
+
+:meth:`Ledger.record` never waits and never fails: it appends the row, or counts it dropped when the buffer is
+full (the database has been away for long). The writer inserts batches with ``ON CONFLICT (request_id) DO
+NOTHING``, so a batch sent again after an uncertain failure never doubles a row; a failed write is retried with
+a backoff while requests go on being answered. :meth:`Ledger.stop` (on SIGTERM, after the last answer) writes
+what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from modelcluster.gateway.metering.metrics import MeteringMetrics
+from modelcluster.gateway.metering.migrate import upgrade
+from modelcluster.gateway.metering.records import UsageRecord
+from modelcluster.gateway.metering.schema import usage
+
+logger = logging.getLogger(__name__)
+
+#: What a database that is away raises from a write.
+DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+DROP_LOG_INTERVAL_S = 10.0
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url`` (``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``).
+
+    An SQLite file gets its directory made, WAL journaling and a busy timeout, and one connection.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # One connection: the writer, the spend reads and the usage reads of one gateway take turns on it.
+        engine = create_async_engine(parsed, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(connection: Any, record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_async_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _insert(dialect: str) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(usage).on_conflict_do_nothing(index_elements=["request_id"])
+
+
+class Ledger:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        metrics: MeteringMetrics,
+        *,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.5,
+        buffer_limit: int = 100_000,
+        write_timeout_s: float = 10.0,
+        on_commit: Callable[[Sequence[UsageRecord]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.buffer_limit = buffer_limit
+        self.write_timeout_s = write_timeout_s
+        self.on_commit = on_commit
+        self.migrated = False
+        self._buffer: deque[UsageRecord] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self._dropped_unlogged = 0
+        self._last_drop_log = 0.0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def record(self, record: UsageRecord) -> bool:
+        """Queue ``record`` for the database; ``False`` when the buffer is full and it was dropped (counted)."""
+        if len(self._buffer) >= self.buffer_limit:
+            self.metrics.ledger_dropped.inc()
+            self._dropped_unlogged += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:
+                logger.error(
+                    "usage ledger buffer full (%d rows, database away): dropped %d usage rows",
+                    self.buffer_limit,
+                    self._dropped_unlogged,
+                )
+                self._dropped_unlogged, self._last_drop_log = 0, now
+            return False
+        self._buffer.append(record)
+        self.metrics.ledger_buffered.set(len(self._buffer))
+        if len(self._buffer) >= self.batch_size:
+            self._wake.set()
+        return True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-ledger")
+
+    async def stop(self, deadline_s: float = 20.0) -> None:
+        """Stop the writer and write every buffered row (until ``deadline_s``, then log what is lost)."""
+        deadline = time.monotonic() + deadline_s
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            # The writer ends after the batch it is writing (cancelling a write midway can wedge a connection).
+            done, _ = await asyncio.wait({self._task}, timeout=deadline_s / 2)
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        delay = 0.1
+        while self._buffer and time.monotonic() < deadline:
+            if not self.migrated and not await self._migrate():
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+                continue
+            if not await self.flush_batch():
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+        if self._buffer:
+            logger.error("usage ledger: %d rows not written at shutdown (database away)", len(self._buffer))
+        await self.engine.dispose()
+
+    async def _migrate(self) -> bool:
+        try:
+            async with asyncio.timeout(max(self.write_timeout_s, 30.0)):
+                await upgrade(self.engine)
+        except DATABASE_ERRORS as error:
+            logger.warning("usage ledger: cannot migrate the database yet: %s", _short(error))
+            return False
+        self.migrated = True
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the ledger is stopping."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self.migrated and not self._stopping.is_set():
+            if not await self._migrate():
+                await self._pause(delay)
+                delay = min(delay * 2, 2.0)
+        delay = 0.2
+        while not self._stopping.is_set():
+            if len(self._buffer) < self.batch_size:
+                try:
+                    async with asyncio.timeout(self.flush_interval_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            while self._buffer and not self._stopping.is_set():
+                if await self.flush_batch():
+                    delay = 0.2
+                    continue
+                await self._pause(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def flush_batch(self) -> bool:
+        """Write the oldest batch; ``True`` when written (or nothing was buffered)."""
+        async with self._write_lock:
+            batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]
+            if not batch:
+                return True
+            try:
+                async with asyncio.timeout(self.write_timeout_s):
+                    async with self.engine.begin() as connection:
+                        await connection.execute(_insert(connection.dialect.name), [r.row() for r in batch])
+            except DATABASE_ERRORS as error:
+                self.metrics.ledger_errors.inc()
+                logger.warning("usage ledger: writing %d rows failed, retrying: %s", len(batch), _short(error))
+                return False
+            for _ in batch:
+                self._buffer.popleft()
+            self.metrics.ledger_buffered.set(len(self._buffer))
+            self.metrics.ledger_written.inc(len(batch))
+            if self.on_commit is not None:
+                self.on_commit(batch)
+            return True
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:300]

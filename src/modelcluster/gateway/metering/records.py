@@ -1,0 +1,90 @@
+"""One usage record: what an answered or failed inference request used and cost.
+
+The gateway writes one per inference request (:class:`~.ledger.Ledger` ``record``); closed models (answered by
+a provider) record their token counts with ``cost`` 0 through the same hook, as the provider bills the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass
+class UsageRecord:
+    """A row of the usage ledger. ``cluster`` names the ModelCluster (``namespace/name``) or the provider."""
+
+    request_id: str
+    tenant: str
+    key_id: str
+    model: str
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    task: str = ""
+    cluster: str = ""
+    meter: str = ""
+    meter_price: float = 0.0
+    inference_seconds: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    status: int = 0
+    duration_seconds: float = 0.0
+
+    def row(self) -> dict[str, object]:
+        return {
+            "request_id": self.request_id,
+            "tenant": self.tenant,
+            "key_id": self.key_id,
+            "model": self.model,
+            "task": self.task,
+            "cluster": self.cluster,
+            "meter": self.meter,
+            "meter_price": self.meter_price,
+            "inference_seconds": self.inference_seconds,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost": self.cost,
+            "status": self.status,
+            "started": self.started,
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+@dataclass
+class UsageDraft:
+    """What a route learns about its request while serving it; the metering middleware makes it a record."""
+
+    request_id: str
+    started: datetime
+    started_monotonic: float
+    model: str = ""
+    task: str = ""
+    cluster: str = ""
+    meter: str = ""
+    meter_price: float = 0.0
+    inference_seconds: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    @property
+    def cost(self) -> float:
+        return self.meter_price * self.inference_seconds
+
+    def record(self, tenant: str, key_id: str, status: int, duration_seconds: float) -> UsageRecord:
+        return UsageRecord(
+            request_id=self.request_id,
+            tenant=tenant,
+            key_id=key_id,
+            model=self.model,
+            started=self.started,
+            task=self.task,
+            cluster=self.cluster,
+            meter=self.meter,
+            meter_price=self.meter_price,
+            inference_seconds=self.inference_seconds,
+            tokens_in=self.tokens_in,
+            tokens_out=self.tokens_out,
+            cost=self.cost,
+            status=status,
+            duration_seconds=duration_seconds,
+        )
