@@ -33,7 +33,8 @@ from modelcluster.kube.informer import run_informer
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/models/v2/"
-OPENAI_PREFIX = "/models/v2/openai/"
+#: The OpenAI route family; ``/models/v2/openai/{model}`` is the native route of OpenAI's own models.
+OPENAI_PREFIX = "/models/v2/openai/v1/"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEYS: web.AppKey[KeyStore] = web.AppKey("keys", KeyStore)
 LIMITER: web.AppKey[ConcurrencyLimiter] = web.AppKey("limiter", ConcurrencyLimiter)
@@ -159,9 +160,14 @@ def create_app(gateway: Gateway, keys: KeyStore, api_client: client.ApiClient | 
     app[KEYS] = keys
     app[LIMITER] = ConcurrencyLimiter(gateway.settings.replicas)
     add_routes(app)
+    app.on_cleanup.append(_close_providers)
     if api_client is not None:
         app.cleanup_ctx.append(_lifecycle(gateway, keys, api_client))
     return app
+
+
+async def _close_providers(app: web.Application) -> None:
+    await app[GATEWAY].providers.close()
 
 
 def create_metrics_app(gateway: Gateway) -> web.Application:

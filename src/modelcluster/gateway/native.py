@@ -13,6 +13,7 @@ from modelcluster.api.errors import NotFound
 from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
 from modelcluster.gateway.kube_answers import answered
+from modelcluster.gateway.providers.serving import serve_native
 from modelcluster.gateway.state import TENANT, Gateway, Target
 from modelcluster.kube.objects import own_key, rfc3339_from_timestamp
 
@@ -41,6 +42,11 @@ async def run(request: web.Request) -> web.StreamResponse:
     """
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
+    provider = gateway.providers.client_for(target.model_id, open_model=is_open(target))
+    if provider is not None:
+        # A closed model: its provider answers with the caller's key; no cluster is created, woken or counted.
+        body = await gateway.parse(await gateway.read_body(request), parse_run_request)
+        return await serve_native(request, gateway.providers, provider, target.model_id, body)
     raw = await gateway.read_body(request)
     await _check_body(gateway, target, raw)
     await gateway.ensure(target)
@@ -56,6 +62,11 @@ async def run(request: web.Request) -> web.StreamResponse:
     finally:
         gateway.demand.finish(target.key)
         gateway.demand.observe_latency(target.key, time.monotonic() - started)
+
+
+def is_open(target: Target) -> bool:
+    """Whether ``target`` is an open model: the caller has its cluster, or the catalog knows its task."""
+    return target.cluster is not None or target.task is not None
 
 
 async def _check_body(gateway: Gateway, target: Target, raw: bytes) -> None:

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelcluster.api.json_limits import JsonLimits
+from modelcluster.gateway.providers.settings import ProvidersSettings
 
 DEFAULT_PORT = 8080
 DEFAULT_METRICS_PORT = 8083
@@ -71,6 +72,10 @@ class GatewaySettings(BaseSettings):
         description="Longest time the API key table may go unconfirmed by the apiserver before API requests get 503.",
     )
     replicas: int = Field(default=1, ge=1, description="Gateway replicas sharing each key's concurrency limit.")
+    providers: ProvidersSettings = Field(
+        default_factory=ProvidersSettings,
+        description="Closed-model providers: enabled, base URL, timeouts, concurrency (docs/providers.md).",
+    )
 
     def json_limits(self) -> JsonLimits:
         """The structure a request body may have (:mod:`modelcluster.api.json_limits`)."""
