@@ -10,9 +10,9 @@ from typing import Any
 
 import anthropic
 import cohere
-from cohere import errors as cohere_errors
 import openai
 import pytest
+from cohere import errors as cohere_errors
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
@@ -127,9 +127,11 @@ def test_anthropic_standin_errors_raise_the_sdks_exceptions(
 
 def test_anthropic_standin_error_event_raises_in_the_stream(standins: dict[str, StandIn]) -> None:
     client = anthropic_sdk(standins["anthropic"])
-    with pytest.raises(anthropic.APIStatusError, match="Overloaded"):  # noqa: PT012
-        with client.messages.stream(model="fails-midway", max_tokens=5, messages=HI) as stream:  # type: ignore[arg-type]
-            list(stream.text_stream)
+    with (
+        pytest.raises(anthropic.APIStatusError, match="Overloaded"),
+        client.messages.stream(model="fails-midway", max_tokens=5, messages=HI) as stream,  # type: ignore[arg-type]
+    ):
+        list(stream.text_stream)
 
 
 # --- Google Gemini -----------------------------------------------------------------------------------------------
