@@ -6,10 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.providers import PROVIDERS, ServerThread, StandIn, start_standins
-
-#: The key each stand-in accepts (what a caller would send in ``Provider-Key``).
-KEYS = {provider: f"sk-{provider}-standin-key-0123456789abcdefXYZW" for provider in PROVIDERS}
+from support.providers import KEYS, ServerThread, StandIn, start_standins
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import openai
 import pytest
 from bytez import Bytez  # type: ignore[import-untyped]
 
-from conftest import KEYS
 from modelcluster.catalog import load_catalog
 from modelcluster.gateway.app import create_app
 from modelcluster.gateway.keys import build_key_secret, generate_key
@@ -30,7 +29,7 @@ from modelcluster.gateway.state import Gateway
 from modelcluster.gateway.usage import UsageRecord
 
 from support import FakeKube, eventually
-from support.providers import PROVIDERS, RETRY_AFTER_S, TEXT, WHOLE_TEXT, ServerThread, StandIn
+from support.providers import KEYS, PROVIDERS, RETRY_AFTER_S, TEXT, WHOLE_TEXT, ServerThread, StandIn
 from support.providers.openai_format import masked
 
 TENANT = "acme"

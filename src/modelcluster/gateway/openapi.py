@@ -103,7 +103,7 @@ def _errors(codes: tuple[int, ...], schema: str = "Error") -> dict[str, Any]:
     return {str(code): {"description": text[code], "content": {JSON: {"schema": _ref(schema)}}} for code in codes}
 
 
-_INFERENCE_ERRORS = (401, 404, 408, 413, 422, 429, 500, 502, 503, 504)
+_INFERENCE_ERRORS = (400, 401, 404, 408, 413, 422, 429, 500, 502, 503, 504)
 _CRUD_ERRORS = (401, 404, 408, 413, 422, 429, 500, 503)
 _MODEL_PARAMS = [
     {"name": "org", "in": "path", "required": True, "schema": {"type": "string"}},

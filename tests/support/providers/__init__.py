@@ -36,6 +36,8 @@ USAGE = {"openai": (11, 7), "anthropic": (12, 8), "google": (13, 9), "cohere": (
 RETRY_AFTER_S = 7
 SILENCE_S = 0.8
 PROVIDERS = tuple(USAGE)
+#: The key each stand-in accepts in tests (what a caller sends in ``Provider-Key``).
+KEYS = {provider: f"sk-{provider}-standin-key-0123456789abcdefXYZW" for provider in PROVIDERS}
 
 
 @dataclass(frozen=True)
