@@ -44,15 +44,16 @@ def provider_key(headers: object, model_id: str) -> str:
 class ProviderService:
     def __init__(self, settings: ProvidersSettings, registry: CollectorRegistry) -> None:
         self.settings = settings
+        self.enabled = settings.enabled
         self.metrics = ProviderMetrics(registry)
         self.usage = UsageReporter()
         self.clients = {
-            name: ProviderClient(ADAPTERS[name], settings.of(name), self.metrics) for name in settings.enabled
+            name: ProviderClient(ADAPTERS[name], settings.of(name), self.metrics) for name in self.enabled
         }
 
     def client_for(self, model_id: str, *, open_model: bool) -> ProviderClient | None:
         """The client of the provider serving ``model_id``, ``None`` for an open model; 404 for a disabled one."""
-        name = provider_of(model_id, open_model=open_model, enabled=self.settings.enabled)
+        name = provider_of(model_id, open_model=open_model, enabled=self.enabled)
         if name is not None:
             return self.clients[name]
         org = model_id.partition("/")[0]
