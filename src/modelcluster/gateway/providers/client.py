@@ -10,6 +10,7 @@ connection, which ends the provider's generation. Every error's message is scrub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: The largest error body or whole answer read from a provider.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+#: How long the end of a finished stream is waited for before its connection is closed instead of reused.
+DRAIN_S = 0.5
 
 
 def scrubbed(error: ApiError, key: str) -> ApiError:
@@ -186,6 +189,12 @@ class ProviderClient:
                 if not chunk:
                     for event in decoder.close():
                         yield _scrubbed_event(event, key, self)
+            if not response.content.at_eof():
+                # The provider's answer is complete: read its end (the chunked terminator, at once) so the
+                # connection goes back to the pool instead of being closed.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_S):
+                        await response.content.read()
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as error:
             self.metrics.failed(self.name, "protocol")
             yield StreamFailed(BadGateway(f"{self.name} broke off its answer: {type(error).__name__}"))

@@ -47,9 +47,7 @@ class ProviderService:
         self.enabled = settings.enabled
         self.metrics = ProviderMetrics(registry)
         self.usage = UsageReporter()
-        self.clients = {
-            name: ProviderClient(ADAPTERS[name], settings.of(name), self.metrics) for name in self.enabled
-        }
+        self.clients = {name: ProviderClient(ADAPTERS[name], settings.of(name), self.metrics) for name in self.enabled}
 
     def client_for(self, model_id: str, *, open_model: bool) -> ProviderClient | None:
         """The client of the provider serving ``model_id``, ``None`` for an open model; 404 for a disabled one."""
