@@ -42,7 +42,8 @@ from modelcluster.kube.informer import run_informer
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/models/v2/"
-OPENAI_PREFIX = "/models/v2/openai/"
+#: The OpenAI route family; ``/models/v2/openai/{model}`` is the native route of OpenAI's own models.
+OPENAI_PREFIX = "/models/v2/openai/v1/"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEYS: web.AppKey[KeyStore] = web.AppKey("keys", KeyStore)
 LIMITER: web.AppKey[ConcurrencyLimiter] = web.AppKey("limiter", ConcurrencyLimiter)
@@ -189,6 +190,7 @@ def create_app(
     app[LIMITER] = ConcurrencyLimiter(gateway.settings.replicas)
     app[TENANTS] = None
     add_routes(app)
+    app.on_cleanup.append(_close_providers)
     if api_client is not None:
         tenants = app[TENANTS] = TenantNamespaces()
         app.cleanup_ctx.append(_lifecycle(gateway, keys, api_client, tenants, app[LIMITER]))
@@ -202,6 +204,10 @@ async def _start_metering(app: web.Application) -> None:
 async def _stop_metering(app: web.Application) -> None:
     """After the last answer (aiohttp's cleanup follows the wait for the handlers): the ledger writes what is left."""
     await app[METERING].stop()
+
+
+async def _close_providers(app: web.Application) -> None:
+    await app[GATEWAY].providers.close()
 
 
 def create_metrics_app(gateway: Gateway) -> web.Application:

@@ -14,7 +14,15 @@ from modelcluster.catalog.pricing import Meter, meter_of
 from modelcluster.catalog.schema import BYTES_PER_PARAM, HEADROOM
 from modelcluster.gateway.clusters import build_patch, cluster_view, parse_cluster_body
 from modelcluster.gateway.kube_answers import answered
-from modelcluster.gateway.metering.http import METERING, draft_of, meter_headers, observe_upstream, set_meter
+from modelcluster.gateway.metering.http import (
+    METERING,
+    draft_of,
+    meter_headers,
+    meter_provider,
+    observe_upstream,
+    set_meter,
+)
+from modelcluster.gateway.providers.serving import serve_native
 from modelcluster.gateway.quotas import merged_spec
 from modelcluster.gateway.state import TENANT, Gateway, Target
 from modelcluster.kube.objects import own_key, rfc3339_from_timestamp
@@ -45,6 +53,14 @@ async def run(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     target = gateway.target(request, _model_id(request))
     metering, draft = request.app[METERING], draft_of(request)
+    provider = gateway.providers.client_for(target.model_id, open_model=is_open(target))
+    if provider is not None:
+        # A closed model: its provider answers with the caller's key; no cluster is created, woken or counted.
+        # Metered at price 0 with the provider's token counts (the provider bills the caller's key).
+        meter_provider(request, target.model_id, "chat", provider.name)
+        metering.check_budget(str(request[TENANT]))
+        body = await gateway.parse(await gateway.read_body(request), parse_run_request)
+        return await serve_native(request, gateway.providers, provider, target.model_id, body)
     task = target.task or gateway.task_of(target)
     set_meter(draft, target.model_id, task, "/".join(target.key), metering.meter(target.model_id, task))
     metering.check_budget(str(request[TENANT]))
@@ -66,6 +82,11 @@ async def run(request: web.Request) -> web.StreamResponse:
     finally:
         gateway.demand.finish(target.key)
         gateway.demand.observe_latency(target.key, time.monotonic() - started)
+
+
+def is_open(target: Target) -> bool:
+    """Whether ``target`` is an open model: the caller has its cluster, or the catalog knows its task."""
+    return target.cluster is not None or target.task is not None
 
 
 async def _check_body(gateway: Gateway, target: Target, raw: bytes) -> None:

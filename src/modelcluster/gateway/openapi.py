@@ -11,6 +11,7 @@ from modelcluster import __version__
 from modelcluster.api import ClusterPhase, RunRequest, task_names
 from modelcluster.gateway.clusters import ClusterBody
 from modelcluster.gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
+from modelcluster.gateway.openai.responses import ResponsesRequest
 
 REF = "#/components/schemas/"
 JSON = "application/json"
@@ -22,7 +23,13 @@ def _ref(name: str) -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    models: tuple[type[BaseModel], ...] = (RunRequest, ClusterBody, ChatCompletionRequest, CompletionRequest)
+    models: tuple[type[BaseModel], ...] = (
+        RunRequest,
+        ClusterBody,
+        ChatCompletionRequest,
+        CompletionRequest,
+        ResponsesRequest,
+    )
     for model in models:
         schema = model.model_json_schema(ref_template=REF + "{model}", by_alias=True)
         schemas.update(schema.pop("$defs", {}))
@@ -96,7 +103,7 @@ def _errors(codes: tuple[int, ...], schema: str = "Error") -> dict[str, Any]:
     return {str(code): {"description": text[code], "content": {JSON: {"schema": _ref(schema)}}} for code in codes}
 
 
-_INFERENCE_ERRORS = (401, 404, 408, 413, 422, 429, 500, 502, 503, 504)
+_INFERENCE_ERRORS = (400, 401, 404, 408, 413, 422, 429, 500, 502, 503, 504)
 _CRUD_ERRORS = (401, 404, 408, 413, 422, 429, 500, 503)
 _MODEL_PARAMS = [
     {"name": "org", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -151,7 +158,11 @@ def openapi_document() -> dict[str, Any]:
     model_path = {
         "parameters": _MODEL_PARAMS,
         "post": _op(
-            "Run the model (creates and wakes its cluster as needed)", streamed, _INFERENCE_ERRORS, "RunRequest"
+            "Run the model (creates and wakes its cluster as needed); a closed model of a provider "
+            "(openai, anthropic, google, cohere, mistral) is passed through with the `Provider-Key` header",
+            streamed,
+            _INFERENCE_ERRORS,
+            "RunRequest",
         ),
         "put": _op(
             "Create the model's cluster",
@@ -207,6 +218,11 @@ def openapi_document() -> dict[str, Any]:
             },
             "/models/v2/openai/v1/completions": {
                 "post": _op("OpenAI completions", openai_ok, openai_errors, "CompletionRequest", "OpenAIError")
+            },
+            "/models/v2/openai/v1/responses": {
+                "post": _op(
+                    "OpenAI responses (chat models)", openai_ok, openai_errors, "ResponsesRequest", "OpenAIError"
+                )
             },
             "/models/v2/openai/v1/models": {
                 "get": _op("OpenAI model list", _answer("OpenAIAnswer"), (401, 429, 500), error_schema="OpenAIError")

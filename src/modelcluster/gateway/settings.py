@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelcluster.api.json_limits import JsonLimits
 from modelcluster.gateway.metering.budgets import Budget
+from modelcluster.gateway.providers.settings import ProvidersSettings
 
 DEFAULT_PORT = 8080
 DEFAULT_METRICS_PORT = 8083
@@ -111,6 +112,10 @@ class GatewaySettings(BaseSettings):
     budgets: dict[str, Budget] = Field(
         default_factory=dict,
         description='Budgets by tenant, JSON {"tenant": {"amount": 10, "period": "month"}} (day, week or month).',
+    )
+    providers: ProvidersSettings = Field(
+        default_factory=ProvidersSettings,
+        description="Closed-model providers: enabled, base URL, timeouts, concurrency (docs/providers.md).",
     )
 
     def json_limits(self) -> JsonLimits:

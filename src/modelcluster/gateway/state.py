@@ -21,6 +21,7 @@ from modelcluster.gateway.demand import Demand
 from modelcluster.gateway.endpoints import EndpointTable
 from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.metrics import GatewayMetrics
+from modelcluster.gateway.providers.service import ProviderService
 from modelcluster.gateway.proxy import Proxy
 from modelcluster.gateway.quotas import quota_refusal
 from modelcluster.gateway.router import Router
@@ -62,6 +63,7 @@ class Gateway:
     router: Router = field(init=False)
     proxy: Proxy = field(init=False)
     json_limits: JsonLimits = field(init=False)
+    providers: ProviderService = field(init=False)
     _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +77,7 @@ class Gateway:
         self.clusters.on_change = self._cluster_changed
         s = self.settings
         self.json_limits = s.json_limits()
+        self.providers = ProviderService(s.providers, self.metrics.registry)
         self.proxy = Proxy(
             self.router,
             self.metrics,

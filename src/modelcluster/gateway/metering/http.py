@@ -28,13 +28,14 @@ from modelcluster.api.streaming import TokenUsage, token_count
 from modelcluster.catalog.pricing import FREE, Meter, cost
 from modelcluster.gateway.metering.records import UsageDraft
 from modelcluster.gateway.metering.service import Metering
+from modelcluster.gateway.usage import REQUEST_USAGE_SINK, UsageRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 METERING: web.AppKey[Metering] = web.AppKey("metering", Metering)
 USAGE = "modelcluster.usage"  # request key: the UsageDraft of an inference request
 KEY_ID = "modelcluster.key_id"  # request key: the caller's key id, set by the auth middleware
 TENANT_KEY = "modelcluster.tenant"  # the same key as modelcluster.gateway.state.TENANT
-METERED_ROUTES = frozenset({"run", "openai_chat", "openai_completions"})
+METERED_ROUTES = frozenset({"run", "openai_chat", "openai_completions", "openai_responses"})
 REQUEST_ID_HEADER = "X-Request-Id"
 #: The status recorded for a request whose client went away before its answer.
 CLIENT_GONE = 499
@@ -60,6 +61,19 @@ def provider_usage(
         return
     set_meter(draft, model, task, provider, FREE)
     draft.tokens_in, draft.tokens_out = tokens_in, tokens_out
+
+
+def meter_provider(request: web.Request, model: str, task: str, provider: str) -> None:
+    """A closed model's request: metered at price 0, its token counts taken from the provider's usage record."""
+    draft = draft_of(request)
+    if draft is None:
+        return
+    provider_usage(draft, model, task, provider, 0, 0)
+
+    def heard(record: UsageRecord) -> None:
+        draft.tokens_in, draft.tokens_out = record.prompt_tokens, record.completion_tokens
+
+    request[REQUEST_USAGE_SINK] = heard
 
 
 def observe_upstream(draft: UsageDraft | None, status: int, headers: Mapping[str, str], elapsed: float) -> None:

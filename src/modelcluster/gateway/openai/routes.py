@@ -1,4 +1,5 @@
-"""The OpenAI-compatible routes: ``/models/v2/openai/v1/chat/completions``, ``/completions`` and ``/models``.
+"""The OpenAI-compatible routes: ``/models/v2/openai/v1/chat/completions``, ``/completions``, ``/responses``
+(:mod:`.serving_responses`) and ``/models``.
 
 Each completion route is served by its family (:data:`~.serving_chat.CHAT`, :data:`~.serving_completion.COMPLETION`):
 the request is checked against the model's task, translated into the runtime's unified body, sent through the same
@@ -24,18 +25,21 @@ from modelcluster.gateway.metering.http import (
     METERING,
     draft_of,
     meter_headers,
+    meter_provider,
     observe_upstream,
     reading_of,
     set_meter,
     stream_metered,
 )
-from modelcluster.gateway.native import GATEWAY, JSON_HEADERS
-from modelcluster.gateway.openai.protocol import RequestT, models_list
+from modelcluster.gateway.native import GATEWAY, JSON_HEADERS, is_open
+from modelcluster.gateway.openai.protocol import ChatCompletionRequest, RequestT, models_list
 from modelcluster.gateway.openai.serving import OpenAIServing
 from modelcluster.gateway.openai.serving_chat import CHAT
 from modelcluster.gateway.openai.serving_completion import COMPLETION
+from modelcluster.gateway.openai.serving_responses import responses
 from modelcluster.gateway.openai.streaming import StreamTranslator
 from modelcluster.gateway.openai.translate import RUNTIME_STREAM_HEADERS, runtime_error, usage_from_headers
+from modelcluster.gateway.providers.serving import serve_chat_completion
 from modelcluster.gateway.proxy import Upstream
 from modelcluster.gateway.state import TENANT, Gateway, Target
 from modelcluster.kube.objects import metadata_of
@@ -46,6 +50,7 @@ SERVED_TASKS = CHAT.tasks | COMPLETION.tasks
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/models/v2/openai/v1/chat/completions", chat_completions, name="openai_chat")
     router.add_post("/models/v2/openai/v1/completions", completions, name="openai_completions")
+    router.add_post("/models/v2/openai/v1/responses", responses, name="openai_responses")
     router.add_get("/models/v2/openai/v1/models", models, name="openai_models")
 
 
@@ -89,7 +94,16 @@ class _Reply:
 
 async def _serve(request: web.Request, serving: OpenAIServing[RequestT]) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    target, run_body, reply = await _prepare(request, gateway, serving)
+    body = await gateway.parse(await gateway.read_body(request), serving.parse)
+    target = gateway.target(request, body.model)
+    provider = gateway.providers.client_for(body.model, open_model=is_open(target))
+    if provider is not None:
+        if not isinstance(body, ChatCompletionRequest):
+            raise BadRequest(f"{body.model} is a closed chat model: use chat/completions or responses", param="model")
+        meter_provider(request, body.model, "chat", provider.name)
+        request.app[METERING].check_budget(str(request[TENANT]))
+        return await serve_chat_completion(request, gateway.providers, provider, body)
+    run_body, reply = _prepare(request, gateway, serving, body, target)
     await gateway.ensure(target)
     headers = {**JSON_HEADERS, **(RUNTIME_STREAM_HEADERS if reply.translator is not None else {})}
     gateway.demand.start(target.key)
@@ -107,12 +121,10 @@ async def _serve(request: web.Request, serving: OpenAIServing[RequestT]) -> web.
         gateway.demand.finish(target.key)
 
 
-async def _prepare(
-    request: web.Request, gateway: Gateway, serving: OpenAIServing[RequestT]
-) -> tuple[Target, bytes, _Reply]:
-    """The body parsed once (within the structure limits), the runtime's body as bytes, and what the answer needs."""
-    body = await gateway.parse(await gateway.read_body(request), serving.parse)
-    target = gateway.target(request, body.model)
+def _prepare(
+    request: web.Request, gateway: Gateway, serving: OpenAIServing[RequestT], body: RequestT, target: Target
+) -> tuple[bytes, _Reply]:
+    """The runtime's body as bytes, and what the answer needs; the request metered and its budget checked."""
     task = target.task or gateway.task_of(target)
     metering = request.app[METERING]
     set_meter(draft_of(request), target.model_id, task, "/".join(target.key), metering.meter(target.model_id, task))
@@ -126,7 +138,7 @@ async def _prepare(
     if translator is not None and draft is not None:
         translator.usage_extra = lambda: reading_of(draft).usage_fields()
     reply = _Reply(body.model, tuple(body.stop), body.max_new_tokens, request_id, created, translator)
-    return target, run_body, reply
+    return run_body, reply
 
 
 async def _whole(gateway: Gateway, upstream: Upstream, serving: OpenAIServing[RequestT], reply: _Reply) -> web.Response:
