@@ -178,6 +178,7 @@ def _read_only_rbac(account: str) -> list[dict[str, Any]]:
                 {"apiGroups": ["modelcluster.dev"], "resources": ["modelclusters"], "verbs": ["get", "list", "watch"]},
                 {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
                 {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+                {"apiGroups": ["modelcluster.dev"], "resources": ["tenants"], "verbs": ["list", "watch"]},
             ],
         },
         {
