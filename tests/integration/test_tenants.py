@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,6 +41,7 @@ MODEL = "openai-community/gpt2"  # a catalog model on a 1-GPU tier, text-generat
 OTHER = "google/flan-t5-base"
 GENERATOR = "Nexusflow/NexusRaven-V2-13B"  # text-generation: served by the OpenAI completions route
 QUOTA = "modelcluster-tenant"
+CLI = Path(sys.executable).with_name("modelcluster")
 #: A cluster that runs no pod until a request wakes it.
 IDLE = {"min": 0, "desired": 0, "max": 1}
 #: Seconds until a Tenant is ready: on a fresh control plane the quota controller starts counting ModelClusters
@@ -349,3 +353,51 @@ def test_an_existing_tenant_namespace_is_adopted(
     assert cluster.core.read_namespaced_resource_quota(QUOTA, tenant_name).spec.hard == {
         "count/modelclusters.modelcluster.dev": "3"
     }
+
+
+def _cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    return subprocess.run([str(CLI), "tenants", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_tenants_commands_create_list_set_and_delete(
+    cluster: Cluster, operator: OperatorProcess, tenant_name: str
+) -> None:
+    created = _cli(cluster, "create", tenant_name, "--model-clusters", "2", "--gpus", "1", "--budget", "12.50")
+    assert created.returncode == 0, created.stderr
+    assert _cli(cluster, "create", tenant_name).returncode != 0  # exists: change it with set
+    eventually(lambda: _ready_is(cluster, tenant_name, "True"), timeout=READY_DEADLINE, what="the Tenant to be ready")
+    spec = _read_tenant(cluster, tenant_name)["spec"]
+    assert spec == {"quotas": {"modelClusters": 2, "gpus": 1}, "budget": {"amount": 12.5, "period": "month"}}
+
+    changed = _cli(cluster, "set", tenant_name, "--gpus", "3", "--unset", "model-clusters", "--budget-period", "week")
+    assert changed.returncode == 0, changed.stderr
+    spec = _read_tenant(cluster, tenant_name)["spec"]
+    assert spec == {"quotas": {"gpus": 3}, "budget": {"amount": 12.5, "period": "week"}}
+    eventually(
+        lambda: (
+            cluster.core.read_namespaced_resource_quota(QUOTA, tenant_name).spec.hard
+            == {"requests.nvidia.com/gpu": "3"}
+        ),
+        timeout=30,
+        what="the ResourceQuota to follow the change",
+    )
+    assert _cli(cluster, "set", tenant_name, "--gpus", "-1").returncode == 2  # refused before any call
+
+    listed = _cli(cluster, "list")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line.split() for line in listed.stdout.splitlines() if line.startswith(f"{tenant_name} ")]
+    assert row[:4] == [tenant_name, tenant_name, "True", "Reconciled"]
+    as_json = json.loads(_cli(cluster, "list", "-o", "json").stdout)
+    assert tenant_name in {item["metadata"]["name"] for item in as_json}
+
+    deleted = _cli(cluster, "delete", tenant_name)
+    assert deleted.returncode == 0, deleted.stderr
+    assert or_none(lambda: _read_tenant(cluster, tenant_name)) is None
+    assert cluster.core.read_namespace(tenant_name).metadata.name == tenant_name  # the namespace stays
+    eventually(
+        lambda: not cluster.core.list_namespaced_resource_quota(tenant_name).items,
+        timeout=30,
+        what="the ResourceQuota to go with its Tenant",
+    )
+    assert _cli(cluster, "delete", tenant_name).returncode != 0

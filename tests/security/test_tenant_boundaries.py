@@ -179,6 +179,7 @@ def _read_only_rbac(account: str) -> list[dict[str, Any]]:
                 {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
                 {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
                 {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+                {"apiGroups": ["modelcluster.dev"], "resources": ["tenants"], "verbs": ["list", "watch"]},
             ],
         },
         {
