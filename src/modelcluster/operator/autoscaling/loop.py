@@ -88,16 +88,31 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
 @dataclass
 class _Written:
     at: float = 0.0
-    last_request: str | None = None
+    last_request: float | None = None  # unix time, as written (seconds with fractions)
     queue_depth: int | None = None
 
 
-def status_write_due(written: _Written, last_iso: str | None, depth: int, now: float) -> bool:
+@dataclass(frozen=True)
+class _View:
+    """One cluster as its current objects say (parsed once per object version)."""
+
+    body: Body
+    deployment: Body
+    owned: bool
+    scaling: ScalingSpec | None
+    status_last: float | None
+    wake: float | None
+    created: float | None
+    last_scale: float | None
+    depth: int | None
+
+
+def status_write_due(written: _Written, last: float | None, depth: int, now: float) -> bool:
     """Whether the demand alone warrants a status write: a missing ``queueDepth`` at once, else a changed clock or
     depth at most once per :data:`STATUS_INTERVAL_S` (scale decisions write regardless)."""
     if written.queue_depth is None:
         return True
-    changed = last_iso != written.last_request or depth != written.queue_depth
+    changed = depth != written.queue_depth or (last is not None and last != written.last_request)
     return changed and now - written.at >= STATUS_INTERVAL_S
 
 
@@ -123,7 +138,7 @@ class Autoscaler:
         self.histories: dict[ClusterKey, History] = {}
         self._written: dict[ClusterKey, _Written] = {}
         self._events: dict[ClusterKey, float] = {}
-        self._specs: dict[ClusterKey, tuple[Any, ScalingSpec | None]] = {}
+        self._views: dict[ClusterKey, _View] = {}
         self._poke = asyncio.Event()
         self._urgent: set[ClusterKey] = set()
         self._whole = False
@@ -249,7 +264,7 @@ class Autoscaler:
             self.histories.pop(key, None)
             self._written.pop(key, None)
             self._events.pop(key, None)
-            self._specs.pop(key, None)
+            self._views.pop(key, None)
 
     async def decide_for(self, keys: set[ClusterKey], now: float) -> None:
         """A decision for these clusters only (their demand rose, or a wake arrived), between ticks."""
@@ -275,33 +290,29 @@ class Autoscaler:
         """Decide for one cluster; the coroutine doing its writes, or None when nothing changes."""
         # Only the cluster's own Deployment, of its name: never scale an object the operator did not create.
         deployment = self.deployments.named(key, key[1])
-        if deployment is None or not owns(body, deployment):
+        if deployment is None:
             return None
-        scaling = self._scaling_of(key, body)
-        if scaling is None:
+        view = self._view_of(key, body, deployment)
+        if not view.owned or view.scaling is None:
             return None
-        status = body.get("status") or {}
-        metadata = metadata_of(body)
         replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
-        activity = [
-            _timestamp(status.get("lastRequestTime")),
-            _timestamp((metadata.get("annotations") or {}).get(WAKE_ANNOTATION)),
-            gateway.last_request if gateway else None,
-            *(pod.last_request for pod in pods.values()),
-        ]
-        last = max((a for a in activity if a), default=None)
+        last = max(view.status_last or 0.0, view.wake or 0.0, gateway.last_request if gateway else 0.0)
+        busy = 0
+        for pod in pods.values():
+            busy += pod.busy
+            last = max(last, pod.last_request)
         observed = Observed(
             replicas=replicas,
             ready=ready,
             gateway_outstanding=gateway.outstanding if gateway else 0,
             gateway_held=gateway.held if gateway else 0,
-            runtime_busy=sum(pod.busy for pod in pods.values()),
-            last_activity=last,
-            created_at=_timestamp(metadata.get("creationTimestamp")),
+            runtime_busy=busy,
+            last_activity=last or None,
+            created_at=view.created,
         )
-        history = self.histories.get(key) or History(since=now, last_scale=_timestamp(status.get("lastScaleTime")))
-        decision = decide(scaling, observed, history, now, self.config.tunables)
+        history = self.histories.get(key) or History(since=now, last_scale=view.last_scale)
+        decision = decide(view.scaling, observed, history, now, self.config.tunables)
         self.histories[key] = decision.history
         scale = decision.target != replicas
         depth = demand(observed)
@@ -309,27 +320,35 @@ class Autoscaler:
         # a busy cluster's clock is next written an interval later, so a new leader causes no burst of writes.
         written = self._written.get(key)
         if written is None:
-            written = self._written[key] = _Written(
-                at=now, last_request=status.get("lastRequestTime"), queue_depth=status.get("queueDepth")
-            )
-        last_iso = _iso(last) if last else None
-        status_due = scale or status_write_due(written, last_iso, depth, now)
-        if not scale and not status_due:
+            written = self._written[key] = _Written(at=now, last_request=view.status_last, queue_depth=view.depth)
+        if not scale and not status_write_due(written, last or None, depth, now):
             return None
-        return self._write(key, body, replicas, decision.target, decision.reason, last_iso, depth, scale, now, pods)
+        return self._write(key, body, replicas, decision.target, decision.reason, last or None, depth, scale, now, pods)
 
-    def _scaling_of(self, key: ClusterKey, body: Body) -> ScalingSpec | None:
-        """The cluster's scaling spec, parsed once per spec object (the store replaces it on every change)."""
-        raw = body.get("spec") or {}
-        cached = self._specs.get(key)
-        if cached is not None and cached[0] is raw:
-            return cached[1]
+    def _view_of(self, key: ClusterKey, body: Body, deployment: Body) -> _View:
+        """What one cluster's objects say, read once per version of them (the store replaces them on change)."""
+        view = self._views.get(key)
+        if view is not None and view.body is body and view.deployment is deployment:
+            return view
+        status = body.get("status") or {}
+        metadata = metadata_of(body)
         try:
-            scaling: ScalingSpec | None = self._scaling_spec(ModelClusterSpec.model_validate(raw))
+            scaling: ScalingSpec | None = self._scaling_spec(ModelClusterSpec.model_validate(body.get("spec") or {}))
         except ValueError:
             scaling = None
-        self._specs[key] = (raw, scaling)
-        return scaling
+        depth = status.get("queueDepth")
+        view = self._views[key] = _View(
+            body=body,
+            deployment=deployment,
+            owned=owns(body, deployment),
+            scaling=scaling,
+            status_last=_timestamp(status.get("lastRequestTime")),
+            wake=_timestamp((metadata.get("annotations") or {}).get(WAKE_ANNOTATION)),
+            created=_timestamp(metadata.get("creationTimestamp")),
+            last_scale=_timestamp(status.get("lastScaleTime")),
+            depth=depth if isinstance(depth, int) else None,
+        )
+        return view
 
     def _scaling_spec(self, spec: ModelClusterSpec) -> ScalingSpec:
         capacity = spec.capacity
@@ -353,7 +372,7 @@ class Autoscaler:
         current: int,
         target: int,
         reason: str,
-        last_iso: str | None,
+        last: float | None,
         depth: int,
         scale: bool,
         now: float,
@@ -371,12 +390,12 @@ class Autoscaler:
                     self.metrics.autoscaler_target.labels(namespace=namespace, name=name).set(target)
                 await self._event(key, body, current, target, reason, depth, now)
             status: Body = {"queueDepth": depth}
-            if last_iso is not None:
-                status["lastRequestTime"] = last_iso
+            if last is not None:
+                status["lastRequestTime"] = _iso(last)
             if scale:
                 status["lastScaleTime"] = _iso(now)
             await self.kube.apply_cluster_status(namespace, name, status, STATUS_FIELD_MANAGER)
-            self._written[key] = _Written(at=now, last_request=last_iso, queue_depth=depth)
+            self._written[key] = _Written(at=now, last_request=last, queue_depth=depth)
         except KubeError as error:
             logger.warning("%s/%s: scaling to %d failed: %s", namespace, name, target, error)
 
