@@ -1175,10 +1175,15 @@ def main() -> None:
     )
     parser.add_argument("--tick-pods", type=int, default=1, help="ready pods per cluster in the tick measurement")
     parser.add_argument("--tick-only", action="store_true", help="only the tick CPU measurement (no cluster, no root)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the tick measurement at tiny sizes (20 clusters, 3 ticks): checks it runs"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the local cluster running")
     parser.add_argument("--serve-pod", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tick-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.tick_only, args.tick_clusters, args.tick_ticks = True, 20, 3
     if args.serve_pod:
         serve_pod(int(os.environ.get("PORT", POD_PORT)))
     elif args.tick_json:

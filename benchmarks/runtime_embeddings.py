@@ -375,8 +375,18 @@ def main() -> None:
     )
     parser.add_argument("--client", choices=["auto", "hey", "httpx"], default="auto")
     parser.add_argument("--skip-infinity", action="store_true", help="leave infinity-emb out")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (concurrency 1, 1 round of 1 s, no infinity-emb, httpx unless hey is here): checks it runs",
+    )
     parser.add_argument("--serve-locked", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.mixed_seconds, args.rounds, args.concurrency = 1.0, 1.0, 1, [1]
+        if not args.skip_infinity:
+            args.skip_infinity = True
+            print("infinity-emb skipped: --smoke installs no peer (a full run installs it in its own environment)")
     if args.serve_locked:
         serve_locked(args.serve_locked)
         return
