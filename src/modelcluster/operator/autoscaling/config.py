@@ -15,6 +15,6 @@ class AutoscalerConfig:
     # The gateways' metrics port when the Service's EndpointSlices name no port ``metrics``.
     gateway_metrics_port: int = 8083
     runtime_port: int = 8000
-    push_interval_s: float = 0.1  # the least time between two answers of one gateway's demand feed
+    push_interval_s: float = 0.05  # the least time between two answers of one gateway's demand feed
     gateway_stale_s: float = 30.0  # last-known values of an unreachable gateway (or pod) are kept this long
     tunables: Tunables = field(default_factory=Tunables)
