@@ -58,7 +58,7 @@ def test_autoscale() -> None:
 
 
 def test_runtime_embeddings() -> None:
-    out = smoke("runtime_embeddings.py", timeout=420)
+    out = smoke("runtime_embeddings.py", timeout=540)
     assert "(a) runtime rps" in out and "targets:" in out
     assert "infinity-emb skipped: --smoke installs no peer" in out
 
