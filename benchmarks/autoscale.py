@@ -26,15 +26,18 @@ granularity of the timestamps Kubernetes writes into objects):
   ``Ready`` condition, EndpointSlice endpoint ready, answer. The runtime's own model load time comes
   from its ``/metrics`` (``modelcluster_runtime_model_load_seconds``). "Ready -> first held answer" is
   the answer time minus the arrival of the watch event that set ``Ready``.
-- **Tick CPU** (``--tick-clusters`` 1,000, ``--tick-ticks`` 20): in a separate process, an
-  ``Autoscaler`` with in-memory tables (clusters, Deployments, ``--tick-pods`` ready pods each), a
-  stubbed scraper that returns synthetic ``/metrics`` text of two gateways and of every pod (the real
-  formats, new values each tick, built before the tick starts), and a Kubernetes stub whose writes do
-  nothing. ``time.process_time()`` around each ``tick()``; the HTTP work of a real scrape is not in it.
+- **Tick CPU** (``--tick-clusters`` 1,000, ``--tick-ticks`` 120, ``--tick-changing`` 0.1): in a separate
+  process, an ``Autoscaler`` with in-memory tables (clusters, Deployments, ``--tick-pods`` ready pods each)
+  whose demand is pushed through the real feeds (``modelcluster.api.demand``) of two gateways and of every
+  pod, a share of the clusters changing each simulated second, and a Kubernetes stub whose writes do
+  nothing. ``time.process_time()`` around each second's work: parsing the feeds' answers, taking them into
+  the subscriptions, one ``tick()``; the HTTP of the long polls is not in it. The same run counts the status
+  writes made for the demand alone per active cluster per simulated minute.
 
-Targets: reaction <= 1 s p95; teardown within ``timeout`` + 5 s (worst trial); first held answer
+Targets: reaction <= 0.5 s p95; teardown within ``timeout`` + 5 s (worst trial); first held answer
 <= 100 ms after Ready (worst trial); wake-to-first-answer no more than 2 s above the model's own load
-time (worst trial); tick <= 100 ms p95 at 1,000 clusters.
+time (worst trial); tick <= 50 ms p95 at 1,000 clusters with 10 % changing per second; at most one status
+write per active cluster per minute in steady state.
 
 Everything shares the machine's cores (control plane, operator, gateway, pods, this script), so
 figures taken on a busy machine vary; the load average is printed at the start and the end.
