@@ -59,12 +59,18 @@ class Relay:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)  # at once: a cut while the upstream connection is being made drops it too
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
+            self._writers.discard(writer)
             writer.close()
             return
-        self._writers |= {writer, up_writer}
+        if self._server is None or writer not in self._writers:  # cut meanwhile
+            up_writer.transport.abort()
+            writer.transport.abort()
+            return
+        self._writers.add(up_writer)
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -80,13 +86,12 @@ class Relay:
         """Every connection reset, new ones refused."""
         server, self._server = self._server, None
         if server is not None:
-            server.close()
+            server.close()  # no wait_closed(): every connection is aborted here, none is waited for
         for writer in list(self._writers):
             with contextlib.suppress(OSError, RuntimeError):
                 writer.transport.abort()
         self._writers.clear()
-        if server is not None:
-            await server.wait_closed()
+        await asyncio.sleep(0)  # the aborts take effect (connection_lost) before the caller goes on
 
     async def restore(self) -> None:
         await self.start()
