@@ -60,6 +60,7 @@ RAY_VERSION = "2.60.0"
 RAY_MAX_ONGOING = 32  # the gateway's default in-flight limit per pod
 MAX_CONNECTIONS = 32
 MAX_SECONDS = 6
+TARGET_CPU_OF_BARE = 1.15
 
 TARGET_ADDED_P50_MS = 1.0
 TARGET_ADDED_P99_MS = 5.0
@@ -240,10 +241,15 @@ def go_tool(module: str, version: str, binary: str) -> Path:
     return target
 
 
-def nginx_binary() -> Path:
+def nginx_installed() -> Path | None:
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    return Path(found) if found else None
+
+
+def nginx_binary() -> Path:
+    found = nginx_installed()
     if found:
-        return Path(found)
+        return found
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     progress("installing nginx from Debian (apt-get update; apt-get install nginx-light) ...")
     subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
@@ -419,7 +425,7 @@ def ready_pod_ip(kubeconfig: Path) -> str | None:
     return None
 
 
-def start_system(work: Path, processes: Processes) -> System:
+def start_system(work: Path, processes: Processes, cluster: str = CLUSTER_NAME) -> System:
     import httpx
 
     from modelcluster.devcluster import controlplane, system
@@ -428,11 +434,11 @@ def start_system(work: Path, processes: Processes) -> System:
 
     pod_commands, catalog = write_inputs(work)
     ensure_tools()
-    config = ClusterConfig(name=CLUSTER_NAME, pod_commands=load_pod_commands(pod_commands))
+    config = ClusterConfig(name=cluster, pod_commands=load_pod_commands(pod_commands))
     if controlplane.running(config):
-        progress(f"stopping the running cluster {CLUSTER_NAME} (it may hold other pod commands)")
+        progress(f"stopping the running cluster {cluster} (it may hold other pod commands)")
         controlplane.down(config)
-    progress(f"starting the local control plane {CLUSTER_NAME} ...")
+    progress(f"starting the local control plane {cluster} ...")
     kubeconfig = controlplane.up(config)
     progress("control plane ready; installing the CRD")
 
@@ -686,11 +692,11 @@ def vegeta_rate(vegeta: Path, targets: Path, rate: int, seconds: float, output: 
     )
 
 
-def hey_max(hey: Path, url: str, key: str) -> MaxResult:
+def hey_max(hey: Path, url: str, key: str, seconds: float = MAX_SECONDS) -> MaxResult:
     argv = [
         str(hey),
         "-z",
-        f"{MAX_SECONDS}s",
+        f"{seconds:g}s",
         "-c",
         str(MAX_CONNECTIONS),
         "-m",
@@ -822,7 +828,7 @@ def print_report(
     print()
     print(
         f"Constant rate {args.rate} requests/s for {args.duration:g} s (vegeta {VEGETA[1]}); maximum: hey {HEY[1]}, "
-        f"{MAX_CONNECTIONS} connections, {MAX_SECONDS} s, 2xx only; {args.rounds} round(s), ranges over rounds."
+        f"{MAX_CONNECTIONS} connections, {args.max_seconds:g} s, 2xx only; {args.rounds} round(s), ranges over rounds."
     )
     print(
         f"{os.cpu_count()} CPUs; 1-minute load average {load_at_start:.2f} at the start, "
@@ -898,6 +904,15 @@ def print_targets(results: dict[str, PathResults], args: argparse.Namespace) -> 
             f"  max as a share of the bare aiohttp proxy's (mean of rounds; >= {100 * GOOD_SHARE_OF_BARE:.0f} % is "
             f"good): {100 * share:.0f} %  {verdict(share >= GOOD_SHARE_OF_BARE)}"
         )
+        mine = [m.cpu_us_per_ok for m in gateway.maximum if m.cpu_us_per_ok]
+        bare = [m.cpu_us_per_ok for m in results[BARE].maximum if m.cpu_us_per_ok]
+        if mine and bare:
+            ratio = statistics.mean(mine) / statistics.mean(bare)
+            print(
+                f"  CPU per request <= {TARGET_CPU_OF_BARE:g}x the bare aiohttp proxy's (mean of rounds): "
+                f"{statistics.mean(mine):.0f} vs {statistics.mean(bare):.0f} us = {ratio:.2f}x  "
+                f"{verdict(ratio <= TARGET_CPU_OF_BARE)}"
+            )
 
 
 def print_ledger_targets(results: dict[str, PathResults]) -> None:
@@ -945,15 +960,17 @@ def measure(
 ) -> dict[str, PathResults]:
     results = {name: PathResults() for name in urls}
     targets = {name: targets_file(work, name, url, key) for name, url in urls.items()}
-    progress("warming every path up (2 s at the rate each, not recorded) ...")
+    warm_up = 0.5 if args.smoke else 2.0
+    progress(f"warming every path up ({warm_up:g} s at the rate each, not recorded) ...")
     for name in urls:
-        vegeta_rate(vegeta, targets[name], args.rate, 2, work / "warmup.bin")
+        vegeta_rate(vegeta, targets[name], args.rate, warm_up, work / "warmup.bin")
     for round_index in range(1, args.rounds + 1):
         for name, url in urls.items():
-            progress(f"round {round_index}: maximum of {name} ({MAX_CONNECTIONS} connections, {MAX_SECONDS} s) ...")
+            seconds = args.max_seconds
+            progress(f"round {round_index}: maximum of {name} ({MAX_CONNECTIONS} connections, {seconds:g} s) ...")
             root = pids.get(name)
             cpu_before = tree_cpu_seconds(root) if root else 0.0
-            result = hey_max(hey, url, key)
+            result = hey_max(hey, url, key, seconds)
             if root and result.ok:
                 cpu = tree_cpu_seconds(root) - cpu_before
                 result = dataclasses.replace(result, cpu_us_per_ok=1e6 * cpu / result.ok)
@@ -985,8 +1002,16 @@ def run(args: argparse.Namespace) -> None:
     hey = go_tool(*HEY)
     # Every peer is installed before the local cluster starts: from then on this process and all it
     # starts are under the cluster's egress guard, which refuses any address off this machine.
-    nginx_binary()
+    nginx_skipped: str | None = None
+    if args.smoke and nginx_installed() is None:
+        nginx_skipped = "not installed (--smoke installs no peer; a full run installs it with apt-get)"
+        print(f"nginx skipped: {nginx_skipped}", flush=True)
+    else:
+        nginx_binary()
     ray_skipped: str | None = "--skip-ray" if args.skip_ray else None
+    if args.smoke:
+        ray_skipped = "--smoke (Ray Serve needs its own environment installed: a full run does that)"
+        print(f"Ray Serve skipped: {ray_skipped}", flush=True)
     if ray_skipped is None:
         try:
             ray_python()
@@ -995,15 +1020,16 @@ def run(args: argparse.Namespace) -> None:
             print(f"Ray Serve unavailable, continuing without it: {ray_skipped}", flush=True)
     processes = Processes()
     try:
-        system = start_system(work, processes)
+        system = start_system(work, processes, args.cluster)
         pod = f"{system.pod_ip}:{UPSTREAM_PORT}"
         urls = {
             DIRECT: f"http://{pod}/run",
             GATEWAY: f"{system.gateway_url}/models/v2/{MODEL}",
             LEDGER: start_ledger_gateway(work, processes, system),
-            NGINX: start_nginx(work, processes, pod),
             BARE: start_bare_proxy(work, processes, pod, system.key),
         }
+        if nginx_skipped is None:
+            urls[NGINX] = start_nginx(work, processes, pod)
         if ray_skipped is None:
             try:
                 urls[RAY] = start_ray(work, processes)
@@ -1013,6 +1039,8 @@ def run(args: argparse.Namespace) -> None:
         results = measure(urls, processes.pids(), system.key, vegeta, hey, work, args)
         if RAY not in results:
             results[RAY] = PathResults(skipped=ray_skipped)
+        if nginx_skipped is not None:
+            results[NGINX] = PathResults(skipped=nginx_skipped)
         print_report(results, args, system.gateway_log, load_at_start)
     finally:
         progress("stopping the processes this run started ...")
@@ -1021,8 +1049,8 @@ def run(args: argparse.Namespace) -> None:
             from modelcluster.devcluster import controlplane
             from modelcluster.devcluster.config import ClusterConfig
 
-            progress(f"stopping the cluster {CLUSTER_NAME} ...")
-            controlplane.down(ClusterConfig(name=CLUSTER_NAME))
+            progress(f"stopping the cluster {args.cluster} ...")
+            controlplane.down(ClusterConfig(name=args.cluster))
         progress(f"done; logs in {work}")
 
 
@@ -1047,11 +1075,20 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500, help="constant rate, requests/s")
     parser.add_argument("--skip-ray", action="store_true", help="leave Ray Serve out")
     parser.add_argument("--keep", action="store_true", help="leave the local cluster running")
+    parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS, help="seconds of each maximum run (hey)")
+    parser.add_argument("--cluster", default=CLUSTER_NAME, help="name of the local cluster the run starts")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (1 round, 1 s, 50 requests/s), no Ray Serve, nginx only if installed: checks the script runs",
+    )
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare-proxy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.duration, args.rate, args.max_seconds = 1, 1.0, 50, 1.0
     if args.serve_upstream:
         serve_upstream(int(os.environ.get("PORT", UPSTREAM_PORT)))
     elif args.serve_bare_proxy:

@@ -434,11 +434,15 @@ def main() -> None:
     parser.add_argument("--desired", type=int, default=0, help="replicas per cluster (0: no pods, status stopped)")
     parser.add_argument("--gpu-nodes", type=int, default=4)
     parser.add_argument("--keep-cluster", action="store_true", help="leave the bench cluster running")
+    parser.add_argument("--cluster", default="bench", help="name of the fresh local cluster the run starts")
+    parser.add_argument("--smoke", action="store_true", help="3 ModelClusters, 1 GPU node: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.count, args.gpu_nodes = 3, 1
     n = args.count
 
     ensure_tools()
-    config = ClusterConfig(name="bench", gpu_nodes=args.gpu_nodes, cpu_nodes=0)
+    config = ClusterConfig(name=args.cluster, gpu_nodes=args.gpu_nodes, cpu_nodes=0)
     controlplane.down(config)
     kubeconfig = controlplane.up(config)
     signing_key = system.pod_auth_key(config.state_dir / "pod-auth-key")

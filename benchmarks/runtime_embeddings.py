@@ -375,8 +375,20 @@ def main() -> None:
     )
     parser.add_argument("--client", choices=["auto", "hey", "httpx"], default="auto")
     parser.add_argument("--skip-infinity", action="store_true", help="leave infinity-emb out")
+    parser.add_argument("--mixed-connections", type=int, default=32, help="connections of the mixed/uniform case")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (concurrency 1, 1 round of 1 s, no infinity-emb, httpx unless hey is here): checks it runs",
+    )
     parser.add_argument("--serve-locked", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.mixed_seconds, args.rounds, args.concurrency = 1.0, 1.0, 1, [1]
+        args.mixed_connections = 4
+        if not args.skip_infinity:
+            args.skip_infinity = True
+            print("infinity-emb skipped: --smoke installs no peer (a full run installs it in its own environment)")
     if args.serve_locked:
         serve_locked(args.serve_locked)
         return
@@ -432,7 +444,7 @@ def main() -> None:
                     samples = drive(server, texts, window, round_index == 0)
                     pooled[server.name].add(samples.latencies, samples.elapsed, samples.items)
             rows[concurrency] = {name: samples.summary() for name, samples in pooled.items()}
-        mixed, uniform = mixed_texts(32)
+        mixed, uniform = mixed_texts(args.mixed_connections)
         peers = [server for server in servers if server.name != "locked"]
         cases = {f"{server.name} {case}": Samples() for server in peers for case in ("mixed", "uniform")}
         for round_index in range(args.rounds):
@@ -457,7 +469,10 @@ def main() -> None:
         print(line)
     print("(c) is the in-process encode of 32 sentences per call; rps counts sentences for (c), requests otherwise")
     low, high = MIXED_WORDS
-    print(f"concurrency 32, one text per connection: mixed = {low} to {high} words, uniform = all of their mean length")
+    print(
+        f"concurrency {args.mixed_connections}, one text per connection: mixed = {low} to {high} words, "
+        "uniform = all of their mean length"
+    )
     for name, results in mixed_rows.items():
         m, u = results["mixed"], results["uniform"]
         print(f"  {name:>8}: mixed {cell(m)} | uniform {cell(u)} | mixed/uniform {m['rps'] / u['rps']:.0%}")

@@ -18,6 +18,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from modelcluster.api import ApiError, error_body
+from modelcluster.api.demand import DEMAND_PATH, answer
 from modelcluster.api.errors import InternalError, RateLimited, StatusError, Unauthorized, Unavailable
 from modelcluster.api.labels import MANAGED_SELECTOR_TEXT
 from modelcluster.gateway import native
@@ -149,6 +150,12 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+async def demand_feed(request: web.Request) -> web.Response:
+    """``GET /demand``: the per-cluster demand that changed since the caller's version (a long poll)."""
+    status, body = await answer(request.app[GATEWAY].demand.feed, request.query)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -211,10 +218,11 @@ async def _close_providers(app: web.Application) -> None:
 
 
 def create_metrics_app(gateway: Gateway) -> web.Application:
-    """The application of the metrics port: ``GET /metrics`` only."""
+    """The application of the metrics port: ``GET /metrics`` and the autoscaler's ``GET /demand``."""
     app = web.Application()
     app[GATEWAY] = gateway
     app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get(DEMAND_PATH, demand_feed, name="demand")
     return app
 
 

@@ -8,6 +8,9 @@ past the cluster lookup, or created the cluster) makes a model's series, the
 gateway calls :meth:`Demand.forget` when its cluster is deleted, and the later
 steps of a request (:meth:`finish`, :meth:`hold`, :meth:`observe_latency`) never
 bring a forgotten model back.
+
+Every change is published on :attr:`Demand.feed` too, the operator's autoscaler's push channel
+(:mod:`modelcluster.api.demand`, served at ``/demand`` on the metrics port).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from modelcluster.api.demand import DemandFeed
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.kube.objects import ClusterKey
 
@@ -36,6 +40,7 @@ class Demand:
         self._metrics = metrics
         self._exists = exists
         self._models: dict[ClusterKey, ModelDemand] = {}
+        self.feed = DemandFeed()
 
     def of(self, key: ClusterKey) -> ModelDemand:
         return self._models.get(key) or ModelDemand()
@@ -47,6 +52,7 @@ class Demand:
         """Drop the model's counts and its series (its cluster was deleted)."""
         if self._models.pop(key, None) is None:
             return
+        self.feed.remove(key)
         m = self._metrics
         for metric in (m.outstanding, m.held, m.last_request, m.model_latency):
             metric.remove(*key)
@@ -64,26 +70,30 @@ class Demand:
             model = self._models[key] = ModelDemand(gauges=gauges)
         return model
 
-    def _touch(self, model: ModelDemand) -> None:
+    def _touch(self, key: ClusterKey, model: ModelDemand) -> None:
         model.last_activity = time.time()
         assert model.gauges is not None
         outstanding, _, last, _ = model.gauges
         last.set(model.last_activity)
         outstanding.set(model.outstanding)
+        self._publish(key, model)
+
+    def _publish(self, key: ClusterKey, model: ModelDemand) -> None:
+        self.feed.set(key, model.outstanding, model.held, model.last_activity)
 
     def start(self, key: ClusterKey) -> None:
         if key not in self._models and self._exists is not None and not self._exists(key):
             return  # no ModelCluster (yet): no series for an id that may never have one
         model = self._model(key)
         model.outstanding += 1
-        self._touch(model)
+        self._touch(key, model)
 
     def finish(self, key: ClusterKey) -> None:
         model = self._models.get(key)
         if model is None:
             return  # forgotten while the request ran
         model.outstanding = max(0, model.outstanding - 1)
-        self._touch(model)
+        self._touch(key, model)
 
     def observe_latency(self, key: ClusterKey, seconds: float) -> None:
         model = self._models.get(key)
@@ -99,4 +109,5 @@ class Demand:
         model.held = max(0, model.held + delta)
         assert model.gauges is not None
         model.gauges[1].set(model.held)
+        self._publish(key, model)
         return model.held

@@ -77,7 +77,8 @@ async def serve(
         logger.info("bootstrap API key %s accepted for tenant %s", bootstrap.key_id, bootstrap.tenant)
     app = create_app(gateway, keys, api_client, build_metering(settings, gateway))
     runner = api_runner(app, settings)
-    metrics_runner = web.AppRunner(create_metrics_app(gateway), access_log=None)
+    # Long polls of the demand feed are cut at shutdown: a subscriber resumes with the next gateway.
+    metrics_runner = web.AppRunner(create_metrics_app(gateway), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await metrics_runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)

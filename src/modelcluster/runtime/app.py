@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelcluster.api import error_body
+from modelcluster.api.demand import DEMAND_PATH, DemandFeed, answer
 from modelcluster.api.errors import ApiError, InternalError, NotReady, PayloadTooLarge
 from modelcluster.api.metering import INFERENCE_SECONDS_HEADER
-from modelcluster.runtime import media
+from modelcluster.runtime import demand, media
 from modelcluster.runtime.batching import Scheduler
 from modelcluster.runtime.credentials import CredentialMiddleware
 from modelcluster.runtime.loading import LoadProgress, load_handler, memory_report
@@ -52,11 +53,13 @@ class RuntimeState:
     fetcher: UrlFetcher | None = None
     draining: bool = False
     on_load_failure: LoadFailureHook | None = None
+    feed: DemandFeed = field(default_factory=DemandFeed)
 
     def start_draining(self) -> None:
         """From now on ``/health`` answers 503 so readiness fails; requests are still served."""
         self.draining = True
         self.metrics.draining.set(1)
+        self.feed.close()  # long polls of the autoscaler answer now and no longer wait: shutdown is not held up
 
     def ready(self) -> tuple[Handler, Scheduler]:
         if self.handler is None or self.scheduler is None:
@@ -172,15 +175,18 @@ def create_app(
         settings=settings, metrics=metrics, progress=LoadProgress(clock=clock), on_load_failure=on_load_failure
     )
     pipeline = RunPipeline(settings, state)
+    feed = state.feed
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.fetcher = UrlFetcher(settings.url_policy())
         loading = asyncio.create_task(state.load(loader), name="model-load")
+        publishing = asyncio.create_task(demand.publish(feed, metrics, lambda: state.scheduler), name="demand")
         try:
             yield
         finally:
             loading.cancel()
+            publishing.cancel()
             if state.scheduler is not None:
                 await state.scheduler.stop()
             await state.fetcher.aclose()
@@ -241,6 +247,11 @@ def create_app(
         if state.scheduler is not None:
             state.scheduler.update_gauges()
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(DEMAND_PATH)
+    async def demand_feed(request: Request) -> Response:
+        status, body = await answer(feed, request.query_params)
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.post("/run")
     async def run(request: Request) -> Response:

@@ -1,6 +1,7 @@
 """Demand signals read from Prometheus text: the gateways' per-model counts and the runtime pods' queues.
 
-Pure parsing and summing; the autoscaler does the scraping. Only the few series the
+The signals the autoscaler decides on, and parsers of the same demand from Prometheus text (for
+benchmarks and tools that read `/metrics`; the autoscaler itself follows the pushed feed). Only the few series the
 policy needs are read, with one regular expression per line, so a tick stays cheap.
 """
 

@@ -1,0 +1,82 @@
+"""Every script in ``benchmarks/`` run at tiny sizes (``--smoke``): it completes and prints its table.
+
+Peers that would need installing (nginx, Ray Serve, infinity-emb) are left out by ``--smoke`` itself, which
+prints why; the scripts that start a local cluster of their own (under a name of their own) need root, as the
+pods live in network namespaces. The figures are not checked: on a shared machine they say little at these
+sizes. This only keeps a benchmark from breaking unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = REPO / "benchmarks"
+#: The scripts' own clusters are named after the session's (a name is at most 10 letters and digits).
+CLUSTER_STEM = os.environ.get("MODELCLUSTER_TEST_CLUSTER", "test")[:7]
+
+
+def smoke(script: str, *args: str, timeout: float) -> str:
+    """Run ``benchmarks/<script> --smoke``; its output (printed too, so a failure shows it)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]))
+    env.pop("KUBECONFIG", None)  # the cluster scripts start local clusters of their own
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--smoke", *args],
+        cwd=BENCHMARKS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    print(output[-6000:])
+    assert done.returncode == 0, f"{script} --smoke exited {done.returncode}:\n{output[-4000:]}"
+    return done.stdout
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the benchmark's local cluster runs pods in network namespaces")
+
+
+def test_every_benchmark_has_a_smoke_test() -> None:
+    scripts = {path.name for path in BENCHMARKS.glob("*.py")}
+    assert scripts == {"autoscale.py", "gateway_overhead.py", "operator_scale.py", "runtime_embeddings.py"}
+
+
+def test_autoscale() -> None:
+    out = smoke("autoscale.py", timeout=120)
+    assert "figure (seconds)" in out and "tick CPU, 20 clusters / 20 pods" in out
+    assert "status writes per active cluster per minute" in out
+
+
+def test_runtime_embeddings() -> None:
+    out = smoke("runtime_embeddings.py", timeout=540)
+    assert "(a) runtime rps" in out and "targets:" in out
+    assert "infinity-emb skipped: --smoke installs no peer" in out
+
+
+@pytest.mark.cluster
+def test_operator_scale() -> None:
+    needs_root()
+    out = smoke("operator_scale.py", f"--cluster={CLUSTER_STEM}op", timeout=420)
+    assert "operator time / direct-apply time" in out and "apiserver requests per cluster (operator)" in out
+
+
+@pytest.mark.cluster
+def test_gateway_overhead() -> None:
+    needs_root()
+    cache = Path.home() / ".cache" / "modelcluster" / "bench" / "bin"
+    have = all((cache / f"{tool}").is_file() for tool in ("vegeta-v12.13.0", "hey-v0.1.4"))
+    if not have and not (shutil.which("go") or Path("/usr/local/go/bin/go").exists()):
+        pytest.skip("the load generators vegeta and hey are not installed and there is no Go toolchain to build them")
+    out = smoke("gateway_overhead.py", f"--cluster={CLUSTER_STEM}gw", timeout=540)
+    assert "Targets (gateway):" in out and "bare aiohttp proxy" in out
+    assert "Ray Serve proxy" in out and "skipped: --smoke" in out
