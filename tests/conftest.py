@@ -44,29 +44,54 @@ def _local_config() -> ClusterConfig:
     return ClusterConfig(name=name, pod_commands=load_pod_commands(REPO / "e2e" / "pod-commands.yaml"))
 
 
-def _egress_failure(found: netguard.Report) -> str:
+def _egress_failure(found: netguard.Report, during: list[str] | None = None) -> str:
     shown = ", ".join(str(refusal) for refusal in found.destinations) or "(no tcp/udp destination recorded)"
-    return f"the egress guard refused {found.packets} packets off this machine during the session, to {shown}"
+    where = f"; first counted after: {', '.join(during)}" if during else ""
+    return f"the egress guard refused {found.packets} packets off this machine during the session, to {shown}{where}"
+
+
+class EgressLedger:
+    """The guard's count after each test, so that a refusal is reported with the tests it came during."""
+
+    def __init__(self, config: ClusterConfig | None) -> None:
+        self.config = config
+        self.packets = 0
+        self.during: list[str] = []
+
+    def after(self, test: str) -> None:
+        if self.config is None:
+            return
+        packets = netguard.report(self.config).packets
+        if packets > self.packets:
+            self.during.append(f"{test} (+{packets - self.packets})")
+            self.packets = packets
 
 
 @pytest.fixture(scope="session", autouse=True)
-def egress_guard() -> Iterator[None]:
+def egress_guard() -> Iterator[EgressLedger]:
     """The whole session runs under the local cluster's egress guard; any packet off the machine fails it."""
     if os.environ.get("KUBECONFIG"):
-        yield  # a cluster of its own (kind, say) owns its networks
+        yield EgressLedger(None)  # a cluster of its own (kind, say) owns its networks
         return
     config = _local_config()
     controlplane.guard(config)
-    yield
+    ledger = EgressLedger(config)
+    yield ledger
     found = netguard.report(config)
     if not controlplane.running(config):
         netguard.remove(config)
     if not found.clean:
-        pytest.fail(_egress_failure(found))
+        pytest.fail(_egress_failure(found, ledger.during))
+
+
+@pytest.fixture(autouse=True)
+def egress_checked(egress_guard: EgressLedger, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    egress_guard.after(request.node.nodeid)
 
 
 @pytest.fixture(scope="session")
-def cluster(egress_guard: None) -> Iterator[Cluster]:
+def cluster(egress_guard: EgressLedger) -> Iterator[Cluster]:
     external = os.environ.get("KUBECONFIG")
     if external:
         path = Path(external)
@@ -83,7 +108,7 @@ def cluster(egress_guard: None) -> Iterator[Cluster]:
         if not was_running:
             controlplane.down(config)
         if not found.clean:
-            pytest.fail(_egress_failure(found))
+            pytest.fail(_egress_failure(found, egress_guard.during))
 
 
 @pytest.fixture
