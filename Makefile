@@ -19,13 +19,12 @@ REGISTRY ?= ghcr.io/modelcluster
 IMAGE_VERSION ?= 0.1.0
 PLATFORM ?= linux/amd64
 PUSH ?=
-FAMILIES := text llm vision audio diffusion
 export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
 export UV_SYSTEM_CERTS := 1
 
 .PHONY: help venv uv host-tools prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
-	images helm-lint
+	images image-tools helm-lint
 
 help:
 	@echo "make dev           the whole system locally: control plane, operator, gateway and model pods"
@@ -38,7 +37,7 @@ help:
 	@echo "make cluster-build build the control plane's binaries (done by cluster-up when missing)"
 	@echo "make crd           regenerate crds/ and the Helm chart's copy from src/modelcluster/api"
 	@echo "make helm-lint     helm lint the chart (helm comes from the project's tools)"
-	@echo "make images        build the control-plane and model images with docker buildx (REGISTRY, IMAGE_VERSION, PUSH=1)"
+	@echo "make images        build the control-plane and model images (docker, else buildah; REGISTRY, IMAGE_VERSION, FAMILY, PUSH=1)"
 
 # uv itself: installed with the system python (never the venv's, which has no pip module for it) when missing.
 uv:
@@ -111,11 +110,23 @@ helm-lint: $(STAMP)
 		'from modelcluster.devcluster.tools import ensure_tools; print(ensure_tools().helm)') \
 		&& $$helm lint --strict charts/modelcluster
 
-# Needs Docker with buildx; see charts/modelcluster/README.md ("Images").
-images:
-	docker buildx build --platform $(PLATFORM) $(if $(PUSH),--push,--load) -f operator/Dockerfile \
-		-t $(REGISTRY)/control-plane:$(IMAGE_VERSION) .
-	for family in $(FAMILIES); do \
-		docker buildx build --platform $(PLATFORM) $(if $(PUSH),--push,--load) -f model-images/Dockerfile \
-			--build-arg FAMILY=$$family -t $(REGISTRY)/runtime-$$family:$(IMAGE_VERSION) . || exit 1; \
-	done
+# Docker (buildx) where its daemon answers; elsewhere buildah, runc and mmdebstrap (Debian packages, installed once
+# when missing) build the same Dockerfiles on bases made from Debian packages. See model-images/README.md.
+image-tools:
+	@if ! docker info >/dev/null 2>&1; then \
+		missing=$$(for tool in buildah runc mmdebstrap; do command -v $$tool >/dev/null 2>&1 || echo $$tool; done); \
+		if [ -n "$$missing" ]; then \
+			if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+				echo "installing" $$missing "with apt-get (images without a Docker daemon)" >&2; \
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+					|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; \
+			else \
+				echo "make images needs a Docker daemon, or buildah, runc and mmdebstrap: install" $$missing "as root" >&2; \
+				exit 1; \
+			fi; \
+		fi; \
+	fi
+
+images: $(STAMP) image-tools
+	$(UV) run --frozen --no-sync modelcluster images build --registry $(REGISTRY) --version $(IMAGE_VERSION) \
+		--platform $(PLATFORM) $(if $(PUSH),--push) $(if $(FAMILY),--family $(FAMILY))

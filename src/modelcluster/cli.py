@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "crd": "modelcluster.crd.cli:crd",
     "dev": "modelcluster.devcluster.devsystem:dev",
     "gateway": "modelcluster.gateway.cli:gateway",
+    "images": "modelcluster.devcluster.images.cli:images",
     "keys": "modelcluster.gateway.keys_cli:keys",
     "operator": "modelcluster.operator.cli:operator",
     "runtime": "modelcluster.runtime.cli:runtime",
@@ -39,5 +40,6 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
+@click.version_option(package_name="modelcluster", prog_name="modelcluster")
 def main() -> None:
     """ModelCluster: serverless model inference on your own Kubernetes cluster."""
