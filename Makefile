@@ -23,12 +23,13 @@ export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv uv host-tools prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
+.PHONY: help venv uv host-tools prebuild test test-images test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
 	images image-tools helm-lint
 
 help:
 	@echo "make dev           the whole system locally: control plane, operator, gateway and model pods"
 	@echo "make test          every test tier (starts a local control plane unless KUBECONFIG is set)"
+	@echo "make test-images   the image tier: make images, then the images run by runc in a local cluster"
 	@echo "make test-unit     unit tests only (no cluster)"
 	@echo "make lint          ruff, mypy and the import contracts (import-linter)"
 	@echo "make format        ruff format and fixes"
@@ -71,8 +72,14 @@ venv: $(STAMP)
 prebuild: $(STAMP) host-tools
 	@if [ -z "$$KUBECONFIG" ]; then $(UV) run --frozen --no-sync modelcluster cluster build; fi
 
+# The image tier (tests/images) has its own target: it builds images and runs them with runc.
 test: prebuild
-	$(UV) run --frozen --no-sync pytest
+	$(UV) run --frozen --no-sync pytest --ignore=tests/images
+
+# The images built from their Dockerfiles (make images, cached) and run by runc on a local cluster of their own.
+test-images: prebuild image-tools
+	MODELCLUSTER_TEST_IMAGES=1 MODELCLUSTER_TEST_CLUSTER=$${MODELCLUSTER_TEST_CLUSTER:-images} \
+		$(UV) run --frozen --no-sync pytest tests/images
 
 test-unit: $(STAMP) host-tools
 	$(UV) run --frozen --no-sync pytest tests/unit

@@ -2,7 +2,9 @@
 
 This is the part of a kubelet the local cluster needs so that pods really serve: for every
 bound pod running a mapped image it creates a network namespace with a private address,
-starts the command there with the pod's environment and arguments, reports the pod's
+starts the command there with the pod's environment and arguments (or, for an image that
+``make images`` built and the mapping gives container settings, runs the image itself with runc
+in that namespace: see ``podcontainer``), reports the pod's
 status (address, container state, restarts) and drives the Ready condition from the
 container's probes. A process that exits is restarted with the kubelet's back-off; a pod
 being deleted gets SIGTERM, its grace period, then SIGKILL, and is removed. Pods of other
@@ -19,6 +21,7 @@ import datetime as dt
 import ipaddress
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,9 +39,11 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from modelcluster.devcluster import podcredentials, podnet
+from modelcluster.devcluster import podcontainer, podcredentials, podnet, podvolumes
 from modelcluster.devcluster.apirelay import ApiRelay
 from modelcluster.devcluster.config import ClusterConfig, PodCommand
+from modelcluster.devcluster.images import runc
+from modelcluster.devcluster.images.oci import ContainerRequest, Mount, user_ids
 from modelcluster.devcluster.pki import Pki
 from modelcluster.devcluster.podstatus import ContainerView, exit_code_of, pod_status, termination_message
 from modelcluster.devcluster.probes import ProbeSpec, ProbeState, check
@@ -118,6 +123,7 @@ class LocalPod:
     probes: dict[str, ProbeState] = field(default_factory=dict)
     terminating_until: float | None = None
     reported: dict[str, Any] | None = None
+    oci_name: str | None = None  # the runc container while one runs the pod's image
 
     @property
     def running(self) -> bool:
@@ -145,6 +151,7 @@ class PodRunner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.host_ip = str(podnet.gateway(config))
         self.relay: ApiRelay | None = None
+        self.built: dict[str, bool] = {}
 
     # --- API events -------------------------------------------------------------------------
 
@@ -276,7 +283,65 @@ class PodRunner:
         partial.rename(path)
         return path
 
+    def runs_image(self, local: LocalPod) -> bool:
+        """Whether the pod runs its image with runc: container settings, and the image built locally (logged once)."""
+        image = local.container["image"]
+        if not self.config.run_images or local.command.container is None:
+            return False
+        if image not in self.built:
+            self.built[image] = runc.image_built(image)
+            if not self.built[image]:
+                _log(f"image {image} is not built locally (make images): its pods run the mapped command")
+        return self.built[image]
+
+    def container_argv(self, local: LocalPod) -> list[str]:
+        """Write the pod's volumes and its OCI bundle; the ``runc run`` command line.
+
+        Raises ContainerError, UnsupportedVolume, ValueError or ApiException when it cannot be run (yet).
+        """
+        settings = local.command.container
+        assert settings is not None
+        image = local.container["image"]
+        mapped = {name: os.path.expandvars(path) for name, path in settings.volumes.items()}
+        for path in mapped.values():
+            Path(path).mkdir(parents=True, exist_ok=True)
+        request_user, request_group, _ = podcontainer.security(local.container, local.pod)
+        uid, gid = user_ids(
+            runc.image_config(image),
+            ContainerRequest(run_as_user=request_user, run_as_group=request_group),
+        )
+        files = podvolumes.write_volumes(
+            self.api,
+            local.pod,
+            podcontainer.file_volumes(local.pod, mapped),
+            self.logs / f"{local.namespace}_{local.name}.volumes",
+            uid,
+            gid,
+        )
+        env = container_env(local.container, local.pod, str(local.address))
+        env.update({key: os.path.expandvars(value) for key, value in settings.env.items()})
+        # In-cluster clients find the apiserver through these (the Service's address is not routed here).
+        relay = urlsplit(self.apiserver_for_pods())
+        env.update({"KUBERNETES_SERVICE_HOST": relay.hostname or "", "KUBERNETES_SERVICE_PORT": str(relay.port)})
+        termination = self.termination_path(local)
+        os.chown(termination, uid, gid)
+        message_path = str(local.container.get("terminationMessagePath") or "/dev/termination-log")
+        request = podcontainer.container_request(
+            local.pod,
+            local.container,
+            env,
+            podcontainer.plan_volumes(local.pod, mapped, files),
+            (Mount(str(termination), message_path),),
+            f"/run/netns/{local.netns}",
+        )
+        bundle = runc.prepare(image, request, f"{local.netns}-{local.container['name']}"[:60])
+        local.oci_name = bundle.name
+        return bundle.run_argv()
+
     def start_process(self, local: LocalPod) -> None:
+        if self.runs_image(local):
+            self.start_container(local)
+            return
         env = dict(os.environ)
         env.pop("KUBECONFIG", None)
         if local.command.kubeconfig and podcredentials.wants_token(local.pod):
@@ -309,6 +374,28 @@ class PodRunner:
                 env=env,
                 start_new_session=True,
             )
+        self.started(local)
+        _log(f"{local.namespace}/{local.name}: started pid {local.process.pid}: {' '.join(argv[4:])}")
+        self.report(local)
+
+    def start_container(self, local: LocalPod) -> None:
+        self.termination_path(local).write_bytes(b"")
+        try:
+            argv = self.container_argv(local)
+        except (runc.ContainerError, podcontainer.UnsupportedVolume, ValueError, ApiException) as error:
+            local.next_start = time.monotonic() + BACKOFF_START
+            _log(f"{local.namespace}/{local.name}: cannot run {local.container['image']}: {error}; retrying")
+            return
+        with local.log_path.open("ab") as log:
+            local.log_offset = log.tell()
+            local.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.started(local)
+        _log(f"{local.namespace}/{local.name}: started {local.container['image']} with runc (pid {local.process.pid})")
+        self.report(local)
+
+    def started(self, local: LocalPod) -> None:
         local.started_at = _now()
         now = time.monotonic()
         local.probes = {
@@ -316,8 +403,6 @@ class PodRunner:
             for kind, spec in (("startup", local.startup), ("readiness", local.readiness), ("liveness", local.liveness))
             if spec is not None
         }
-        _log(f"{local.namespace}/{local.name}: started pid {local.process.pid}: {' '.join(argv[4:])}")
-        self.report(local)
 
     def termination_path(self, local: LocalPod) -> Path:
         return self.logs / f"{local.namespace}_{local.name}.termination-log"
@@ -344,6 +429,13 @@ class PodRunner:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        self.remove_container(local)
+
+    def remove_container(self, local: LocalPod) -> None:
+        """runc forwards SIGTERM to the container; after a SIGKILL of runc itself, the container is killed here."""
+        if local.oci_name is not None:
+            runc.delete(local.oci_name)
+            local.oci_name = None
 
     def terminate(self, local: LocalPod) -> None:
         """Start a graceful stop: SIGTERM now, SIGKILL when the grace period is over.
@@ -360,6 +452,8 @@ class PodRunner:
 
     def finish(self, local: LocalPod, delete_object: bool) -> None:
         self.kill_process(local, grace=0.0)
+        self.remove_container(local)
+        shutil.rmtree(self.logs / f"{local.namespace}_{local.name}.volumes", ignore_errors=True)
         podnet.delete(local.netns)
         (self.logs / f"{local.namespace}_{local.name}.kubeconfig").unlink(missing_ok=True)
         self.termination_path(local).unlink(missing_ok=True)
@@ -397,6 +491,7 @@ class PodRunner:
         assert local.process is not None
         code = exit_code_of(local.process.returncode)
         local.process = None
+        self.remove_container(local)
         local.last_exit_code = code
         local.last_finished_at = _now()
         local.last_started_at = local.started_at
@@ -478,6 +573,7 @@ class PodRunner:
             self.tick()
         for local in list(self.pods.values()):
             self.kill_process(local, grace=min(local.grace, 5.0))
+            self.remove_container(local)
             podnet.delete(local.netns)
         if self.relay is not None:
             self.relay.close()

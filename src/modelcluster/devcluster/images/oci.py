@@ -16,9 +16,12 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 @dataclass(frozen=True)
 class Mount:
+    """A bind mount of ``source``, or a fresh tmpfs (``tmpfs``, no source) at ``destination``."""
+
     source: str
     destination: str
     read_only: bool = False
+    tmpfs: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,18 @@ def merged_env(image: ImageConfig, request: ContainerRequest) -> list[str]:
     return [f"{key}={value}" for key, value in env.items()]
 
 
+def _mount(mount: Mount) -> dict[str, Any]:
+    access = "ro" if mount.read_only else "rw"
+    if mount.tmpfs:
+        return {
+            "destination": mount.destination,
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777", access],
+        }
+    return {"destination": mount.destination, "type": "bind", "source": mount.source, "options": ["rbind", access]}
+
+
 def runtime_config(image: ImageConfig, request: ContainerRequest, rootfs: str) -> dict[str, Any]:
     """The ``config.json`` of an OCI bundle whose root file system is ``rootfs``."""
     args = process_args(image, request)
@@ -106,15 +121,10 @@ def runtime_config(image: ImageConfig, request: ContainerRequest, rootfs: str) -
         # Writable scratch space, as kubelet's emptyDir /tmp is not given but every runtime needs one.
         {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
     ]
-    mounts.extend(
-        {
-            "destination": mount.destination,
-            "type": "bind",
-            "source": mount.source,
-            "options": ["rbind", "ro" if mount.read_only else "rw"],
-        }
-        for mount in request.mounts
-    )
+    # The pod's mounts replace a default at the same path (an emptyDir on /tmp, a memory one on /dev/shm).
+    wanted = {mount.destination for mount in request.mounts}
+    mounts = [mount for mount in mounts if mount["destination"] not in wanted]
+    mounts.extend(_mount(mount) for mount in request.mounts)
     capabilities: list[str] = []  # none: the project's containers run as a user that is not root
     return {
         "ociVersion": "1.0.2",
