@@ -19,6 +19,8 @@ REGISTRY ?= ghcr.io/modelcluster
 IMAGE_VERSION ?= 0.1.0
 PLATFORM ?= linux/amd64
 PUSH ?=
+# Model image families to build (text llm vision audio diffusion); empty: all.
+FAMILIES ?=
 export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
 export UV_SYSTEM_CERTS := 1
@@ -38,7 +40,7 @@ help:
 	@echo "make cluster-build build the control plane's binaries (done by cluster-up when missing)"
 	@echo "make crd           regenerate crds/ and the Helm chart's copy from src/modelcluster/api"
 	@echo "make helm-lint     helm lint the chart (helm comes from the project's tools)"
-	@echo "make images        build the control-plane and model images (docker, else buildah; REGISTRY, IMAGE_VERSION, FAMILY, PUSH=1)"
+	@echo "make images        build the control-plane and model images (docker, else buildah; REGISTRY, IMAGE_VERSION, FAMILIES, PUSH=1)"
 
 # uv itself: installed with the system python (never the venv's, which has no pip module for it) when missing.
 uv:
@@ -78,6 +80,7 @@ test: prebuild
 
 # The images built from their Dockerfiles (make images, cached) and run by runc on a local cluster of their own.
 test-images: prebuild image-tools
+	$(UV) run --frozen --no-sync modelcluster images build --family text
 	MODELCLUSTER_TEST_IMAGES=1 MODELCLUSTER_TEST_CLUSTER=$${MODELCLUSTER_TEST_CLUSTER:-images} \
 		$(UV) run --frozen --no-sync pytest tests/images
 
@@ -136,4 +139,4 @@ image-tools:
 
 images: $(STAMP) image-tools
 	$(UV) run --frozen --no-sync modelcluster images build --registry $(REGISTRY) --version $(IMAGE_VERSION) \
-		--platform $(PLATFORM) $(if $(PUSH),--push) $(if $(FAMILY),--family $(FAMILY))
+		--platform $(PLATFORM) $(if $(PUSH),--push) $(foreach family,$(FAMILIES),--family $(family))
