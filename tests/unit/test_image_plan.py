@@ -45,6 +45,7 @@ def test_buildah_mounts_the_uv_cache_and_the_ca_store_for_building_only() -> Non
     assert f"/uv:{BUILD_UV_CACHE}" in argv
     assert f"UV_CACHE_DIR={BUILD_UV_CACHE}" in argv
     assert "/ca.crt:/etc/ssl/certs/ca-certificates.crt:ro" in argv
+    assert "org.opencontainers.image.revision=abc" in argv
     assert argv[-3:] == ["--tag", "ghcr.io/modelcluster/runtime-text:0.1.0", "/repo"]
 
 

@@ -89,9 +89,18 @@ def plan(
 
 
 def _build_arg_flags(image: Image, extra: dict[str, str]) -> list[str]:
+    """Build arguments, and the OCI labels as ``--label`` too: a cached LABEL layer can keep an older revision."""
     flags: list[str] = []
     for key, value in {**image.build_args, **extra}.items():
         flags += ["--build-arg", f"{key}={value}"]
+    labels = {
+        LABEL_VERSION: image.build_args.get("VERSION"),
+        LABEL_REVISION: image.build_args.get("REVISION"),
+        LABEL_SOURCE: image.build_args.get("SOURCE"),
+    }
+    for key, label in labels.items():
+        if label:
+            flags += ["--label", f"{key}={label}"]
     return flags
 
 
