@@ -39,7 +39,10 @@ def check_user_root_fs_and_version(image: str) -> None:
     assert version.stdout.strip() == f"modelcluster, version {metadata.version('modelcluster')}"
     labels = runc.image_inspect(image).get("Labels") or {}
     assert labels["org.opencontainers.image.version"] == metadata.version("modelcluster")
-    assert labels["org.opencontainers.image.revision"] == git_revision(REPO)
+    # The commit it was built from (`-dirty`: with uncommitted changes, which the digest label pins down).
+    assert labels["org.opencontainers.image.revision"].removesuffix("-dirty") == git_revision(REPO).removesuffix(
+        "-dirty"
+    )
     assert labels["org.opencontainers.image.source"].startswith("https://")
 
 

@@ -18,6 +18,7 @@ from modelcluster.devcluster.images.plan import (
     PUBLIC_UV_IMAGE,
     REGISTRY,
     Bases,
+    context_digest,
     offline_bases,
     plan,
 )
@@ -88,7 +89,8 @@ def build(
         bases = Bases(python_image, uv_image)
     else:
         bases = Bases(PUBLIC_PYTHON_IMAGE, PUBLIC_UV_IMAGE) if use_docker else offline_bases()
-    todo = plan(tag, revision, DEFAULT_SOURCE, bases, () if no_runtimes else (families or FAMILIES), registry)
+    chosen = () if no_runtimes else (families or FAMILIES)
+    todo = plan(tag, revision, DEFAULT_SOURCE, bases, chosen, registry, context_digest(context))
     started = time.monotonic()
     try:
         if use_docker:

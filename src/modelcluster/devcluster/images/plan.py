@@ -26,6 +26,9 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LABEL_VERSION = "org.opencontainers.image.version"
 LABEL_REVISION = "org.opencontainers.image.revision"
 LABEL_SOURCE = "org.opencontainers.image.source"
+# A digest of what the images are built from (the files the Dockerfiles copy): tells a stale image apart.
+LABEL_CONTEXT = "dev.modelcluster.context-digest"
+CONTEXT_PATHS = ("pyproject.toml", "uv.lock", "README.md", "src", "operator/Dockerfile", "model-images")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Image:
     dockerfile: str
     tag: str
     build_args: dict[str, str] = field(default_factory=dict)
+    context_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ def plan(
     bases: Bases,
     families: tuple[str, ...] = FAMILIES,
     registry: str = REGISTRY,
+    digest: str = "",
 ) -> list[Image]:
     """The control-plane image and one runtime image per family, in build order."""
     unknown = sorted(set(families) - set(FAMILIES))
@@ -75,17 +80,32 @@ def plan(
         "REVISION": revision,
         "SOURCE": source,
     }
-    images = [Image("control-plane", "operator/Dockerfile", f"{registry}/control-plane:{version}", dict(common))]
+    images = [
+        Image("control-plane", "operator/Dockerfile", f"{registry}/control-plane:{version}", dict(common), digest)
+    ]
     images.extend(
         Image(
             f"runtime-{family}",
             "model-images/Dockerfile",
             f"{registry}/runtime-{family}:{version}",
             {**common, "FAMILY": family},
+            digest,
         )
         for family in families
     )
     return images
+
+
+def context_digest(context: Path) -> str:
+    """SHA-256 over the paths and contents of the files the images are built from (caches excluded)."""
+    digest = hashlib.sha256()
+    for name in CONTEXT_PATHS:
+        root = context / name
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _build_arg_flags(image: Image, extra: dict[str, str]) -> list[str]:
@@ -97,6 +117,7 @@ def _build_arg_flags(image: Image, extra: dict[str, str]) -> list[str]:
         LABEL_VERSION: image.build_args.get("VERSION"),
         LABEL_REVISION: image.build_args.get("REVISION"),
         LABEL_SOURCE: image.build_args.get("SOURCE"),
+        LABEL_CONTEXT: image.context_digest,
     }
     for key, label in labels.items():
         if label:
