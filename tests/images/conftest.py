@@ -1,10 +1,10 @@
 """The image tier (``make test-images``): the images built from their Dockerfiles, run with runc.
 
 ``make test-images`` builds the control-plane and text runtime images first (``make images FAMILIES=text``,
-cached), outside the session,: the session's egress guard keeps its processes off the package registries. It
+cached), outside the session: the session's egress guard keeps its processes off the package registries. It
 needs the session's local cluster to run built images (``MODELCLUSTER_TEST_IMAGES=1``, which ``make test-images``
-sets); run any other way, or with images missing or built from other sources (a digest label), every test here fails saying
-so, never skips.
+sets); run any other way, or with images missing or built from other sources (a digest label), every test
+here fails saying so, never skips.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def test_the_chart_runs_the_control_plane_image_and_the_text_image_wakes_from_ze
         assert created.status_code == 201, created.text
         eventually(
             lambda: httpx.get(f"{base}/{MINILM}", headers=headers, timeout=10).json()["cluster"]["status"] == "stopped",
-            timeout=60,
+            timeout=120,
             what="the cluster stopped (scaled to zero)",
         )
         answers: list[httpx.Response] = []

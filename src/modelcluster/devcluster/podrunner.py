@@ -55,6 +55,8 @@ DEFAULT_GRACE = 30.0
 # A container a failed probe restarts is stopped inside the runner's loop: bound how long that blocks it.
 MAX_BLOCKING_GRACE = 30.0
 PROBE_KINDS = ("startup", "readiness", "liveness")
+# Where a container of a `kubeconfig: true` image finds its pod's kubeconfig.
+POD_KUBECONFIG = "/var/run/secrets/modelcluster.dev/kubeconfig"
 
 
 def _now() -> str:
@@ -320,18 +322,26 @@ class PodRunner:
         )
         env = container_env(local.container, local.pod, str(local.address))
         env.update({key: os.path.expandvars(value) for key, value in settings.env.items()})
-        # In-cluster clients find the apiserver through these (the Service's address is not routed here).
-        relay = urlsplit(self.apiserver_for_pods())
-        env.update({"KUBERNETES_SERVICE_HOST": relay.hostname or "", "KUBERNETES_SERVICE_PORT": str(relay.port)})
         termination = self.termination_path(local)
         os.chown(termination, uid, gid)
         message_path = str(local.container.get("terminationMessagePath") or "/dev/termination-log")
+        extra = [Mount(str(termination), message_path)]
+        if local.command.kubeconfig and podcredentials.wants_token(local.pod):
+            # As for the process: the pod's token in a kubeconfig (the clients' KUBECONFIG path).
+            kubeconfig = self.pod_kubeconfig(local)
+            os.chown(kubeconfig, uid, gid)
+            extra.append(Mount(str(kubeconfig), POD_KUBECONFIG, read_only=True))
+            env["KUBECONFIG"] = POD_KUBECONFIG
+        else:
+            # In-cluster clients find the apiserver through these (the Service's address is not routed here).
+            relay = urlsplit(self.apiserver_for_pods())
+            env.update({"KUBERNETES_SERVICE_HOST": relay.hostname or "", "KUBERNETES_SERVICE_PORT": str(relay.port)})
         request = podcontainer.container_request(
             local.pod,
             local.container,
             env,
             podcontainer.plan_volumes(local.pod, mapped, files),
-            (Mount(str(termination), message_path),),
+            tuple(extra),
             f"/run/netns/{local.netns}",
         )
         bundle = runc.prepare(image, request, f"{local.netns}-{local.container['name']}"[:60])
