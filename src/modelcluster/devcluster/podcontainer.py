@@ -16,6 +16,13 @@ from typing import Any
 from modelcluster.devcluster.images.oci import ContainerRequest, Mount
 
 FILE_VOLUME_KINDS = ("configMap", "secret", "projected")
+# No cluster DNS here: the loopback of the pod's network namespace answers nothing, so a lookup fails at once.
+RESOLV_CONF = "nameserver 127.0.0.1\noptions ndots:0 timeout:1 attempts:1\n"
+
+
+def hosts_file(pod_name: str, pod_ip: str) -> str:
+    """The pod's /etc/hosts, as a kubelet writes it: loopback names and the pod's own name."""
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t{pod_name}\n"
 
 
 class UnsupportedVolume(ValueError):

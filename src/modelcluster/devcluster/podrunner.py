@@ -325,7 +325,7 @@ class PodRunner:
         termination = self.termination_path(local)
         os.chown(termination, uid, gid)
         message_path = str(local.container.get("terminationMessagePath") or "/dev/termination-log")
-        extra = [Mount(str(termination), message_path)]
+        extra = [Mount(str(termination), message_path), *self.name_files(local)]
         if local.command.kubeconfig and podcredentials.wants_token(local.pod):
             # As for the process: the pod's token in a kubeconfig (the clients' KUBECONFIG path).
             kubeconfig = self.pod_kubeconfig(local)
@@ -387,6 +387,16 @@ class PodRunner:
         self.started(local)
         _log(f"{local.namespace}/{local.name}: started pid {local.process.pid}: {' '.join(argv[4:])}")
         self.report(local)
+
+    def name_files(self, local: LocalPod) -> list[Mount]:
+        """/etc/hosts and /etc/resolv.conf as a kubelet writes them. There is no cluster DNS: a lookup fails at
+        once inside the pod's network namespace, never a query off the machine (nor a resolver's timeouts)."""
+        directory = self.logs / f"{local.namespace}_{local.name}.etc"
+        directory.mkdir(exist_ok=True)
+        hosts, resolv = directory / "hosts", directory / "resolv.conf"
+        hosts.write_text(podcontainer.hosts_file(local.name, str(local.address)))
+        resolv.write_text(podcontainer.RESOLV_CONF)
+        return [Mount(str(hosts), "/etc/hosts", read_only=True), Mount(str(resolv), "/etc/resolv.conf", read_only=True)]
 
     def start_container(self, local: LocalPod) -> None:
         self.termination_path(local).write_bytes(b"")
@@ -464,6 +474,7 @@ class PodRunner:
         self.kill_process(local, grace=0.0)
         self.remove_container(local)
         shutil.rmtree(self.logs / f"{local.namespace}_{local.name}.volumes", ignore_errors=True)
+        shutil.rmtree(self.logs / f"{local.namespace}_{local.name}.etc", ignore_errors=True)
         podnet.delete(local.netns)
         (self.logs / f"{local.namespace}_{local.name}.kubeconfig").unlink(missing_ok=True)
         self.termination_path(local).unlink(missing_ok=True)
