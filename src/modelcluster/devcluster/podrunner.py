@@ -55,8 +55,6 @@ DEFAULT_GRACE = 30.0
 # A container a failed probe restarts is stopped inside the runner's loop: bound how long that blocks it.
 MAX_BLOCKING_GRACE = 30.0
 PROBE_KINDS = ("startup", "readiness", "liveness")
-# Where a container of a `kubeconfig: true` image finds its pod's kubeconfig.
-POD_KUBECONFIG = "/var/run/secrets/modelcluster.dev/kubeconfig"
 
 
 def _now() -> str:
@@ -326,16 +324,9 @@ class PodRunner:
         os.chown(termination, uid, gid)
         message_path = str(local.container.get("terminationMessagePath") or "/dev/termination-log")
         extra = [Mount(str(termination), message_path), *self.name_files(local)]
-        if local.command.kubeconfig and podcredentials.wants_token(local.pod):
-            # As for the process: the pod's token in a kubeconfig (the clients' KUBECONFIG path).
-            kubeconfig = self.pod_kubeconfig(local)
-            os.chown(kubeconfig, uid, gid)
-            extra.append(Mount(str(kubeconfig), POD_KUBECONFIG, read_only=True))
-            env["KUBECONFIG"] = POD_KUBECONFIG
-        else:
-            # In-cluster clients find the apiserver through these (the Service's address is not routed here).
-            relay = urlsplit(self.apiserver_for_pods())
-            env.update({"KUBERNETES_SERVICE_HOST": relay.hostname or "", "KUBERNETES_SERVICE_PORT": str(relay.port)})
+        # In-cluster clients find the apiserver through these (the Service's address is not routed here).
+        relay = urlsplit(self.apiserver_for_pods())
+        env.update({"KUBERNETES_SERVICE_HOST": relay.hostname or "", "KUBERNETES_SERVICE_PORT": str(relay.port)})
         request = podcontainer.container_request(
             local.pod,
             local.container,
