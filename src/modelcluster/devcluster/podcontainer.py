@@ -20,9 +20,15 @@ FILE_VOLUME_KINDS = ("configMap", "secret", "projected")
 RESOLV_CONF = "nameserver 127.0.0.1\noptions ndots:0 timeout:1 attempts:1\n"
 
 
-def hosts_file(pod_name: str, pod_ip: str) -> str:
-    """The pod's /etc/hosts, as a kubelet writes it: loopback names and the pod's own name."""
-    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t{pod_name}\n"
+KUBERNETES_NAMES = "kubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.cluster.local"
+
+
+def hosts_file(pod_name: str, pod_ip: str, apiserver_ip: str) -> str:
+    """The pod's /etc/hosts: loopback names, the pod's own name, and the kubernetes Service's names (no DNS)."""
+    return (
+        f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t{pod_name}\n"
+        f"{apiserver_ip}\t{KUBERNETES_NAMES}\n"
+    )
 
 
 class UnsupportedVolume(ValueError):

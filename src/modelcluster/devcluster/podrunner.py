@@ -151,6 +151,7 @@ class PodRunner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.host_ip = str(podnet.gateway(config))
         self.relay: ApiRelay | None = None
+        self.service_relay: ApiRelay | None = None
         self.built: dict[str, bool] = {}
 
     # --- API events -------------------------------------------------------------------------
@@ -265,6 +266,20 @@ class PodRunner:
         host, port = self.relay.address
         return f"https://{host}:{port}"
 
+    def kubernetes_service(self) -> tuple[str, int]:
+        """Where containers reach the apiserver: a relay on the pod network's host address, port 443, started once.
+
+        ``/etc/hosts`` of every container names it ``kubernetes.default.svc``, the address in-cluster clients
+        such as kopf's ServiceAccount login use (the serving certificate holds that name).
+        """
+        if self.service_relay is None:
+            upstream = urlsplit(self.api.api_client.configuration.host)
+            self.service_relay = ApiRelay(
+                self.host_ip, (upstream.hostname or "127.0.0.1", upstream.port or 443), port=443
+            ).start()
+        host, port = self.service_relay.address
+        return host, port
+
     def pod_kubeconfig(self, local: LocalPod) -> Path:
         """Write the pod's ServiceAccount credentials as a kubeconfig (once per pod); raise ApiException."""
         path = self.logs / f"{local.namespace}_{local.name}.kubeconfig"
@@ -325,8 +340,8 @@ class PodRunner:
         message_path = str(local.container.get("terminationMessagePath") or "/dev/termination-log")
         extra = [Mount(str(termination), message_path), *self.name_files(local)]
         # In-cluster clients find the apiserver through these (the Service's address is not routed here).
-        relay = urlsplit(self.apiserver_for_pods())
-        env.update({"KUBERNETES_SERVICE_HOST": relay.hostname or "", "KUBERNETES_SERVICE_PORT": str(relay.port)})
+        service_host, service_port = self.kubernetes_service()
+        env.update({"KUBERNETES_SERVICE_HOST": service_host, "KUBERNETES_SERVICE_PORT": str(service_port)})
         request = podcontainer.container_request(
             local.pod,
             local.container,
@@ -385,7 +400,7 @@ class PodRunner:
         directory = self.logs / f"{local.namespace}_{local.name}.etc"
         directory.mkdir(exist_ok=True)
         hosts, resolv = directory / "hosts", directory / "resolv.conf"
-        hosts.write_text(podcontainer.hosts_file(local.name, str(local.address)))
+        hosts.write_text(podcontainer.hosts_file(local.name, str(local.address), self.kubernetes_service()[0]))
         resolv.write_text(podcontainer.RESOLV_CONF)
         return [Mount(str(hosts), "/etc/hosts", read_only=True), Mount(str(resolv), "/etc/resolv.conf", read_only=True)]
 
@@ -587,8 +602,9 @@ class PodRunner:
             self.kill_process(local, grace=min(local.grace, 5.0))
             self.remove_container(local)
             podnet.delete(local.netns)
-        if self.relay is not None:
-            self.relay.close()
+        for relay in (self.relay, self.service_relay):
+            if relay is not None:
+                relay.close()
 
 
 def main() -> None:
