@@ -19,17 +19,19 @@ REGISTRY ?= ghcr.io/modelcluster
 IMAGE_VERSION ?= 0.1.0
 PLATFORM ?= linux/amd64
 PUSH ?=
-FAMILIES := text llm vision audio diffusion
+# Model image families to build (text llm vision audio diffusion); empty: all.
+FAMILIES ?=
 export UV_PYTHON_DOWNLOADS := never
 # Trust the system certificate store (where a proxy's CA is installed), as pip does.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv uv host-tools postgres-tools prebuild test test-unit test-integration lint format dev cluster-up cluster-down cluster-build crd \
-	images helm-lint
+.PHONY: help venv uv host-tools postgres-tools prebuild test test-images test-unit test-integration lint format dev cluster-up \
+	cluster-down cluster-build crd images image-tools helm-lint
 
 help:
 	@echo "make dev           the whole system locally: control plane, operator, gateway and model pods"
 	@echo "make test          every test tier (starts a local control plane unless KUBECONFIG is set)"
+	@echo "make test-images   the image tier: make images, then the images run by runc in a local cluster"
 	@echo "make test-unit     unit tests only (no cluster)"
 	@echo "make lint          ruff, mypy and the import contracts (import-linter)"
 	@echo "make format        ruff format and fixes"
@@ -38,7 +40,7 @@ help:
 	@echo "make cluster-build build the control plane's binaries (done by cluster-up when missing)"
 	@echo "make crd           regenerate crds/ and the Helm chart's copy from src/modelcluster/api"
 	@echo "make helm-lint     helm lint the chart (helm comes from the project's tools)"
-	@echo "make images        build the control-plane and model images with docker buildx (REGISTRY, IMAGE_VERSION, PUSH=1)"
+	@echo "make images        build the control-plane and model images (docker, else buildah; REGISTRY, IMAGE_VERSION, FAMILIES, PUSH=1)"
 
 # uv itself: installed with the system python (never the venv's, which has no pip module for it) when missing.
 uv:
@@ -84,8 +86,15 @@ venv: $(STAMP)
 prebuild: $(STAMP) host-tools postgres-tools
 	@if [ -z "$$KUBECONFIG" ]; then $(UV) run --frozen --no-sync modelcluster cluster build; fi
 
+# The image tier (tests/images) has its own target: it builds images and runs them with runc.
 test: prebuild
-	$(UV) run --frozen --no-sync pytest
+	$(UV) run --frozen --no-sync pytest --ignore=tests/images
+
+# The images built from their Dockerfiles (make images, cached) and run by runc on a local cluster of their own.
+test-images: prebuild image-tools
+	$(UV) run --frozen --no-sync modelcluster images build --family text
+	MODELCLUSTER_TEST_IMAGES=1 MODELCLUSTER_TEST_CLUSTER=$${MODELCLUSTER_TEST_CLUSTER:-images} \
+		$(UV) run --frozen --no-sync pytest tests/images
 
 test-unit: $(STAMP) host-tools postgres-tools
 	$(UV) run --frozen --no-sync pytest tests/unit
@@ -123,11 +132,23 @@ helm-lint: $(STAMP)
 		'from modelcluster.devcluster.tools import ensure_tools; print(ensure_tools().helm)') \
 		&& $$helm lint --strict charts/modelcluster
 
-# Needs Docker with buildx; see charts/modelcluster/README.md ("Images").
-images:
-	docker buildx build --platform $(PLATFORM) $(if $(PUSH),--push,--load) -f operator/Dockerfile \
-		-t $(REGISTRY)/control-plane:$(IMAGE_VERSION) .
-	for family in $(FAMILIES); do \
-		docker buildx build --platform $(PLATFORM) $(if $(PUSH),--push,--load) -f model-images/Dockerfile \
-			--build-arg FAMILY=$$family -t $(REGISTRY)/runtime-$$family:$(IMAGE_VERSION) . || exit 1; \
-	done
+# Docker (buildx) where its daemon answers; elsewhere buildah, runc and mmdebstrap (Debian packages, installed once
+# when missing) build the same Dockerfiles on bases made from Debian packages. See model-images/README.md.
+image-tools:
+	@if ! docker info >/dev/null 2>&1; then \
+		missing=$$(for tool in buildah runc mmdebstrap; do command -v $$tool >/dev/null 2>&1 || echo $$tool; done); \
+		if [ -n "$$missing" ]; then \
+			if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+				echo "installing" $$missing "with apt-get (images without a Docker daemon)" >&2; \
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+					|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; \
+			else \
+				echo "make images needs a Docker daemon, or buildah, runc and mmdebstrap: install" $$missing "as root" >&2; \
+				exit 1; \
+			fi; \
+		fi; \
+	fi
+
+images: $(STAMP) image-tools
+	$(UV) run --frozen --no-sync modelcluster images build --registry $(REGISTRY) --version $(IMAGE_VERSION) \
+		--platform $(PLATFORM) $(if $(PUSH),--push) $(foreach family,$(FAMILIES),--family $(family))

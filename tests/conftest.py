@@ -41,7 +41,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _local_config() -> ClusterConfig:
     name = os.environ.get("MODELCLUSTER_TEST_CLUSTER", "test")
-    return ClusterConfig(name=name, pod_commands=load_pod_commands(REPO / "e2e" / "pod-commands.yaml"))
+    # The image tier (`make test-images`): pods of the images `make images` built run those images with runc.
+    run_images = os.environ.get("MODELCLUSTER_TEST_IMAGES") == "1"
+    return ClusterConfig(
+        name=name, pod_commands=load_pod_commands(REPO / "e2e" / "pod-commands.yaml"), run_images=run_images
+    )
 
 
 def _egress_failure(found: netguard.Report, during: list[str] | None = None) -> str:

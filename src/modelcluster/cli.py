@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "crd": "modelcluster.crd.cli:crd",
     "dev": "modelcluster.devcluster.devsystem:dev",
     "gateway": "modelcluster.gateway.cli:gateway",
+    "images": "modelcluster.devcluster.images.cli:images",
     "keys": "modelcluster.gateway.keys_cli:keys",
     "usage": "modelcluster.gateway.metering.cli:usage",
     "operator": "modelcluster.operator.cli:operator",
@@ -41,5 +42,6 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
+@click.version_option(package_name="modelcluster", prog_name="modelcluster")
 def main() -> None:
     """ModelCluster: serverless model inference on your own Kubernetes cluster."""

@@ -27,11 +27,11 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
 
 
 class ApiRelay:
-    """Accepts on ``listen_host`` (a free port) and forwards each connection to ``upstream``."""
+    """Accepts on ``listen_host`` (a free port, or ``port``) and forwards each connection to ``upstream``."""
 
-    def __init__(self, listen_host: str, upstream: tuple[str, int]) -> None:
+    def __init__(self, listen_host: str, upstream: tuple[str, int], port: int = 0) -> None:
         self.upstream = upstream
-        self.server = socket.create_server((listen_host, 0))
+        self.server = socket.create_server((listen_host, port))
         self.address: tuple[str, int] = self.server.getsockname()[:2]
         self.thread = threading.Thread(target=self._accept, name="api-relay", daemon=True)
 

@@ -13,9 +13,16 @@ from modelcluster.devcluster.tools import ensure_tools
 
 
 def _config(
-    name: str, pod_commands: Path | None, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int, small_gpu_nodes: int
+    name: str,
+    pod_commands: Path | None,
+    gpu_nodes: int,
+    gpus_per_node: int,
+    cpu_nodes: int,
+    small_gpu_nodes: int,
+    run_images: bool = False,
 ) -> ClusterConfig:
     return ClusterConfig(
+        run_images=run_images,
         name=name,
         gpu_nodes=gpu_nodes,
         gpus_per_node=gpus_per_node,
@@ -41,12 +48,20 @@ def cluster() -> None:
 @click.option("--small-gpu-nodes", default=1, show_default=True, help="Nodes with 24 GB GPUs.")
 @click.option("--gpus-per-node", default=8, show_default=True)
 @click.option("--cpu-nodes", default=1, show_default=True)
+@click.option("--run-images", is_flag=True, help="Pods of images built by `make images` run those images with runc.")
 def up(
-    name: str, pod_commands: Path | None, gpu_nodes: int, small_gpu_nodes: int, gpus_per_node: int, cpu_nodes: int
+    name: str,
+    pod_commands: Path | None,
+    gpu_nodes: int,
+    small_gpu_nodes: int,
+    gpus_per_node: int,
+    cpu_nodes: int,
+    run_images: bool,
 ) -> None:
     """Start the cluster (idempotent) and print the KUBECONFIG line."""
     ensure_tools()
-    kubeconfig = controlplane.up(_config(name, pod_commands, gpu_nodes, gpus_per_node, cpu_nodes, small_gpu_nodes))
+    config = _config(name, pod_commands, gpu_nodes, gpus_per_node, cpu_nodes, small_gpu_nodes, run_images)
+    kubeconfig = controlplane.up(config)
     click.echo(f"export KUBECONFIG={kubeconfig}")
 
 

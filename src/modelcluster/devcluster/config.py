@@ -12,6 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelcluster.devcluster.versions import cache_root
 
 
+class ContainerSettings(BaseModel):
+    """How the local cluster runs an image as an OCI container (runc) once ``make images`` has built it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment, after the pod's own")
+    volumes: dict[str, str] = Field(
+        default_factory=dict, description="pod volume name -> host directory bound in its place (the model cache)"
+    )
+
+
 class PodCommand(BaseModel):
     """A local command that stands in for the containers of one image."""
 
@@ -22,6 +33,9 @@ class PodCommand(BaseModel):
     kubeconfig: bool = Field(
         default=False,
         description="give the process its pod's ServiceAccount token as a kubeconfig in $KUBECONFIG",
+    )
+    container: ContainerSettings | None = Field(
+        default=None, description="run the built image with runc instead of the command, when it is built locally"
     )
 
 
@@ -43,6 +57,10 @@ class ClusterConfig(BaseModel):
         default="10.199.0.0/16", description="the simulated nodes' addresses (KWOK's node IP is its first)"
     )
     pod_commands: dict[str, PodCommand] = Field(default_factory=dict, description="image -> local command")
+    run_images: bool = Field(
+        default=False,
+        description="run the images `make images` built with runc (pod commands with container settings)",
+    )
 
     @property
     def state_dir(self) -> Path:

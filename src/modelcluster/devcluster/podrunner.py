@@ -2,7 +2,9 @@
 
 This is the part of a kubelet the local cluster needs so that pods really serve: for every
 bound pod running a mapped image it creates a network namespace with a private address,
-starts the command there with the pod's environment and arguments, reports the pod's
+starts the command there with the pod's environment and arguments (or, for an image that
+``make images`` built and the mapping gives container settings, runs the image itself with runc
+in that namespace: see ``podcontainer``), reports the pod's
 status (address, container state, restarts) and drives the Ready condition from the
 container's probes. A process that exits is restarted with the kubelet's back-off; a pod
 being deleted gets SIGTERM, its grace period, then SIGKILL, and is removed. Pods of other
@@ -20,6 +22,7 @@ import datetime as dt
 import ipaddress
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,9 +42,11 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from modelcluster.api.pod_auth import SIGNING_KEY_ENV
-from modelcluster.devcluster import podcredentials, podnet
+from modelcluster.devcluster import podcontainer, podcredentials, podnet, podvolumes
 from modelcluster.devcluster.apirelay import ApiRelay
 from modelcluster.devcluster.config import ClusterConfig, PodCommand
+from modelcluster.devcluster.images import runc
+from modelcluster.devcluster.images.oci import ContainerRequest, Mount, user_ids
 from modelcluster.devcluster.pki import Pki
 from modelcluster.devcluster.podstatus import ContainerView, exit_code_of, pod_status, termination_message
 from modelcluster.devcluster.probes import ProbeSpec, ProbeState, check
@@ -142,6 +147,7 @@ class LocalPod:
     probes: dict[str, ProbeState] = field(default_factory=dict)
     terminating_until: float | None = None
     reported: dict[str, Any] | None = None
+    oci_name: str | None = None  # the runc container while one runs the pod's image
 
     @property
     def running(self) -> bool:
@@ -169,6 +175,8 @@ class PodRunner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.host_ip = str(podnet.gateway(config))
         self.relay: ApiRelay | None = None
+        self.service_relay: ApiRelay | None = None
+        self.built: dict[str, bool] = {}
 
     # --- API events -------------------------------------------------------------------------
 
@@ -282,6 +290,20 @@ class PodRunner:
         host, port = self.relay.address
         return f"https://{host}:{port}"
 
+    def kubernetes_service(self) -> tuple[str, int]:
+        """Where containers reach the apiserver: a relay on the pod network's host address, port 443, started once.
+
+        ``/etc/hosts`` of every container names it ``kubernetes.default.svc``, the address in-cluster clients
+        such as kopf's ServiceAccount login use (the serving certificate holds that name).
+        """
+        if self.service_relay is None:
+            upstream = urlsplit(self.api.api_client.configuration.host)
+            self.service_relay = ApiRelay(
+                self.host_ip, (upstream.hostname or "127.0.0.1", upstream.port or 443), port=443
+            ).start()
+        host, port = self.service_relay.address
+        return host, port
+
     def pod_kubeconfig(self, local: LocalPod) -> Path:
         """Write the pod's ServiceAccount credentials as a kubeconfig (once per pod); raise ApiException."""
         path = self.logs / f"{local.namespace}_{local.name}.kubeconfig"
@@ -311,7 +333,66 @@ class PodRunner:
         data = found.data or {}
         return base64.b64decode(data[key]).decode() if key in data else None
 
+    def runs_image(self, local: LocalPod) -> bool:
+        """Whether the pod runs its image with runc: container settings, and the image built locally (logged once)."""
+        image = local.container["image"]
+        if not self.config.run_images or local.command.container is None:
+            return False
+        if image not in self.built:
+            self.built[image] = runc.image_built(image)
+            if not self.built[image]:
+                _log(f"image {image} is not built locally (make images): its pods run the mapped command")
+        return self.built[image]
+
+    def container_argv(self, local: LocalPod) -> list[str]:
+        """Write the pod's volumes and its OCI bundle; the ``runc run`` command line.
+
+        Raises ContainerError, UnsupportedVolume, ValueError or ApiException when it cannot be run (yet).
+        """
+        settings = local.command.container
+        assert settings is not None
+        image = local.container["image"]
+        mapped = {name: os.path.expandvars(path) for name, path in settings.volumes.items()}
+        for path in mapped.values():
+            Path(path).mkdir(parents=True, exist_ok=True)
+        request_user, request_group, _ = podcontainer.security(local.container, local.pod)
+        uid, gid = user_ids(
+            runc.image_config(image),
+            ContainerRequest(run_as_user=request_user, run_as_group=request_group),
+        )
+        files = podvolumes.write_volumes(
+            self.api,
+            local.pod,
+            podcontainer.file_volumes(local.pod, mapped),
+            self.logs / f"{local.namespace}_{local.name}.volumes",
+            uid,
+            gid,
+        )
+        env = container_env(local.container, local.pod, str(local.address), self.secret_value)
+        env.update({key: os.path.expandvars(value) for key, value in settings.env.items()})
+        termination = self.termination_path(local)
+        os.chown(termination, uid, gid)
+        message_path = str(local.container.get("terminationMessagePath") or "/dev/termination-log")
+        extra = [Mount(str(termination), message_path), *self.name_files(local)]
+        # In-cluster clients find the apiserver through these (the Service's address is not routed here).
+        service_host, service_port = self.kubernetes_service()
+        env.update({"KUBERNETES_SERVICE_HOST": service_host, "KUBERNETES_SERVICE_PORT": str(service_port)})
+        request = podcontainer.container_request(
+            local.pod,
+            local.container,
+            env,
+            podcontainer.plan_volumes(local.pod, mapped, files),
+            tuple(extra),
+            f"/run/netns/{local.netns}",
+        )
+        bundle = runc.prepare(image, request, f"{local.netns}-{local.container['name']}"[:60])
+        local.oci_name = bundle.name
+        return bundle.run_argv()
+
     def start_process(self, local: LocalPod) -> None:
+        if self.runs_image(local):
+            self.start_container(local)
+            return
         env = dict(os.environ)
         env.pop("KUBECONFIG", None)
         env.pop(SIGNING_KEY_ENV, None)  # the runner's own environment never hands a pod the platform's keys
@@ -350,6 +431,38 @@ class PodRunner:
                 env=env,
                 start_new_session=True,
             )
+        self.started(local)
+        _log(f"{local.namespace}/{local.name}: started pid {local.process.pid}: {' '.join(argv[4:])}")
+        self.report(local)
+
+    def name_files(self, local: LocalPod) -> list[Mount]:
+        """/etc/hosts and /etc/resolv.conf as a kubelet writes them. There is no cluster DNS: a lookup fails at
+        once inside the pod's network namespace, never a query off the machine (nor a resolver's timeouts)."""
+        directory = self.logs / f"{local.namespace}_{local.name}.etc"
+        directory.mkdir(exist_ok=True)
+        hosts, resolv = directory / "hosts", directory / "resolv.conf"
+        hosts.write_text(podcontainer.hosts_file(local.name, str(local.address), self.kubernetes_service()[0]))
+        resolv.write_text(podcontainer.RESOLV_CONF)
+        return [Mount(str(hosts), "/etc/hosts", read_only=True), Mount(str(resolv), "/etc/resolv.conf", read_only=True)]
+
+    def start_container(self, local: LocalPod) -> None:
+        self.termination_path(local).write_bytes(b"")
+        try:
+            argv = self.container_argv(local)
+        except (runc.ContainerError, podcontainer.UnsupportedVolume, ValueError, ApiException) as error:
+            local.next_start = time.monotonic() + BACKOFF_START
+            _log(f"{local.namespace}/{local.name}: cannot run {local.container['image']}: {error}; retrying")
+            return
+        with local.log_path.open("ab") as log:
+            local.log_offset = log.tell()
+            local.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.started(local)
+        _log(f"{local.namespace}/{local.name}: started {local.container['image']} with runc (pid {local.process.pid})")
+        self.report(local)
+
+    def started(self, local: LocalPod) -> None:
         local.started_at = _now()
         now = time.monotonic()
         local.probes = {
@@ -357,8 +470,6 @@ class PodRunner:
             for kind, spec in (("startup", local.startup), ("readiness", local.readiness), ("liveness", local.liveness))
             if spec is not None
         }
-        _log(f"{local.namespace}/{local.name}: started pid {local.process.pid}: {' '.join(argv[4:])}")
-        self.report(local)
 
     def termination_path(self, local: LocalPod) -> Path:
         return self.logs / f"{local.namespace}_{local.name}.termination-log"
@@ -385,6 +496,13 @@ class PodRunner:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        self.remove_container(local)
+
+    def remove_container(self, local: LocalPod) -> None:
+        """runc forwards SIGTERM to the container; after a SIGKILL of runc itself, the container is killed here."""
+        if local.oci_name is not None:
+            runc.delete(local.oci_name)
+            local.oci_name = None
 
     def terminate(self, local: LocalPod) -> None:
         """Start a graceful stop: SIGTERM now, SIGKILL when the grace period is over.
@@ -401,6 +519,9 @@ class PodRunner:
 
     def finish(self, local: LocalPod, delete_object: bool) -> None:
         self.kill_process(local, grace=0.0)
+        self.remove_container(local)
+        shutil.rmtree(self.logs / f"{local.namespace}_{local.name}.volumes", ignore_errors=True)
+        shutil.rmtree(self.logs / f"{local.namespace}_{local.name}.etc", ignore_errors=True)
         podnet.delete(local.netns)
         (self.logs / f"{local.namespace}_{local.name}.kubeconfig").unlink(missing_ok=True)
         self.termination_path(local).unlink(missing_ok=True)
@@ -438,6 +559,7 @@ class PodRunner:
         assert local.process is not None
         code = exit_code_of(local.process.returncode)
         local.process = None
+        self.remove_container(local)
         local.last_exit_code = code
         local.last_finished_at = _now()
         local.last_started_at = local.started_at
@@ -519,9 +641,11 @@ class PodRunner:
             self.tick()
         for local in list(self.pods.values()):
             self.kill_process(local, grace=min(local.grace, 5.0))
+            self.remove_container(local)
             podnet.delete(local.netns)
-        if self.relay is not None:
-            self.relay.close()
+        for relay in (self.relay, self.service_relay):
+            if relay is not None:
+                relay.close()
 
 
 def main() -> None:
