@@ -15,6 +15,7 @@ then. Targets: standby p50 <= 1.5 s. Everything shares this machine's cores, so 
 vary; the load average is printed.
 
     .venv/bin/python benchmarks/standby_wake.py --trials 3
+    .venv/bin/python benchmarks/standby_wake.py --smoke     # one trial per way (make test runs this)
 """
 
 from __future__ import annotations
@@ -190,7 +191,10 @@ def phase_table(name: str, trials: list[Trial]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=3, help="fresh processes per way")
+    parser.add_argument("--smoke", action="store_true", help="one trial per way: checks that it runs, not the figures")
     args = parser.parse_args()
+    if args.smoke:
+        args.trials = 1
     model = model_dir()
     work = Path(tempfile.mkdtemp(prefix="standby-bench-"))
     log = work / "runtime.log"

@@ -46,9 +46,22 @@ def needs_root() -> None:
         pytest.skip("needs root: the benchmark's local cluster runs pods in network namespaces")
 
 
+#: Benchmarks whose smoke run lives with the tests of what they measure.
+SMOKED_ELSEWHERE = {"provider_passthrough.py": "tests/providers/test_provider_benchmark.py"}
+
+
 def test_every_benchmark_has_a_smoke_test() -> None:
     scripts = {path.name for path in BENCHMARKS.glob("*.py")}
-    assert scripts == {"autoscale.py", "gateway_overhead.py", "operator_scale.py", "runtime_embeddings.py"}
+    here = {"autoscale.py", "gateway_overhead.py", "operator_scale.py", "runtime_embeddings.py", "standby_wake.py"}
+    assert scripts == here | set(SMOKED_ELSEWHERE)
+    for script, test in SMOKED_ELSEWHERE.items():
+        assert f"{script}" in (REPO / test).read_text(), f"{test} does not run {script}"
+
+
+def test_standby_wake() -> None:
+    out = smoke("standby_wake.py", timeout=600)
+    assert "to first answer (seconds)" in out and "standby: load call -> answer" in out
+    assert "phases, p50 seconds:" in out
 
 
 def test_autoscale() -> None:
