@@ -538,10 +538,13 @@ def start_ledger_gateway(work: Path, processes: Processes, system: System) -> st
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = work / "gateway-ledger.log"
+    # The same signing key as the first gateway's (the cluster's, beside its kubeconfig): the pods answer only it.
+    signing_key = devsystem.pod_auth_key(system.kubeconfig.parent / "pod-auth-key")
     env = dict(
         os.environ,
         KUBECONFIG=str(system.kubeconfig),
         MODELCLUSTER_GATEWAY_LEDGER_URL=f"sqlite+aiosqlite:///{work / 'usage.sqlite'}",
+        **devsystem.pod_auth_env(signing_key),
     )
     argv = devsystem.gateway_argv(
         devsystem.executable(),
