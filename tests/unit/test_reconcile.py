@@ -305,6 +305,21 @@ async def test_a_rejected_spec_is_not_retried_until_it_changes(api: FakeKube, re
     assert fixed.status.observed_generation == 4 and fixed.status.reason != "ChildRejected"
 
 
+async def test_a_cluster_made_again_under_a_rejected_name_is_applied(api: FakeKube, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
+    body["metadata"]["generation"] = 3
+    api.fail_with = KubeError(422, "invalid")
+    assert (await reconciler.reconcile(body, _seen(api), memory)).status.reason == "ChildRejected"
+    api.fail_with = None
+    api.applies.clear()
+    # Deleted and made again under the same name (a new uid, the same generation), its deletion not yet seen.
+    again = {**body, "metadata": {**body["metadata"], "uid": "a-new-uid"}}
+    derived = await reconciler.reconcile(again, _seen(api), memory)
+    # Not the old cluster's rejection: the old cluster's children, until collected, stand as name conflicts.
+    assert derived.status.reason == "NameConflict", derived.status
+
+
 @pytest.mark.parametrize(
     "error",
     [

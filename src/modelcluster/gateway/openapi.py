@@ -88,6 +88,8 @@ def _errors(codes: tuple[int, ...], schema: str = "Error") -> dict[str, Any]:
     text = {
         400: "Bad request",
         401: "Missing or unknown API key",
+        402: "The tenant's budget for the period is spent (the message says when it resets)",
+        403: "Over one of the tenant's quotas (the message names it and its use)",
         404: "No such model or cluster (or another tenant's)",
         405: "Method not allowed",
         408: "The request body did not arrive within the body deadline",
@@ -103,7 +105,7 @@ def _errors(codes: tuple[int, ...], schema: str = "Error") -> dict[str, Any]:
     return {str(code): {"description": text[code], "content": {JSON: {"schema": _ref(schema)}}} for code in codes}
 
 
-_INFERENCE_ERRORS = (400, 401, 404, 408, 413, 422, 429, 500, 502, 503, 504)
+_INFERENCE_ERRORS = (400, 401, 402, 403, 404, 408, 413, 422, 429, 500, 502, 503, 504)
 _CRUD_ERRORS = (401, 404, 408, 413, 422, 429, 500, 503)
 _MODEL_PARAMS = [
     {"name": "org", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -154,7 +156,29 @@ def openapi_document() -> dict[str, Any]:
             "content": {JSON: {"schema": _ref("OpenAIAnswer")}, "text/event-stream": {"schema": {"type": "string"}}},
         }
     }
-    openai_errors = (400, 401, 404, 408, 413, 429, 500, 502, 503, 504)
+    # Named events (`event: response.created`, ...), each with its JSON `data`, ending with `response.completed`.
+    responses_ok = {
+        "200": {
+            "description": "An OpenAI response object, or its SSE stream of named events ending with "
+            "`response.completed` (or `response.failed`)",
+            "content": {
+                JSON: {"schema": _ref("OpenAIAnswer")},
+                "text/event-stream": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {
+                                "type": "object",
+                                "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+                                "required": ["data"],
+                            },
+                        ]
+                    }
+                },
+            },
+        }
+    }
+    openai_errors = (400, 401, 402, 403, 404, 408, 413, 429, 500, 502, 503, 504)
     model_path = {
         "parameters": _MODEL_PARAMS,
         "post": _op(
@@ -221,7 +245,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/models/v2/openai/v1/responses": {
                 "post": _op(
-                    "OpenAI responses (chat models)", openai_ok, openai_errors, "ResponsesRequest", "OpenAIError"
+                    "OpenAI responses (chat models)", responses_ok, openai_errors, "ResponsesRequest", "OpenAIError"
                 )
             },
             "/models/v2/openai/v1/models": {

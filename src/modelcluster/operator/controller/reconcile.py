@@ -71,8 +71,9 @@ class Memory:
     """The operator's last applies, by child: drift is judged against them (empty after a restart)."""
 
     applied: dict[ChildKey, Applied] = field(default_factory=dict)
-    #: Clusters whose children the apiserver rejected: the generation and the apiserver's message.
-    rejected: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    #: Clusters whose children the apiserver rejected: the cluster's uid and generation, and the apiserver's
+    #: message (the uid, so that a cluster deleted and made again under its name is never taken for the old one).
+    rejected: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
     #: Clusters blocked by an object they did not create: the message last posted as an Event.
     conflicts: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -271,9 +272,9 @@ class Reconciler:
         planned = self.plan(body, now)
         key = (planned.owner.namespace, planned.owner.name)
         rejected = memory.rejected.get(key)
-        if rejected is not None and rejected[0] == planned.generation:
+        if rejected is not None and rejected[:2] == (planned.owner.uid, planned.generation):
             # The same spec would be rejected again: no retry (and no new Event) until the spec changes.
-            outcome = Outcome(seen.deployment, in_place=False, rejected=Problem(CHILD_REJECTED, rejected[1]))
+            outcome = Outcome(seen.deployment, in_place=False, rejected=Problem(CHILD_REJECTED, rejected[2]))
         else:
             try:
                 outcome = await self.apply_children(planned, seen, memory)
@@ -284,7 +285,7 @@ class Reconciler:
                     raise
                 message = f"the apiserver rejected a child object: {error}"
                 logger.warning("%s/%s: %s", key[0], key[1], message)
-                memory.rejected[key] = (planned.generation, message)
+                memory.rejected[key] = (planned.owner.uid, planned.generation, message)
                 outcome = Outcome(seen.deployment, in_place=False, rejected=Problem(CHILD_REJECTED, message))
                 await self._warn(body, CHILD_REJECTED, message, now)
         derived = self.observe(planned, now, outcome, seen.pods)
