@@ -21,7 +21,7 @@ from modelcluster.api.naming import object_name
 from modelcluster.devcluster.controlplane import free_port
 from modelcluster.operator.run import EXIT_LEADERSHIP_LOST
 
-from support import Cluster, OperatorProcess, eventually, modelcluster_body, or_none
+from support import Cluster, OperatorProcess, eventually, modelcluster_body, or_none, signed_env
 
 pytestmark = pytest.mark.cluster
 
@@ -160,7 +160,7 @@ def test_a_missing_lease_namespace_ends_the_operator_with_a_clear_message(cluste
         f"--metrics-port={free_port()}",
         f"--health-port={free_port()}",
     ]
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    env = signed_env(cluster)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert f"kubectl create namespace {missing}" in done.stderr, done.stderr
