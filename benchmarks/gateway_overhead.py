@@ -523,6 +523,8 @@ def start_system(work: Path, processes: Processes, cluster: str = CLUSTER_NAME) 
             return False
 
     wait_for(through_gateway, 240, "a 200 answer through the gateway", interval=1.0)
+    # The gateway routes to a starting pod on its first healthy answer, before the kubelet marks it Ready.
+    wait_for(lambda: ready_pod_ip(kubeconfig) is not None, 60, "the pod that answered to turn Ready")
     pod_ip = ready_pod_ip(kubeconfig)
     if pod_ip is None:
         raise RuntimeError("the gateway answered but no pod is Ready")
