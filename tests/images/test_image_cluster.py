@@ -86,10 +86,14 @@ def test_the_chart_runs_the_control_plane_image_and_the_text_image_wakes_from_ze
     values = [
         "--set=gateway.replicas=1",
         "--set=bootstrapKey.enabled=true",
-        f"--set=bootstrapKey.key={key}",
+        "--set=bootstrapKey.existingSecret=first-key",
         f"--set=bootstrapKey.tenant={tenant_namespace}",
     ]
-    installed = helm("install", release, str(CHART), *kube, "--create-namespace", *values)
+    # The bootstrap key from a Secret of the administrator's, never from the values.
+    cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=release_namespace)))
+    first_key = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="first-key"), string_data={"key": key})
+    cluster.core.create_namespaced_secret(release_namespace, first_key)
+    installed = helm("install", release, str(CHART), *kube, *values)
     assert installed.returncode == 0, installed.stderr
     try:
         selector = f"app.kubernetes.io/instance={release}"
@@ -136,10 +140,15 @@ def test_the_chart_runs_the_control_plane_image_and_the_text_image_wakes_from_ze
         assert answers[0].status_code == 200, answers[0].text
         vector = answers[0].json()["output"]
         assert len(vector) == 384 and all(isinstance(x, float) for x in vector)
-        model_pods = cluster.core.list_namespaced_pod(
-            tenant_namespace, label_selector=f"app.kubernetes.io/instance={object_name(MINILM)}"
-        ).items
-        assert len(model_pods) == 1 and ready(model_pods[0])
+
+        # The gateway routes on the pod's first healthy answer, before the kubelet's probe marks it Ready.
+        def model_pod_ready() -> list[k8s.V1Pod] | None:
+            found = cluster.core.list_namespaced_pod(
+                tenant_namespace, label_selector=f"app.kubernetes.io/instance={object_name(MINILM)}"
+            ).items
+            return found if len(found) == 1 and ready(found[0]) else None
+
+        model_pods = eventually(model_pod_ready, timeout=60, interval=0.5, what="the model pod Ready")
         assert run_by_runc(cluster, model_pods[0]), "the model pod is not a runc container of the runtime image"
     finally:
         # The operator of the release removes the model's objects (and its finalizer) before it goes.
