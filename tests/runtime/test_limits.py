@@ -127,6 +127,13 @@ def test_generation_params_are_an_allowlist_with_bounds(params: dict[str, Any], 
         check_generation_params(params, SMALL)
 
 
+@pytest.mark.parametrize("temperature", [0, 0.0, 2.0674859690892005e-277, 9e-6])
+def test_a_temperature_too_small_to_divide_by_is_greedy(temperature: float) -> None:
+    checked = check_generation_params({"do_sample": True, "temperature": temperature}, DEFAULT_LIMITS)
+    assert checked == {"do_sample": False}
+    assert check_generation_params({"temperature": 0.5}, DEFAULT_LIMITS) == {"temperature": 0.5}
+
+
 def test_generation_params_by_engine() -> None:
     good = {"max_tokens": 100, "min_tokens": 2, "temperature": 1, "top_p": 0.9, "top_k": 40, "do_sample": True}
     assert check_generation_params(good, SMALL) == {

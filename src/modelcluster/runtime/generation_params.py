@@ -20,6 +20,9 @@ BOTH = frozenset({TRANSFORMERS, VLLM})
 #: OpenAI-style names accepted as aliases of generate() arguments.
 PARAM_ALIASES = {"max_tokens": "max_new_tokens", "min_tokens": "min_new_tokens"}
 
+#: Below this a temperature is greedy decoding (as vLLM takes it): dividing logits by it would overflow them.
+MIN_SAMPLING_TEMPERATURE = 1e-5
+
 MAX_STOP_STRINGS = 16
 MAX_STOP_LENGTH = 256
 
@@ -136,4 +139,8 @@ def check_generation_params(
     low, high = checked.get("min_new_tokens"), checked.get("max_new_tokens")
     if low is not None and high is not None and low > high:
         raise InputError(f"min_new_tokens ({low}) is larger than max_new_tokens ({high})")
+    temperature = checked.get("temperature")
+    if engine == TRANSFORMERS and temperature is not None and temperature < MIN_SAMPLING_TEMPERATURE:
+        del checked["temperature"]
+        checked["do_sample"] = False
     return checked
