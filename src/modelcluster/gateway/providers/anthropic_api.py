@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelcluster.api.errors import ApiError, BadGateway
-from modelcluster.api.streaming import Delta, Done, TokenUsage, token_count
+from modelcluster.api.streaming import Delta, TokenUsage, token_count
 from modelcluster.gateway.providers.base import (
     Answer,
     ChatMessage,
@@ -25,7 +25,7 @@ from modelcluster.gateway.providers.base import (
     JSONDict,
     ProviderEvent,
     SSEMessage,
-    StreamFailed,
+    StreamState,
     UpstreamRequest,
 )
 from modelcluster.gateway.providers.errors import Kind, api_error, body_text, decode_json, retry_after_of
@@ -104,19 +104,18 @@ def answer(body: Any) -> Answer:
     return Answer(text, reason if isinstance(reason, str) else None, usage_of(body.get("usage")), body)
 
 
-class Decoder:
+class Decoder(StreamState):
     def __init__(self) -> None:
+        super().__init__()
         self.prompt_tokens = 0
         self.completion_tokens = 0
-        self.usage: TokenUsage | None = None
-        self.finished = False
 
     def feed(self, message: SSEMessage) -> list[ProviderEvent]:
         if self.finished:
             return []
         payload = decode_json(message.data.encode())
         if not isinstance(payload, Mapping):
-            return self._fail(BadGateway(f"{name} sent a malformed stream event"))
+            return self.fail(BadGateway(f"{name} sent a malformed stream event"))
         kind = payload.get("type", message.event)
         if kind == "message_start":
             start = payload.get("message")
@@ -137,24 +136,19 @@ class Decoder:
                     self.prompt_tokens = usage_of(usage_value).prompt_tokens  # type: ignore[union-attr]
                 self._count()
         elif kind == "message_stop":
-            self.finished = True
-            return [*([self.usage] if self.usage is not None else []), Done()]
+            return self.done()
         elif kind == "error":
             detail = payload.get("error")
-            return self._fail(_error_of(detail if isinstance(detail, Mapping) else {}, 200, {}))
+            return self.fail(_error_of(detail if isinstance(detail, Mapping) else {}, 200, {}))
         return []
 
     def close(self) -> list[ProviderEvent]:
         if self.finished:
             return []
-        return self._fail(BadGateway(f"{name} ended its stream before message_stop"))
+        return self.fail(BadGateway(f"{name} ended its stream before message_stop"))
 
     def _count(self) -> None:
         self.usage = TokenUsage(self.prompt_tokens, self.completion_tokens)
-
-    def _fail(self, error: ApiError) -> list[ProviderEvent]:
-        self.finished = True
-        return [StreamFailed(error)]
 
 
 def decoder() -> Decoder:

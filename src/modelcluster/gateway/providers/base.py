@@ -7,7 +7,7 @@ A provider module is an :class:`Adapter`: pure functions from a :class:`ChatRequ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -145,3 +145,64 @@ class Adapter(Protocol):
     def decoder(self) -> StreamDecoder: ...
 
     def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ApiError: ...
+
+
+def present(fields: Mapping[str, object]) -> JSONDict:
+    """The fields that are set: a parameter left ``None`` (or an empty ``stop``) keeps the provider's default."""
+    return {name: value for name, value in fields.items() if value is not None and value != []}
+
+
+def bearer_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+
+ImagePart = Callable[[Image], object]
+
+
+def chat_messages(chat: ChatRequest, image_part: ImagePart) -> list[JSONDict]:
+    """Messages in the OpenAI shape that OpenAI, Mistral and Cohere take: plain text, or text and image parts.
+
+    ``image_part`` renders an image's ``image_url`` value (an object for OpenAI and Cohere, a string for Mistral).
+    """
+    return [_chat_message(message, image_part) for message in chat.messages]
+
+
+def _chat_message(message: ChatMessage, image_part: ImagePart) -> JSONDict:
+    if not message.images:
+        return {"role": message.role, "content": message.text}
+    parts: list[JSONDict] = [
+        {"type": "text", "text": part}
+        if isinstance(part, str)
+        else {"type": "image_url", "image_url": image_part(part)}
+        for part in message.parts
+    ]
+    return {"role": message.role, "content": parts}
+
+
+def chat_body(chat: ChatRequest, image_part: ImagePart, params: Mapping[str, object]) -> JSONDict:
+    """``model``, ``messages`` and the set ``params`` (under the provider's names), with ``stream`` when streaming."""
+    body: JSONDict = {"model": chat.model, "messages": chat_messages(chat, image_part), **present(params)}
+    if chat.stream:
+        body["stream"] = True
+    return body
+
+
+def url_object(image: Image) -> object:
+    return {"url": image.data_url}
+
+
+class StreamState:
+    """What every stream decoder keeps: the usage counted so far, and whether the stream has ended."""
+
+    def __init__(self) -> None:
+        self.usage: TokenUsage | None = None
+        self.finished = False
+
+    def done(self) -> list[ProviderEvent]:
+        """The stream ended well: the usage counted, then :class:`Done`."""
+        self.finished = True
+        return [*([self.usage] if self.usage is not None else []), Done()]
+
+    def fail(self, error: ApiError) -> list[ProviderEvent]:
+        self.finished = True
+        return [StreamFailed(error)]

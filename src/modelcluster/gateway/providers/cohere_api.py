@@ -16,16 +16,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelcluster.api.errors import ApiError, BadGateway
-from modelcluster.api.streaming import Delta, Done, TokenUsage, token_count
+from modelcluster.api.streaming import Delta, TokenUsage, token_count
 from modelcluster.gateway.providers.base import (
     Answer,
-    ChatMessage,
     ChatRequest,
-    JSONDict,
     ProviderEvent,
     SSEMessage,
-    StreamFailed,
+    StreamState,
     UpstreamRequest,
+    bearer_headers,
+    chat_body,
+    url_object,
 )
 from modelcluster.gateway.providers.errors import Kind, api_error, body_text, decode_json, retry_after_of
 
@@ -36,32 +37,15 @@ PATH = "/v2/chat"
 
 def request(chat: ChatRequest, key: str) -> UpstreamRequest:
     p = chat.params
-    body: JSONDict = {"model": chat.model, "messages": [_message(message) for message in chat.messages]}
-    optional = {
+    params = {
         "max_tokens": p.max_tokens,
         "temperature": p.temperature,
         "p": p.top_p,
         "k": p.top_k,
-        "stop_sequences": list(p.stop) or None,
+        "stop_sequences": list(p.stop),
         "seed": p.seed,
     }
-    body.update({field: value for field, value in optional.items() if value is not None})
-    if chat.stream:
-        body["stream"] = True
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    return UpstreamRequest(PATH, headers, body, chat.stream)
-
-
-def _message(message: ChatMessage) -> JSONDict:
-    if not message.images:
-        return {"role": message.role, "content": message.text}
-    parts: list[JSONDict] = []
-    for part in message.parts:
-        if isinstance(part, str):
-            parts.append({"type": "text", "text": part})
-        else:
-            parts.append({"type": "image_url", "image_url": {"url": part.data_url}})
-    return {"role": message.role, "content": parts}
+    return UpstreamRequest(PATH, bearer_headers(key), chat_body(chat, url_object, params), chat.stream)
 
 
 def usage_of(value: object) -> TokenUsage | None:
@@ -88,19 +72,15 @@ def answer(body: Any) -> Answer:
     return Answer(text, reason if isinstance(reason, str) else None, usage_of(body.get("usage")), body)
 
 
-class Decoder:
-    def __init__(self) -> None:
-        self.usage: TokenUsage | None = None
-        self.finished = False
-
+class Decoder(StreamState):
     def feed(self, message: SSEMessage) -> list[ProviderEvent]:
         if self.finished:
             return []
         if message.data.strip() == "[DONE]":
-            return self._done()
+            return self.done()
         payload = decode_json(message.data.encode())
         if not isinstance(payload, Mapping):
-            return self._fail(BadGateway(f"{name} sent a malformed stream event"))
+            return self.fail(BadGateway(f"{name} sent a malformed stream event"))
         kind = payload.get("type", message.event)
         raw_delta = payload.get("delta")
         delta: Mapping[str, Any] = raw_delta if isinstance(raw_delta, Mapping) else {}
@@ -115,22 +95,14 @@ class Decoder:
                 self.usage = usage
             failure = delta.get("error")
             if failure:
-                return self._fail(api_error(name, "other", 500, str(failure)))
-            return self._done()
+                return self.fail(api_error(name, "other", 500, str(failure)))
+            return self.done()
         return []
 
     def close(self) -> list[ProviderEvent]:
         if self.finished:
             return []
-        return self._fail(BadGateway(f"{name} ended its stream before message-end"))
-
-    def _done(self) -> list[ProviderEvent]:
-        self.finished = True
-        return [*([self.usage] if self.usage is not None else []), Done()]
-
-    def _fail(self, error: ApiError) -> list[ProviderEvent]:
-        self.finished = True
-        return [StreamFailed(error)]
+        return self.fail(BadGateway(f"{name} ended its stream before message-end"))
 
 
 def decoder() -> Decoder:

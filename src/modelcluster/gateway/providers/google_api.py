@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from modelcluster.api.errors import ApiError, BadGateway, InputError
-from modelcluster.api.streaming import Delta, Done, TokenUsage, token_count
+from modelcluster.api.streaming import Delta, TokenUsage, token_count
 from modelcluster.gateway.providers.base import (
     Answer,
     ChatMessage,
@@ -29,7 +29,7 @@ from modelcluster.gateway.providers.base import (
     JSONDict,
     ProviderEvent,
     SSEMessage,
-    StreamFailed,
+    StreamState,
     UpstreamRequest,
 )
 from modelcluster.gateway.providers.errors import Kind, api_error, body_text, decode_json, retry_after_of
@@ -116,20 +116,19 @@ def answer(body: Any) -> Answer:
     )
 
 
-class Decoder:
+class Decoder(StreamState):
     def __init__(self) -> None:
-        self.usage: TokenUsage | None = None
+        super().__init__()
         self.finish_reason: str | None = None
-        self.finished = False
 
     def feed(self, message: SSEMessage) -> list[ProviderEvent]:
         if self.finished:
             return []
         payload = decode_json(message.data.encode())
         if not isinstance(payload, Mapping):
-            return self._fail(BadGateway(f"{name} sent a malformed stream event"))
+            return self.fail(BadGateway(f"{name} sent a malformed stream event"))
         if isinstance(payload.get("error"), Mapping):
-            return self._fail(_error_of(payload["error"], 0, {}))
+            return self.fail(_error_of(payload["error"], 0, {}))
         usage = usage_of(payload.get("usageMetadata"))
         if usage is not None:
             self.usage = usage
@@ -145,13 +144,8 @@ class Decoder:
         if self.finished:
             return []
         if self.finish_reason is None:
-            return self._fail(BadGateway(f"{name} ended its stream before the answer finished"))
-        self.finished = True
-        return [*([self.usage] if self.usage is not None else []), Done()]
-
-    def _fail(self, error: ApiError) -> list[ProviderEvent]:
-        self.finished = True
-        return [StreamFailed(error)]
+            return self.fail(BadGateway(f"{name} ended its stream before the answer finished"))
+        return self.done()
 
 
 def decoder() -> Decoder:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelcluster.api.errors import ApiError
-from modelcluster.gateway.providers.base import Answer, ChatMessage, ChatRequest, JSONDict, UpstreamRequest
+from modelcluster.gateway.providers.base import Answer, ChatRequest, Image, UpstreamRequest, bearer_headers, chat_body
 from modelcluster.gateway.providers.errors import Kind, api_error, body_text, decode_json, retry_after_of
 from modelcluster.gateway.providers.openai_like import ChunkDecoder, answer_of
 
@@ -25,31 +25,18 @@ PATH = "/v1/chat/completions"
 
 def request(chat: ChatRequest, key: str) -> UpstreamRequest:
     p = chat.params
-    body: JSONDict = {"model": chat.model, "messages": [_message(message) for message in chat.messages]}
-    optional = {
+    params = {
         "max_tokens": p.max_tokens,
         "temperature": p.temperature,
         "top_p": p.top_p,
-        "stop": list(p.stop) or None,
+        "stop": list(p.stop),
         "random_seed": p.seed,
     }
-    body.update({field: value for field, value in optional.items() if value is not None})
-    if chat.stream:
-        body["stream"] = True
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    return UpstreamRequest(PATH, headers, body, chat.stream)
+    return UpstreamRequest(PATH, bearer_headers(key), chat_body(chat, _image_url, params), chat.stream)
 
 
-def _message(message: ChatMessage) -> JSONDict:
-    if not message.images:
-        return {"role": message.role, "content": message.text}
-    parts: list[JSONDict] = []
-    for part in message.parts:
-        if isinstance(part, str):
-            parts.append({"type": "text", "text": part})
-        else:
-            parts.append({"type": "image_url", "image_url": part.data_url})
-    return {"role": message.role, "content": parts}
+def _image_url(image: Image) -> object:
+    return image.data_url  # Mistral takes the URL itself, not an object
 
 
 def answer(body: Any) -> Answer:

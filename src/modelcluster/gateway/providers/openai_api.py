@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelcluster.api.errors import ApiError
-from modelcluster.gateway.providers.base import Answer, ChatMessage, ChatRequest, JSONDict, UpstreamRequest
+from modelcluster.gateway.providers.base import (
+    Answer,
+    ChatRequest,
+    UpstreamRequest,
+    bearer_headers,
+    chat_body,
+    url_object,
+)
 from modelcluster.gateway.providers.errors import Kind, api_error, body_text, decode_json, retry_after_of
 from modelcluster.gateway.providers.openai_like import ChunkDecoder, answer_of
 
@@ -25,32 +32,17 @@ PATH = "/chat/completions"
 
 def request(chat: ChatRequest, key: str) -> UpstreamRequest:
     p = chat.params
-    body: JSONDict = {"model": chat.model, "messages": [_message(message) for message in chat.messages]}
-    optional = {
+    params = {
         "max_completion_tokens": p.max_tokens,
         "temperature": p.temperature,
         "top_p": p.top_p,
-        "stop": list(p.stop) or None,
+        "stop": list(p.stop),
         "seed": p.seed,
     }
-    body.update({field: value for field, value in optional.items() if value is not None})
+    body = chat_body(chat, url_object, params)
     if chat.stream:
-        body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    return UpstreamRequest(PATH, headers, body, chat.stream)
-
-
-def _message(message: ChatMessage) -> JSONDict:
-    if not message.images:
-        return {"role": message.role, "content": message.text}
-    parts: list[JSONDict] = []
-    for part in message.parts:
-        if isinstance(part, str):
-            parts.append({"type": "text", "text": part})
-        else:
-            parts.append({"type": "image_url", "image_url": {"url": part.data_url}})
-    return {"role": message.role, "content": parts}
+    return UpstreamRequest(PATH, bearer_headers(key), body, chat.stream)
 
 
 def answer(body: Any) -> Answer:

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelcluster.api.errors import ApiError, BadGateway
-from modelcluster.api.streaming import Delta, Done, TokenUsage, token_count
-from modelcluster.gateway.providers.base import Answer, ProviderEvent, SSEMessage, StreamFailed
+from modelcluster.api.streaming import Delta, TokenUsage, token_count
+from modelcluster.gateway.providers.base import Answer, ProviderEvent, SSEMessage, StreamState
 from modelcluster.gateway.providers.errors import decode_json
 
 ErrorOf = Callable[[Mapping[str, Any]], ApiError]
@@ -47,26 +47,25 @@ def _joined_parts(content: object) -> str:
     return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
 
 
-class ChunkDecoder:
+class ChunkDecoder(StreamState):
     """``data: {chat.completion.chunk}`` events ending with ``data: [DONE]``; an ``error`` payload fails it."""
 
     def __init__(self, provider: str, error_of: ErrorOf) -> None:
+        super().__init__()
         self.provider = provider
         self.error_of = error_of
-        self.usage: TokenUsage | None = None
         self.finish_reason: str | None = None
-        self.finished = False
 
     def feed(self, message: SSEMessage) -> list[ProviderEvent]:
         if self.finished:
             return []
         if message.data.strip() == "[DONE]":
-            return self._done()
+            return self.done()
         payload = decode_json(message.data.encode())
         if not isinstance(payload, Mapping):
-            return self._fail(BadGateway(f"{self.provider} sent a malformed stream event"))
+            return self.fail(BadGateway(f"{self.provider} sent a malformed stream event"))
         if isinstance(payload.get("error"), Mapping):
-            return self._fail(self.error_of(payload["error"]))
+            return self.fail(self.error_of(payload["error"]))
         events: list[ProviderEvent] = []
         usage = usage_of(payload.get("usage"))
         if usage is not None:
@@ -86,13 +85,5 @@ class ChunkDecoder:
         if self.finished:
             return []
         if self.finish_reason is not None:
-            return self._done()
-        return self._fail(BadGateway(f"{self.provider} ended its stream before the answer finished"))
-
-    def _done(self) -> list[ProviderEvent]:
-        self.finished = True
-        return [*([self.usage] if self.usage is not None else []), Done()]
-
-    def _fail(self, error: ApiError) -> list[ProviderEvent]:
-        self.finished = True
-        return [StreamFailed(error)]
+            return self.done()
+        return self.fail(BadGateway(f"{self.provider} ended its stream before the answer finished"))
