@@ -33,7 +33,7 @@ def revision_of(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def place_snapshot(hf_home: Path, model_id: str, revision: str, write: Callable[[Path], None]) -> bool:
+def place_snapshot(hf_home: Path, model_id: str, revision: str, write: Callable[[Path], object]) -> bool:
     """Make ``revision`` the ``main`` snapshot of ``model_id``; True when ``write`` had to fill it.
 
     ``write`` fills an empty directory beside the snapshot, which is then renamed into place,
