@@ -68,16 +68,20 @@ def printable_generation(tokenizer: Any, **defaults: Any) -> Any:
 
 
 def wordpiece_tokenizer(mask_token: str = "[MASK]") -> Any:
-    """A BERT WordPiece tokenizer trained on a few sentences ([PAD], [UNK], [CLS], [SEP] and ``mask_token``)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT WordPiece tokenizer over the words of a few sentences and single characters ([PAD], [UNK], [CLS],
+    [SEP] and ``mask_token``): a fixed vocabulary, so the same every time (WordPiece training breaks ties
+    differently from run to run)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     (BertTokenizerFast,) = imported("transformers", "BertTokenizerFast")
 
-    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    words = sorted({word.lower() for sentence in SENTENCES for word in sentence.split()})
+    characters = "abcdefghijklmnopqrstuvwxyz0123456789.,?!'-"
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", mask_token, *characters, *(f"##{c}" for c in characters), *words]
+    raw = Tokenizer(models.WordPiece({piece: index for index, piece in enumerate(pieces)}, unk_token="[UNK]"))
     raw.normalizer = normalizers.BertNormalizer(lowercase=True)
     raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", mask_token]
-    raw.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
+    raw.add_special_tokens(pieces[:5])
     raw.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
