@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-import tiny_builders
 from runtime_support import ServerHandle, free_port
+
+from modelcluster.devcluster import tiny_builders
 
 from support import eventually
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-import tiny_builders
 from runtime_support import ServerHandle
+
+from modelcluster.devcluster import tiny_builders
 
 
 def post(server: ServerHandle, body: object) -> httpx.Response:

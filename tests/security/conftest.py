@@ -15,8 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
-import tiny_builders
 from runtime_support import ServerHandle, free_port
+
+from modelcluster.devcluster import tiny_builders
 
 from support import eventually
 

@@ -113,7 +113,7 @@ def test_try_this_uses_the_port_and_offers_the_sdk_only_on_its_dev_port() -> Non
     elsewhere = try_this(9090, "python")
     assert "Bytez(" not in elsewhere
     assert "localhost:8080" in elsewhere  # only in the note on the SDK
-    assert elsewhere.count("localhost:9090") == 4
+    assert elsewhere.count("localhost:9090") == 5
     assert "kubectl get mc -A" in elsewhere
 
 

@@ -30,6 +30,7 @@ from modelcluster.devcluster.offline_models import PACKAGE, seed_hub_cache
 from modelcluster.devcluster.pki import Pki, generate
 from modelcluster.devcluster.stages import stage_documents
 from modelcluster.devcluster.tiny_models import seed_tiny_chat
+from modelcluster.devcluster.tiny_tasks import seed_tiny_models
 from modelcluster.devcluster.versions import Binaries, cache_root
 
 COMPONENTS = ("podrunner", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
@@ -327,6 +328,9 @@ def _start(config: ClusterConfig, binaries: Binaries) -> None:
     tiny_chat = seed_tiny_chat(hf_home)
     if tiny_chat:
         log(f"{tiny_chat} is in the offline hub cache for process-backed model pods")
+    tiny = seed_tiny_models(hf_home)
+    if tiny:
+        log(f"{len(tiny)} tiny models (modelcluster/tiny-<task>, one per task) are in the offline hub cache")
     processes.start(
         run_dir,
         "podrunner",

@@ -29,12 +29,15 @@ import httpx
 import yaml
 
 from modelcluster.api.naming import object_name
+from modelcluster.catalog import load_catalog
 from modelcluster.devcluster import controlplane, netguard, processes, system
 from modelcluster.devcluster.binaries import log
 from modelcluster.devcluster.config import ClusterConfig, load_pod_commands
 from modelcluster.devcluster.devlog import FileFollower, PrefixedLog, pod_log_name, relay
+from modelcluster.devcluster.hub_models import hub_model_commands
 from modelcluster.devcluster.offline_models import MODEL_ID
 from modelcluster.devcluster.tiny_models import MODEL_ID as CHAT_MODEL_ID
+from modelcluster.devcluster.tiny_tasks import by_task
 from modelcluster.devcluster.tools import ensure_tools
 from modelcluster.gateway.keys import key_id_of
 
@@ -179,6 +182,8 @@ def try_this(port: int, python: str) -> str:
             f"  # the first request for {CHAT_MODEL_ID} creates its cluster and waits for its pod:",
             f"  curl -sN {base}/{CHAT_MODEL_ID} {auth} \\",
             '    -d \'{"messages": [{"role": "user", "content": "hello"}], "stream": true}\'',
+            "  # every task has a tiny model, modelcluster/tiny-<task> (e2e/README.md), for instance:",
+            f'  curl -s {base}/{by_task()["text-generation"]} {auth} -d \'{{"text": "Once upon a time"}}\'',
             sdk,
             openai,
             "  kubectl get mc -A",
@@ -419,6 +424,14 @@ def _check_alive(components: list[Component]) -> None:
     help="Image -> local command mapping for pods that really serve.",
 )
 @click.option("--sample/--no-sample", default=True, show_default=True, help="Create the all-MiniLM-L6-v2 cluster.")
+@click.option(
+    "--hub-models/--no-hub-models",
+    default=False,
+    show_default=True,
+    envvar="MODELCLUSTER_DEV_HUB_MODELS",
+    help="Run every catalog model's family runtime as a process (weights from ~/.cache/modelcluster/hf-home; "
+    "env MODELCLUSTER_DEV_HUB_MODELS); only when this command starts the cluster.",
+)
 def dev(
     name: str,
     port: int,
@@ -427,13 +440,17 @@ def dev(
     gateway_metrics_port: int,
     pod_commands: Path,
     sample: bool,
+    hub_models: bool,
 ) -> None:
     """Run the whole system locally: control plane, operator, gateway, model pods and a dev API key.
 
     Prints the export lines and commands to try once it serves, then logs every component's
     lines until Ctrl-C, which stops everything this command started.
     """
-    config = ClusterConfig(name=name, pod_commands=load_pod_commands(pod_commands))
+    commands = load_pod_commands(pod_commands)
+    if hub_models:
+        commands = hub_model_commands(load_catalog(), commands)
+    config = ClusterConfig(name=name, pod_commands=commands)
     record = config.state_dir / "dev-components.json"
     stop_leftovers(record)
     ports = Ports(
@@ -450,6 +467,8 @@ def dev(
         )
     tools = ensure_tools()
     owns_cluster = not controlplane.running(config)
+    if hub_models and not owns_cluster:
+        log(f"--hub-models: cluster {name!r} already runs with the pod commands it started with; stop it to apply")
     sink = PrefixedLog(sys.stderr)
     components: list[Component] = []
     followers: list[FileFollower] = []

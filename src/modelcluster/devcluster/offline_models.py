@@ -33,7 +33,7 @@ def revision_of(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def place_snapshot(hf_home: Path, model_id: str, revision: str, write: Callable[[Path], None]) -> bool:
+def place_snapshot(hf_home: Path, model_id: str, revision: str, write: Callable[[Path], object]) -> bool:
     """Make ``revision`` the ``main`` snapshot of ``model_id``; True when ``write`` had to fill it.
 
     ``write`` fills an empty directory beside the snapshot, which is then renamed into place,
@@ -55,8 +55,10 @@ def place_snapshot(hf_home: Path, model_id: str, revision: str, write: Callable[
                 raise
         finally:
             shutil.rmtree(partial, ignore_errors=True)
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(revision)
+    ref = repo / "refs" / "main"
+    if not ref.is_file() or ref.read_text() != revision:  # unchanged when it names the revision already
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(revision)
     return written
 
 

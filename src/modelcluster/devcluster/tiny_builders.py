@@ -1,9 +1,12 @@
 """Tiny models for every task family, written offline with ``save_pretrained``: random weights from seeded configs,
 tokenizers and processors built locally. Each builder writes one model directory in well under a second and a
-megabyte; the runtime then loads it through its real loading path.
+megabyte; the runtime then loads it through its real loading path. The runtime tests build them into temporary
+directories, and the local cluster places one per task into its hub cache (:mod:`modelcluster.devcluster.tiny_tasks`).
 
 Generative models carry a generation config that suppresses special and unprintable tokens, so that their
 (arbitrary) answers are never empty.
+
+torch, transformers and diffusers come with the ``runtime`` extra and are imported only inside the builders.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,12 @@ MEDIA_CHAT_TEMPLATE = (
 )
 
 
+def imported(module: str, *names: str) -> Any:
+    """The attributes ``names`` of ``module``, imported now (transformers and diffusers are typed loosely)."""
+    loaded = import_module(module)
+    return tuple(getattr(loaded, name) for name in names)
+
+
 @contextmanager
 def seeded() -> Iterator[None]:
     """Weights drawn from ``SEED``, leaving the global random state as it was."""
@@ -49,7 +59,7 @@ def media_chat_template(image: str = "", video: str = "", audio: str = "") -> st
 
 def printable_generation(tokenizer: Any, **defaults: Any) -> Any:
     """A generation config that never emits special or unprintable tokens (the end of sequence stays allowed)."""
-    from transformers import GenerationConfig
+    (GenerationConfig,) = imported("transformers", "GenerationConfig")
 
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     pieces = {index: tokenizer.decode([index], skip_special_tokens=True) for index in range(len(tokenizer))}
@@ -57,16 +67,21 @@ def printable_generation(tokenizer: Any, **defaults: Any) -> Any:
     return GenerationConfig(suppress_tokens=tiny_models.unprintable_token_ids(pieces, {eos}), **{**ids, **defaults})
 
 
-def wordpiece_tokenizer() -> Any:
-    """A BERT WordPiece tokenizer trained on a few sentences ([PAD], [UNK], [CLS], [SEP], [MASK])."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+def wordpiece_tokenizer(mask_token: str = "[MASK]") -> Any:
+    """A BERT WordPiece tokenizer over the words of a few sentences and single characters ([PAD], [UNK], [CLS],
+    [SEP] and ``mask_token``): a fixed vocabulary, so the same every time (WordPiece training breaks ties
+    differently from run to run)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    (BertTokenizerFast,) = imported("transformers", "BertTokenizerFast")
+
+    words = sorted({word.lower() for sentence in SENTENCES for word in sentence.split()})
+    characters = "abcdefghijklmnopqrstuvwxyz0123456789.,?!'-"
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", mask_token, *characters, *(f"##{c}" for c in characters), *words]
+    raw = Tokenizer(models.WordPiece({piece: index for index, piece in enumerate(pieces)}, unk_token="[UNK]"))
     raw.normalizer = normalizers.BertNormalizer(lowercase=True)
     raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    raw.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
+    raw.add_special_tokens(pieces[:5])
     raw.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -78,15 +93,15 @@ def wordpiece_tokenizer() -> Any:
         pad_token="[PAD]",
         cls_token="[CLS]",
         sep_token="[SEP]",
-        mask_token="[MASK]",
+        mask_token=mask_token,
         model_max_length=128,
     )
 
 
 def clip_tokenizer(max_length: int = 64) -> Any:
     """A CLIP tokenizer without merges: every byte-level character (alone or ending a word) is a token."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    (CLIPTokenizer,) = imported("transformers", "CLIPTokenizer")
+    (bytes_to_unicode,) = imported("transformers.convert_slow_tokenizer", "bytes_to_unicode")
 
     characters = sorted(set(bytes_to_unicode().values()))
     pieces = [*characters, *(character + "</w>" for character in characters), "<|startoftext|>", "<|endoftext|>"]
@@ -97,7 +112,7 @@ def clip_tokenizer(max_length: int = 64) -> Any:
 
 def t5_tokenizer() -> Any:
     """A T5 (Unigram) tokenizer over the words of a few sentences and single characters."""
-    from transformers import T5Tokenizer
+    (T5Tokenizer,) = imported("transformers", "T5Tokenizer")
 
     words = sorted({word for sentence in SENTENCES for word in sentence.split()} | {"happy", "rock", "music"})
     characters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,?!'"
@@ -156,12 +171,13 @@ BERT_TASKS: dict[str, tuple[str, dict[int, str]]] = {
 }
 
 
-def bert(directory: Path, task: str) -> Path:
-    """A one-layer BERT with the head of ``task`` (:data:`BERT_TASKS`) and the WordPiece tokenizer."""
-    import transformers
+def bert(directory: Path, task: str, mask_token: str = "[MASK]") -> Path:
+    """A one-layer BERT with the head of ``task`` (:data:`BERT_TASKS`) and the WordPiece tokenizer (its mask token
+    ``mask_token``)."""
+    transformers: Any = import_module("transformers")
 
     class_name, labels = BERT_TASKS[task]
-    tokenizer = wordpiece_tokenizer()
+    tokenizer = wordpiece_tokenizer(mask_token)
     tokenizer.save_pretrained(directory)
     extra = {"id2label": labels, "label2id": {label: index for index, label in labels.items()}} if labels else {}
     with seeded():
@@ -172,7 +188,7 @@ def bert(directory: Path, task: str) -> Path:
 
 def gpt2(directory: Path) -> Path:
     """A one-layer GPT-2 over the tiny-chat BPE tokenizer, with its chat template."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2Config, GPT2LMHeadModel = imported("transformers", "GPT2Config", "GPT2LMHeadModel")
 
     tokenizer = tiny_models.bpe_tokenizer(chat_template=tiny_models.CHAT_TEMPLATE)
     tokenizer.save_pretrained(directory)
@@ -193,7 +209,7 @@ def gpt2(directory: Path) -> Path:
 
 def bart(directory: Path) -> Path:
     """A one-layer BART (summarization and any text-to-text task) over the tiny-chat BPE tokenizer."""
-    from transformers import BartConfig, BartForConditionalGeneration
+    BartConfig, BartForConditionalGeneration = imported("transformers", "BartConfig", "BartForConditionalGeneration")
 
     tokenizer = tiny_models.bpe_tokenizer()
     tokenizer.save_pretrained(directory)
@@ -214,13 +230,17 @@ def bart(directory: Path) -> Path:
         forced_eos_token_id=None,
     )
     with seeded():
-        BartForConditionalGeneration(config).save_pretrained(directory)
+        model = BartForConditionalGeneration(config)
+    model.generation_config = printable_generation(
+        tokenizer, decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=None, min_new_tokens=1
+    )
+    model.save_pretrained(directory)
     return directory
 
 
 def t5(directory: Path) -> Path:
     """T5 for translation (and any text-to-text task)."""
-    from transformers import T5Config, T5ForConditionalGeneration
+    T5Config, T5ForConditionalGeneration = imported("transformers", "T5Config", "T5ForConditionalGeneration")
 
     tokenizer = t5_tokenizer()
     config = T5Config(
@@ -242,20 +262,27 @@ def t5(directory: Path) -> Path:
     return directory
 
 
+#: The one-layer wav2vec2 shape of the audio classifier and the speech recognizer (16 kHz audio).
+WAV2VEC2_SIZES: dict[str, Any] = {
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "conv_dim": (16, 16),
+    "conv_stride": (5, 4),
+    "conv_kernel": (10, 4),
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+}
+
+
 def wav2vec2_classifier(directory: Path) -> Path:
     """A one-layer wav2vec2 audio classifier (speech, music) on 16 kHz audio."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
-
+    Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification = imported(
+        "transformers", "Wav2Vec2Config", "Wav2Vec2FeatureExtractor", "Wav2Vec2ForSequenceClassification"
+    )
     config = Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 4),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
+        **WAV2VEC2_SIZES,
         classifier_proj_size=8,
         id2label={0: "speech", 1: "music"},
         label2id={"speech": 0, "music": 1},
@@ -266,12 +293,57 @@ def wav2vec2_classifier(directory: Path) -> Path:
     return directory
 
 
+#: What :func:`wav2vec2_ctc` transcribes any audio as.
+CTC_TRANSCRIPT = "a"
+
+
+def wav2vec2_ctc(directory: Path) -> Path:
+    """A one-layer wav2vec2 speech recognizer (CTC) whose every frame says :data:`CTC_TRANSCRIPT`: the transcript
+    of any audio is that letter once CTC merges the repeats."""
+    import torch
+
+    Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor = imported(
+        "transformers",
+        "Wav2Vec2Config",
+        "Wav2Vec2CTCTokenizer",
+        "Wav2Vec2FeatureExtractor",
+        "Wav2Vec2ForCTC",
+        "Wav2Vec2Processor",
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{letter: 3 + i for i, letter in enumerate("abcdefghij")}}
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), pad_token="<pad>", unk_token="<unk>")
+    processor = Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(sampling_rate=16000), tokenizer=tokenizer)
+    processor.save_pretrained(directory)
+    with seeded():
+        model = Wav2Vec2ForCTC(Wav2Vec2Config(**WAV2VEC2_SIZES, vocab_size=len(vocab), pad_token_id=0))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.fill_(0.0)
+        model.lm_head.bias[vocab[CTC_TRANSCRIPT]] = 10.0
+    model.save_pretrained(directory)
+    return directory
+
+
+def bert_encoder(directory: Path) -> Path:
+    """A one-layer BERT encoder without a head (feature extraction: mean-pooled token vectors of 32 values)."""
+    BertConfig, BertModel = imported("transformers", "BertConfig", "BertModel")
+    tokenizer = wordpiece_tokenizer()
+    tokenizer.save_pretrained(directory)
+    with seeded():
+        BertModel(BertConfig(**bert_config(tokenizer))).save_pretrained(directory)
+    return directory
+
+
 # --- vision ---------------------------------------------------------------------------------------------------------
 
 
 def vit(directory: Path) -> Path:
     """A one-layer ViT image classifier (cat, dog, bird) on 32x32 images."""
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+    ViTConfig, ViTForImageClassification, ViTImageProcessor = imported(
+        "transformers", "ViTConfig", "ViTForImageClassification", "ViTImageProcessor"
+    )
 
     config = ViTConfig(
         image_size=32,
@@ -289,9 +361,33 @@ def vit(directory: Path) -> Path:
     return directory
 
 
+def yolos(directory: Path) -> Path:
+    """A one-layer YOLOS object detector (cat, dog): four detection tokens over 32x32 inputs."""
+    YolosConfig, YolosForObjectDetection, YolosImageProcessor = imported(
+        "transformers", "YolosConfig", "YolosForObjectDetection", "YolosImageProcessor"
+    )
+    config = YolosConfig(
+        image_size=[32, 32],
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_detection_tokens=4,
+        id2label={0: "cat", 1: "dog"},
+        label2id={"cat": 0, "dog": 1},
+    )
+    with seeded():
+        YolosForObjectDetection(config).save_pretrained(directory)
+    YolosImageProcessor(size={"shortest_edge": 32, "longest_edge": 32}).save_pretrained(directory)
+    return directory
+
+
 def segformer(directory: Path) -> Path:
     """SegFormer for semantic segmentation: three labels, 32x32 inputs."""
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+    SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor = imported(
+        "transformers", "SegformerConfig", "SegformerForSemanticSegmentation", "SegformerImageProcessor"
+    )
 
     labels = {0: "background", 1: "cat", 2: "dog"}
     config = SegformerConfig(
@@ -315,7 +411,9 @@ def segformer(directory: Path) -> Path:
 
 def glpn(directory: Path) -> Path:
     """GLPN for depth estimation."""
-    from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
+    GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor = imported(
+        "transformers", "GLPNConfig", "GLPNForDepthEstimation", "GLPNImageProcessor"
+    )
 
     config = GLPNConfig(
         num_encoder_blocks=2,
@@ -337,7 +435,7 @@ def glpn(directory: Path) -> Path:
 
 def sam(directory: Path) -> Path:
     """SAM for mask generation, on 64-pixel inputs."""
-    from transformers import (
+    (
         SamConfig,
         SamImageProcessor,
         SamMaskDecoderConfig,
@@ -345,6 +443,15 @@ def sam(directory: Path) -> Path:
         SamProcessor,
         SamPromptEncoderConfig,
         SamVisionConfig,
+    ) = imported(
+        "transformers",
+        "SamConfig",
+        "SamImageProcessor",
+        "SamMaskDecoderConfig",
+        "SamModel",
+        "SamProcessor",
+        "SamPromptEncoderConfig",
+        "SamVisionConfig",
     )
 
     vision = SamVisionConfig(
@@ -378,7 +485,9 @@ def sam(directory: Path) -> Path:
 
 def blip(directory: Path) -> Path:
     """BLIP captioning (no chat template: the question, if any, is the text prompt)."""
-    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+    BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor = imported(
+        "transformers", "BlipConfig", "BlipForConditionalGeneration", "BlipImageProcessor", "BlipProcessor"
+    )
 
     tokenizer = wordpiece_tokenizer()
     text = {
@@ -416,13 +525,16 @@ def blip(directory: Path) -> Path:
 
 def llava(directory: Path) -> Path:
     """Llava (CLIP vision tower, Llama text model) with a chat template: image-text-to-text and VQA."""
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
+    CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor = (
+        imported(
+            "transformers",
+            "CLIPImageProcessor",
+            "CLIPVisionConfig",
+            "LlamaConfig",
+            "LlavaConfig",
+            "LlavaForConditionalGeneration",
+            "LlavaProcessor",
+        )
     )
 
     tokenizer = bpe_tokenizer("<image>")
@@ -452,7 +564,9 @@ def llava(directory: Path) -> Path:
 
 def layoutlm(directory: Path) -> Path:
     """LayoutLM for extractive document question answering over given words and boxes."""
-    from transformers import LayoutLMConfig, LayoutLMForQuestionAnswering
+    LayoutLMConfig, LayoutLMForQuestionAnswering = imported(
+        "transformers", "LayoutLMConfig", "LayoutLMForQuestionAnswering"
+    )
 
     tokenizer = wordpiece_tokenizer()
     config = LayoutLMConfig(**bert_config(tokenizer))
@@ -488,7 +602,9 @@ def clip_configs() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def clip(directory: Path) -> Path:
     """CLIP for zero-shot image classification."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+    CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor = imported(
+        "transformers", "CLIPConfig", "CLIPImageProcessor", "CLIPModel", "CLIPProcessor"
+    )
 
     text, vision = clip_configs()
     with seeded():
@@ -502,7 +618,9 @@ def clip(directory: Path) -> Path:
 
 def owlvit(directory: Path) -> Path:
     """OWL-ViT for zero-shot object detection: one box per 8x8 patch of a 32x32 input, 16 in all."""
-    from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
+    OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor = imported(
+        "transformers", "OwlViTConfig", "OwlViTForObjectDetection", "OwlViTImageProcessor", "OwlViTProcessor"
+    )
 
     text, vision = clip_configs()
     with seeded():
@@ -518,7 +636,9 @@ def owlvit(directory: Path) -> Path:
 
 def videomae(directory: Path) -> Path:
     """VideoMAE for video classification: four 32x32 frames."""
-    from transformers import VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEImageProcessor
+    VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEImageProcessor = imported(
+        "transformers", "VideoMAEConfig", "VideoMAEForVideoClassification", "VideoMAEImageProcessor"
+    )
 
     labels = {0: "walking", 1: "running", 2: "dancing"}
     config = VideoMAEConfig(
@@ -541,12 +661,15 @@ def videomae(directory: Path) -> Path:
 
 def qwen2_vl(directory: Path) -> Path:
     """Qwen2-VL for video-text-to-text: frames merged into tokens of 16x16 pixels."""
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
+    Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor = (
+        imported(
+            "transformers",
+            "Qwen2VLConfig",
+            "Qwen2VLForConditionalGeneration",
+            "Qwen2VLImageProcessor",
+            "Qwen2VLProcessor",
+            "Qwen2VLVideoProcessor",
+        )
     )
 
     special = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
@@ -595,11 +718,12 @@ def qwen2_vl(directory: Path) -> Path:
 
 def qwen2_audio(directory: Path) -> Path:
     """Qwen2-Audio for audio-text-to-text: 16 mel bins over one-second windows."""
-    from transformers import (
-        Qwen2AudioConfig,
-        Qwen2AudioForConditionalGeneration,
-        Qwen2AudioProcessor,
-        WhisperFeatureExtractor,
+    Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor, WhisperFeatureExtractor = imported(
+        "transformers",
+        "Qwen2AudioConfig",
+        "Qwen2AudioForConditionalGeneration",
+        "Qwen2AudioProcessor",
+        "WhisperFeatureExtractor",
     )
 
     tokenizer = bpe_tokenizer("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
@@ -629,7 +753,7 @@ def qwen2_audio(directory: Path) -> Path:
 
 def vits(directory: Path) -> Path:
     """VITS for text-to-speech (characters in, a 16 kHz waveform out)."""
-    from transformers import VitsConfig, VitsModel, VitsTokenizer
+    VitsConfig, VitsModel, VitsTokenizer = imported("transformers", "VitsConfig", "VitsModel", "VitsTokenizer")
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = {
@@ -677,7 +801,7 @@ MUSICGEN_RATE = 16000
 
 def musicgen(directory: Path) -> Path:
     """MusicGen (T5 text encoder, EnCodec audio codec) for text-to-audio."""
-    from transformers import (
+    (
         EncodecConfig,
         EncodecFeatureExtractor,
         GenerationConfig,
@@ -685,8 +809,17 @@ def musicgen(directory: Path) -> Path:
         MusicgenForConditionalGeneration,
         MusicgenProcessor,
         T5Config,
+    ) = imported(
+        "transformers",
+        "EncodecConfig",
+        "EncodecFeatureExtractor",
+        "GenerationConfig",
+        "MusicgenConfig",
+        "MusicgenForConditionalGeneration",
+        "MusicgenProcessor",
+        "T5Config",
     )
-    from transformers.models.musicgen.configuration_musicgen import MusicgenDecoderConfig
+    (MusicgenDecoderConfig,) = imported("transformers.models.musicgen.configuration_musicgen", "MusicgenDecoderConfig")
 
     tokenizer = t5_tokenizer()
     codebook_size = 16
@@ -736,8 +869,8 @@ def musicgen(directory: Path) -> Path:
 
 def diffusion_parts() -> dict[str, Any]:
     """The VAE, CLIP text encoder, tokenizer and scheduler shared by the tiny image and video pipelines."""
-    from diffusers import AutoencoderKL, DDIMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel
+    AutoencoderKL, DDIMScheduler = imported("diffusers", "AutoencoderKL", "DDIMScheduler")
+    CLIPTextConfig, CLIPTextModel = imported("transformers", "CLIPTextConfig", "CLIPTextModel")
 
     tokenizer = clip_tokenizer(max_length=32)
     with seeded():
@@ -787,7 +920,9 @@ def unet_blocks(dimensions: int) -> dict[str, Any]:
 
 def stable_diffusion(directory: Path) -> Path:
     """Stable Diffusion (UNet, VAE with a scale factor of 1, CLIP text encoder): 8x8 images by default."""
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    StableDiffusionPipeline, UNet2DConditionModel = imported(
+        "diffusers", "StableDiffusionPipeline", "UNet2DConditionModel"
+    )
 
     with seeded():
         unet = UNet2DConditionModel(**unet_blocks(2))
@@ -799,9 +934,27 @@ def stable_diffusion(directory: Path) -> Path:
 
 def text_to_video_sd(directory: Path) -> Path:
     """The text-to-video Stable Diffusion pipeline with a 3D UNet: 8x8 frames by default."""
-    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
+    TextToVideoSDPipeline, UNet3DConditionModel = imported("diffusers", "TextToVideoSDPipeline", "UNet3DConditionModel")
 
     with seeded():
         unet = UNet3DConditionModel(**unet_blocks(3))
     TextToVideoSDPipeline(unet=unet, **diffusion_parts()).save_pretrained(directory)
+    return directory
+
+
+def ddpm(directory: Path) -> Path:
+    """A DDPM pipeline (a two-block UNet, ten training steps) for unconditional 8x8 images."""
+    DDPMPipeline, DDPMScheduler, UNet2DModel = imported("diffusers", "DDPMPipeline", "DDPMScheduler", "UNet2DModel")
+    with seeded():
+        unet = UNet2DModel(
+            sample_size=8,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            norm_num_groups=4,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+        )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=10)).save_pretrained(directory)
     return directory
