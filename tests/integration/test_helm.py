@@ -209,12 +209,12 @@ def test_rbac_rules_are_those_of_the_plain_manifests() -> None:
     # (Both keep the read-only follow of tenant namespaces, for their NetworkPolicies.)
     def tenant_rule(rule: dict[str, Any]) -> bool:
         resources = set(rule["resources"])
-        return bool(resources & {"tenants", "tenants/status", "resourcequotas"}) or (
+        return bool(resources & {"tenants", "tenants/status", "resourcequotas", "limitranges"}) or (
             "namespaces" in resources and "create" in rule["verbs"]
         )
 
     namespaced_rules = [rule for rule in operator_rules if not tenant_rule(rule)]
-    assert len(namespaced_rules) == len(operator_rules) - 4
+    assert len(namespaced_rules) == len(operator_rules) - 5
     for role in of_kind(namespaced, "Role"):
         if role["metadata"]["name"] == "mc-modelcluster-operator":
             assert role["rules"] == namespaced_rules

@@ -26,6 +26,7 @@ from modelcluster.gateway.proxy import Proxy
 from modelcluster.gateway.quotas import quota_refusal
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.gateway.tenant_defaults import with_tenant_defaults
 from modelcluster.gateway.tenants import TenantTable
 from modelcluster.kube.client import Kube
 from modelcluster.kube.index import ClusterTable
@@ -166,7 +167,9 @@ class Gateway:
         if target.cluster is not None:
             raise Conflict(f"cluster for {target.model_id} already exists")
         namespace, _ = target.key
-        cluster = build_cluster(namespace, target.model_id, body)
+        cluster = build_cluster(
+            namespace, target.model_id, with_tenant_defaults(body, self.tenants.for_namespace(namespace))
+        )
         self.check_quota(target.key, cluster["spec"])
         created = await answered(
             self.kube.create_cluster(cluster),
