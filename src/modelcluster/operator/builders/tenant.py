@@ -163,8 +163,8 @@ def limit_range_body(tenant: Tenant, body: Mapping[str, Any]) -> Body:
     """The tenant's LimitRange, owned by the Tenant ``body``: the requests a container stating none gets
     (``spec.defaults.container``), so that a quota on requests counts pods made by hand too.
 
-    Only default *requests*: a default limit would be added to containers that state requests and no limits,
-    such as the operator's model pods, and refuse those whose request is above it.
+    Only default *requests*: a default limit would be added to containers that state a request and no limit,
+    such as the operator's model pods (no CPU limit), and refuse those whose request is above it.
     """
     container = tenant.spec.effective_defaults.container
     return {
