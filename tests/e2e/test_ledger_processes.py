@@ -29,7 +29,17 @@ from modelcluster.devcluster.offline_models import MODEL_ID as MINILM
 from modelcluster.gateway.metering.ledger import create_engine
 from modelcluster.gateway.metering.schema import usage
 
-from support import Cluster, GatewayProcess, Tenant, create_key, drop_namespace, eventually, eventually_async
+from support import (
+    GIANT_MODEL,
+    Cluster,
+    GatewayProcess,
+    Tenant,
+    create_key,
+    drop_namespace,
+    eventually,
+    eventually_async,
+    or_none,
+)
 from support.postgres import PostgresServer, fresh_database, remove, start_postgres
 
 pytestmark = pytest.mark.cluster
@@ -37,6 +47,9 @@ START_TIMEOUT = 300  # the runtime imports torch and loads its model on a 2-core
 LOAD = 200
 #: Seconds a gateway may take from SIGTERM to its exit, the ledger written (the chart grants 60).
 STOP_DEADLINE = 45
+#: The gateways' shutdown timeout under test: a request still held after it is cut.
+SHUTDOWN_TIMEOUT = 3
+GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
 EMBED = {"text": "a cat sits on the mat"}
 
 
@@ -89,7 +102,9 @@ def start_gateway(cluster: Cluster, served: Served, workdir: Path, ledger_url: s
     """A gateway process of its own on ``ledger_url``, routing to the tenant's pod (its first answer is a 200)."""
     env = {"MODELCLUSTER_GATEWAY_LEDGER_URL": ledger_url}
     env.update({f"MODELCLUSTER_GATEWAY_{key.upper()}": value for key, value in settings.items()})
-    process = GatewayProcess(cluster, workdir, [f"--catalog={served.catalog}", "--hold-timeout=60"], extra_env=env)
+    # Started while other tests load the machine: a gateway process may take long to import and migrate.
+    args = [f"--catalog={served.catalog}", "--hold-timeout=60"]
+    process = GatewayProcess(cluster, workdir, args, extra_env=env, ready_timeout=180)
     process.start()
     return process
 
@@ -124,20 +139,32 @@ class Answer:
     request_id: str
 
 
-async def load_then_sigterm(process: GatewayProcess, served: Served) -> tuple[list[Answer | None], float]:
-    """:data:`LOAD` concurrent requests (sent over about a second); SIGTERM once 20 have a 200.
+def held_gauge(process: GatewayProcess, namespace: str) -> float:
+    labels = f'model="{object_name(GIANT_MODEL)}",namespace="{namespace}"'
+    for line in process.metrics().splitlines():
+        if line.startswith(f"modelcluster_gateway_held_requests{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
-    Returns each request's answer (None: no answer, the connection refused or cut) and the seconds the process
-    took from SIGTERM to its exit.
+
+async def load_then_sigterm(
+    process: GatewayProcess, served: Served
+) -> tuple[list[Answer | None], Answer | None, float]:
+    """A request held for a waking cluster, then :data:`LOAD` concurrent requests (sent over about a second);
+    SIGTERM once 20 have a 200.
+
+    Returns each request's answer (None: no answer, the connection refused or cut), the held request's, and the
+    seconds the process took from SIGTERM to its exit.
     """
-    url = f"{process.url}/models/v2/{MINILM}"
     ok = 0
 
-    async def one(session: aiohttp.ClientSession, index: int) -> Answer | None:
+    async def one(session: aiohttp.ClientSession, index: int, model: str = MINILM) -> Answer | None:
         nonlocal ok
         await asyncio.sleep(index * 0.005)
         try:
-            async with session.post(url, json=EMBED, headers=served.tenant.headers) as response:
+            async with session.post(
+                f"{process.url}/models/v2/{model}", json=EMBED, headers=served.tenant.headers
+            ) as response:
                 await response.read()
                 answer = Answer(response.status, response.headers["X-Request-Id"])
         except aiohttp.ClientError:
@@ -148,15 +175,22 @@ async def load_then_sigterm(process: GatewayProcess, served: Served) -> tuple[li
     assert process.process is not None
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        # The unschedulable cluster wakes and holds the request (its failure is reported only after 10 s).
+        held = asyncio.create_task(one(session, 0, GIANT_MODEL))
+        namespace = served.tenant.namespace
+        await eventually_async(
+            lambda: held_gauge(process, namespace) == 1, within=10, what="the request held for the waking cluster"
+        )
         tasks = [asyncio.create_task(one(session, index)) for index in range(LOAD)]
         await eventually_async(lambda: ok >= 20, within=60, what="20 answers before SIGTERM")
         process.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         answers = await asyncio.gather(*tasks)
+        held_answer = await held
         returncode = await asyncio.to_thread(process.process.wait, STOP_DEADLINE + 15)
     stopped = time.monotonic() - signalled
     assert returncode == 0, f"the gateway exited with {returncode} (log: {process.log_path})"
-    return answers, stopped
+    return answers, held_answer, stopped
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -169,14 +203,35 @@ def test_sigterm_mid_load_leaves_no_answered_request_without_its_one_row(
         ledger_url = fresh_database(request.getfixturevalue("postgres"))
     # Nothing is written before the stop (no batch fills, no interval ends): SIGTERM writes the whole ledger.
     process = start_gateway(
-        cluster, served, tmp_path, ledger_url, ledger_batch_size="100000", ledger_flush_interval_s="600"
+        cluster,
+        served,
+        tmp_path,
+        ledger_url,
+        ledger_batch_size="100000",
+        ledger_flush_interval_s="600",
+        shutdown_timeout_s=str(SHUTDOWN_TIMEOUT),
     )
+    giant = (served.tenant.namespace, object_name(GIANT_MODEL))
+    custom = k8s.CustomObjectsApi(cluster.api_client)
     try:
         first = warm(process, served)
-        answers, stopped = asyncio.run(load_then_sigterm(process, served))
+        idle = {"capacity": {"min": 0, "desired": 0, "max": 1}}
+        created = httpx.put(f"{process.url}/models/v2/{GIANT_MODEL}", headers=served.tenant.headers, json=idle)
+        assert created.status_code == 201, created.text
+        answers, held, stopped = asyncio.run(load_then_sigterm(process, served))
     finally:
         process.stop()
-    assert stopped < STOP_DEADLINE, f"the gateway took {stopped:.1f} s to stop"
+        custom.delete_namespaced_custom_object(GROUP, VERSION, giant[0], PLURAL, giant[1])
+        eventually(
+            lambda: (
+                or_none(lambda: custom.get_namespaced_custom_object(GROUP, VERSION, giant[0], PLURAL, giant[1])) is None
+            ),
+            timeout=30,
+            what="the unschedulable cluster to be gone",
+        )
+    # The held request was cut at the shutdown timeout, and the process did not wait for its hold timeout.
+    assert held is None
+    assert SHUTDOWN_TIMEOUT <= stopped < STOP_DEADLINE, f"the gateway took {stopped:.1f} s to stop"
     answered = {answer.request_id: answer.status for answer in answers if answer is not None}
     assert Counter(answered.values())[200] >= 20
     assert len(answered) == len([answer for answer in answers if answer is not None])  # ids are unique
@@ -188,11 +243,16 @@ def test_sigterm_mid_load_leaves_no_answered_request_without_its_one_row(
     assert all(statuses[request_id] == status for request_id, status in answered.items())
     cut = {request_id: status for request_id, status in statuses.items() if request_id not in answered}
     cut.pop(first.headers["X-Request-Id"])
-    # The rest are requests that reached the gateway and lost their client to the stop, recorded as such.
+    # The rest are requests that reached the gateway and lost their client to the stop, recorded as such: the
+    # held one among them.
     assert set(cut.values()) <= {499}, cut
-    assert len(found) <= LOAD + 1
+    (held_row,) = [row for row in found if row.model == GIANT_MODEL]
+    assert held_row.status == 499 and held_row.request_id in cut and held_row.cost == 0
+    assert held_row.cluster == f"{giant[0]}/{giant[1]}"
+    assert len(found) <= LOAD + 2
     assert {row.tenant for row in found} == {served.tenant.namespace}
-    assert all(row.cluster == f"{served.tenant.namespace}/{object_name(MINILM)}" for row in found)
+    minilm = f"{served.tenant.namespace}/{object_name(MINILM)}"
+    assert all(row.cluster == minilm for row in found if row.model == MINILM)
     log = process.log_path.read_text()
     assert "not written at shutdown" not in log and "dropped" not in log
 
