@@ -249,6 +249,28 @@ def test_the_gateway_refuses_put_and_post_auto_create_past_the_cluster_quota(
     assert within.status_code == 200, within.text
 
 
+def test_concurrent_puts_cannot_take_a_tenant_past_its_replicas_quota(
+    cluster: Cluster, gateway: GatewayProcess, kubectl: list[str], tenant_name: str
+) -> None:
+    """The replicas quota is the gateway's alone (no ResourceQuota counts capacity.max): writes racing each other
+    must still be checked one after the other."""
+    made = _tenant_with_key(cluster, kubectl, gateway, tenant_name, {"replicas": 2})
+    models = [MODEL, OTHER, GENERATOR, "Qwen/Qwen3-4B", "google/vit-base-patch16-224", "facebook/detr-resnet-50"]
+    models += ["dslim/bert-base-NER", "deepset/roberta-base-squad2"]
+
+    async def put_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers=made.headers, timeout=60) as client:
+            return await asyncio.gather(
+                *(client.put(f"{gateway.url}/models/v2/{model}", json={"capacity": IDLE}) for model in models)
+            )
+
+    answers = asyncio.run(put_all())
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [201, 201] + [403] * 6, [answer.text for answer in answers]
+    assert all("quota replicas" in answer.json()["error"] for answer in answers if answer.status_code == 403)
+    assert len(_clusters(cluster, tenant_name)) == 2
+
+
 def test_a_gpu_quota_below_a_clusters_need_fails_it_with_quota_exceeded(
     cluster: Cluster, operator: OperatorProcess, kubectl: list[str], tenant_name: str
 ) -> None:

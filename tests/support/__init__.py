@@ -173,7 +173,11 @@ class OperatorProcess:
         self.starts += 1
         log = (self.workdir / f"operator-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        eventually(self._ready, timeout=90, what=f"the operator to become ready (log: {log.name})")
+        try:
+            eventually(self._ready, timeout=90, what=f"the operator to become ready (log: {log.name})")
+        except AssertionError:
+            terminate(self.process)  # never left running (holding the lease) behind a failed start
+            raise
 
     def _ready(self) -> bool:
         return serving(self.process, "operator", f"http://127.0.0.1:{self.health_port}/readyz")
@@ -238,7 +242,13 @@ class GatewayProcess:
         env.setdefault("MODELCLUSTER_GATEWAY_LEDGER_URL", f"sqlite+aiosqlite:///{self.workdir / 'usage.sqlite'}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        eventually(self._ready, timeout=self.ready_timeout, what=f"the gateway to become ready (log: {self.log_path})")
+        try:
+            eventually(
+                self._ready, timeout=self.ready_timeout, what=f"the gateway to become ready (log: {self.log_path})"
+            )
+        except AssertionError:
+            terminate(self.process)  # never left running behind a failed start
+            raise
 
     def _ready(self) -> bool:
         return serving(self.process, "gateway", f"{self.url}/ready")
