@@ -93,3 +93,4 @@ def test_gateway_overhead() -> None:
     out = smoke("gateway_overhead.py", f"--cluster={CLUSTER_STEM}gw", timeout=540)
     assert "Targets (gateway):" in out and "bare aiohttp proxy" in out
     assert "Ray Serve proxy" in out and "skipped: --smoke" in out
+    assert "Targets (usage ledger on vs off):" in out and "max req/s: on " in out and "added p50: " in out

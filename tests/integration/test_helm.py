@@ -65,7 +65,8 @@ VALUE_SETS: dict[str, list[str]] = {
     "no-gateway": ["--set=gateway.enabled=false", "--set=operator.autoscaler.enabled=false"],
     "tenants": [
         '--set-json=tenants=[{"name": "team-a", "quotas": {"modelClusters": 2, "gpus": 0}, '
-        '"budget": {"amount": 12.5, "period": "week"}}, {"name": "team-b", "namespace": "ns-b"}]'
+        '"budget": {"amount": 12.5, "period": "week"}, "defaults": {"capacity": {"desired": 0, "max": 2}, '
+        '"timeout": 900, "container": {"cpu": "250m"}}}, {"name": "team-b", "namespace": "ns-b"}]'
     ],
 }
 
@@ -134,7 +135,10 @@ def test_tenants_declared_in_values_render_as_tenants() -> None:
     a, b = Tenant.from_k8s(tenants["team-a"]), Tenant.from_k8s(tenants["team-b"])
     assert (a.namespace, a.spec.quotas.model_clusters, a.spec.quotas.gpus) == ("team-a", 2, 0)
     assert a.spec.budget is not None and (str(a.spec.budget.amount), a.spec.budget.period.value) == ("12.5", "week")
-    assert b.namespace == "ns-b" and b.spec.budget is None
+    assert b.namespace == "ns-b" and b.spec.budget is None and b.spec.defaults is None
+    defaults = a.spec.defaults
+    assert defaults is not None and defaults.timeout == 900 and defaults.container.cpu == "250m"
+    assert defaults.capacity is not None and (defaults.capacity.desired, defaults.capacity.max) == (0, 2)
     assert not of_kind(render([]), "Tenant")
 
 
@@ -147,6 +151,10 @@ def test_tenants_declared_in_values_render_as_tenants() -> None:
         '{"name": "a", "budget": {"amount": "lots", "period": "day"}}',
         '{"name": "a", "budget": {"amount": 1, "period": "year"}}',
         '{"name": "Not_A_Name"}',
+        '{"name": "a", "defaults": {"timeout": 0}}',
+        '{"name": "a", "defaults": {"container": {"cpu": "-1"}}}',
+        '{"name": "a", "defaults": {"capacity": {"desired": -1}}}',
+        '{"name": "a", "defaults": {"idle": 5}}',
     ],
 )
 def test_bad_tenants_in_values_are_refused(tenant: str) -> None:
@@ -209,12 +217,12 @@ def test_rbac_rules_are_those_of_the_plain_manifests() -> None:
     # (Both keep the read-only follow of tenant namespaces, for their NetworkPolicies.)
     def tenant_rule(rule: dict[str, Any]) -> bool:
         resources = set(rule["resources"])
-        return bool(resources & {"tenants", "tenants/status", "resourcequotas"}) or (
+        return bool(resources & {"tenants", "tenants/status", "resourcequotas", "limitranges"}) or (
             "namespaces" in resources and "create" in rule["verbs"]
         )
 
     namespaced_rules = [rule for rule in operator_rules if not tenant_rule(rule)]
-    assert len(namespaced_rules) == len(operator_rules) - 4
+    assert len(namespaced_rules) == len(operator_rules) - 5
     for role in of_kind(namespaced, "Role"):
         if role["metadata"]["name"] == "mc-modelcluster-operator":
             assert role["rules"] == namespaced_rules

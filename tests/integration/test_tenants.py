@@ -162,6 +162,57 @@ def test_a_tenant_applied_with_kubectl_gets_its_namespace_and_quota_and_the_apis
     )
 
 
+def test_a_tenants_defaults_shape_its_new_clusters_and_its_namespace_gets_default_requests(
+    cluster: Cluster, gateway: GatewayProcess, kubectl: list[str], tenant_name: str
+) -> None:
+    defaults = {"capacity": {"min": 0, "desired": 0, "max": 2}, "timeout": 900, "container": {"cpu": "250m"}}
+    applied = _apply(kubectl, _tenant_body(tenant_name, {"defaults": defaults}))
+    assert applied.returncode == 0, applied.stderr
+    eventually(lambda: _ready_is(cluster, tenant_name, "True"), timeout=READY_DEADLINE, what="the Tenant ready")
+    # The LimitRange: the containers' default requests (memory from the CRD's default), owned by the Tenant.
+    limits = cluster.core.read_namespaced_limit_range("modelcluster-tenant", tenant_name)
+    assert [(item.type, item.default_request) for item in limits.spec.limits] == [
+        ("Container", {"cpu": "250m", "memory": "128Mi"})
+    ]
+    assert limits.metadata.owner_references[0].kind == "Tenant"
+    # A pod made by hand without requests gets them, so a quota on requests can count it.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "by-hand", "namespace": tenant_name},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/none:1"}]},
+    }
+    made_pod = cluster.core.create_namespaced_pod(tenant_name, pod)
+    assert made_pod.spec.containers[0].resources.requests == {"cpu": "250m", "memory": "128Mi"}
+    cluster.core.delete_namespaced_pod("by-hand", tenant_name, grace_period_seconds=0)
+
+    made = Tenant(tenant_name, create_key(cluster, tenant_name))
+    eventually(
+        lambda: httpx.get(f"{gateway.url}/models/v2/list/tasks", headers=made.headers, timeout=5).status_code == 200,
+        timeout=30,
+        what="the gateway to learn the key",
+    )
+    base = f"{gateway.url}/models/v2"
+    # A PUT without capacity or timeout gets the tenant's; one that states them keeps its own, whole.
+    plain = httpx.put(f"{base}/{MODEL}", headers=made.headers, json={}, timeout=30)
+    assert plain.status_code == 201, plain.text
+    assert plain.json()["cluster"]["capacity"] == {"min": 0, "desired": 0, "max": 2}
+    assert plain.json()["cluster"]["timeout"] == 900
+    stated = httpx.put(
+        f"{base}/{OTHER}", headers=made.headers, json={"capacity": {"max": 1}, "timeout": 60}, timeout=30
+    )
+    assert stated.status_code == 201, stated.text
+    assert stated.json()["cluster"]["capacity"] == {"min": 0, "desired": 1, "max": 1}
+    assert stated.json()["cluster"]["timeout"] == 60
+    specs = {c["spec"]["model"]: c["spec"] for c in _clusters(cluster, tenant_name)}
+    assert specs[MODEL]["capacity"] == {"min": 0, "desired": 0, "max": 2} and specs[MODEL]["timeout"] == 900
+    # A cluster applied with kubectl gets the CRD's defaults.
+    by_hand = _apply(kubectl, modelcluster_body(GENERATOR, namespace=tenant_name))
+    assert by_hand.returncode == 0, by_hand.stderr
+    specs = {c["spec"]["model"]: c["spec"] for c in _clusters(cluster, tenant_name)}
+    assert specs[GENERATOR]["timeout"] == 300
+
+
 def test_the_gateway_refuses_put_and_post_auto_create_past_the_cluster_quota(
     cluster: Cluster, gateway: GatewayProcess, kubectl: list[str], tenant_name: str
 ) -> None:
@@ -196,6 +247,28 @@ def test_the_gateway_refuses_put_and_post_auto_create_past_the_cluster_quota(
     assert _clusters(cluster, tenant_name)[0]["spec"]["capacity"]["max"] == 1
     within = httpx.patch(f"{base}/{MODEL}", headers=made.headers, json={"capacity": {"max": 2}}, timeout=30)
     assert within.status_code == 200, within.text
+
+
+def test_concurrent_puts_cannot_take_a_tenant_past_its_replicas_quota(
+    cluster: Cluster, gateway: GatewayProcess, kubectl: list[str], tenant_name: str
+) -> None:
+    """The replicas quota is the gateway's alone (no ResourceQuota counts capacity.max): writes racing each other
+    must still be checked one after the other."""
+    made = _tenant_with_key(cluster, kubectl, gateway, tenant_name, {"replicas": 2})
+    models = [MODEL, OTHER, GENERATOR, "Qwen/Qwen3-4B", "google/vit-base-patch16-224", "facebook/detr-resnet-50"]
+    models += ["dslim/bert-base-NER", "deepset/roberta-base-squad2"]
+
+    async def put_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers=made.headers, timeout=60) as client:
+            return await asyncio.gather(
+                *(client.put(f"{gateway.url}/models/v2/{model}", json={"capacity": IDLE}) for model in models)
+            )
+
+    answers = asyncio.run(put_all())
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [201, 201] + [403] * 6, [answer.text for answer in answers]
+    assert all("quota replicas" in answer.json()["error"] for answer in answers if answer.status_code == 403)
+    assert len(_clusters(cluster, tenant_name)) == 2
 
 
 def test_a_gpu_quota_below_a_clusters_need_fails_it_with_quota_exceeded(
@@ -293,6 +366,13 @@ def test_twenty_case_variants_of_a_catalog_id_reach_one_cluster(
         ({"budget": {"amount": -5, "period": "day"}}, "spec.budget.amount"),
         ({"budget": {"amount": "lots", "period": "day"}}, "spec.budget.amount"),
         ({"budget": {"amount": 5, "period": "year"}}, "spec.budget.period"),
+        ({"defaults": {"capacity": {"min": 2, "desired": 1, "max": 3}}}, "capacity.min must be less than or equal"),
+        ({"defaults": {"capacity": {"desired": 1, "max": 0}}}, "spec.defaults.capacity"),
+        ({"defaults": {"capacity": {"desired": -1}}}, "spec.defaults.capacity.desired"),
+        ({"defaults": {"timeout": 0}}, "spec.defaults.timeout"),
+        ({"defaults": {"timeout": "soon"}}, "spec.defaults.timeout"),
+        ({"defaults": {"container": {"cpu": "-1"}}}, "spec.defaults.container.cpu"),
+        ({"defaults": {"container": {"memory": "lots"}}}, "spec.defaults.container.memory"),
     ],
 )
 def test_bad_tenants_are_refused_by_the_apiserver(

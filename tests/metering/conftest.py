@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.postgres import USER, PostgresServer, remove, start_postgres
+from support.postgres import PostgresServer, fresh_database, remove, start_postgres
 
 
 @pytest.fixture(scope="session")
@@ -19,13 +17,6 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         remove(server)
-
-
-def fresh_database(server: PostgresServer) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    argv = [str(server.bin / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", USER, name]
-    subprocess.run(argv, check=True, capture_output=True)
-    return server.url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

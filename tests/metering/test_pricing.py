@@ -185,3 +185,11 @@ def test_a_closed_model_records_its_tokens_at_no_cost() -> None:
         30,
     )
     assert reading_of(draft).cost == 0.0
+
+
+def test_a_records_values_follow_the_ledgers_columns() -> None:
+    from modelcluster.gateway.metering.ledger import ROW_COLUMNS
+    from modelcluster.gateway.metering.records import UsageRecord
+
+    record = UsageRecord("r", "acme", "k", "org/m", task="chat", cluster="acme/c", meter="xs", status=200, cost=1.5)
+    assert dict(zip(ROW_COLUMNS, record.values(), strict=True)) == record.row()

@@ -173,7 +173,11 @@ class OperatorProcess:
         self.starts += 1
         log = (self.workdir / f"operator-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        eventually(self._ready, timeout=90, what=f"the operator to become ready (log: {log.name})")
+        try:
+            eventually(self._ready, timeout=90, what=f"the operator to become ready (log: {log.name})")
+        except AssertionError:
+            terminate(self.process)  # never left running (holding the lease) behind a failed start
+            raise
 
     def _ready(self) -> bool:
         return serving(self.process, "operator", f"http://127.0.0.1:{self.health_port}/readyz")
@@ -203,11 +207,13 @@ class GatewayProcess:
         port: int | None = None,
         metrics_port: int | None = None,
         extra_env: dict[str, str] | None = None,
+        ready_timeout: float = 60,
     ) -> None:
         self.cluster = cluster
         self.workdir = workdir
         self.extra_args = extra_args
         self.extra_env = dict(extra_env or {})
+        self.ready_timeout = ready_timeout
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -236,7 +242,13 @@ class GatewayProcess:
         env.setdefault("MODELCLUSTER_GATEWAY_LEDGER_URL", f"sqlite+aiosqlite:///{self.workdir / 'usage.sqlite'}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        eventually(self._ready, timeout=60, what=f"the gateway to become ready (log: {self.log_path})")
+        try:
+            eventually(
+                self._ready, timeout=self.ready_timeout, what=f"the gateway to become ready (log: {self.log_path})"
+            )
+        except AssertionError:
+            terminate(self.process)  # never left running behind a failed start
+            raise
 
     def _ready(self) -> bool:
         return serving(self.process, "gateway", f"{self.url}/ready")

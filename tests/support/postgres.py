@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,14 @@ def start_postgres() -> PostgresServer:
     server.init()
     server.start()
     return server
+
+
+def fresh_database(server: PostgresServer) -> str:
+    """The URL of a new, empty database on ``server``."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    argv = [str(server.bin / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", USER, name]
+    subprocess.run(argv, check=True, capture_output=True)
+    return server.url.rsplit("/", 1)[0] + "/" + name
 
 
 def remove(server: PostgresServer) -> None:

@@ -49,3 +49,25 @@ def test_a_second_tenant_of_one_namespace_takes_over_when_the_first_goes() -> No
     table.event("DELETED", _tenant("first", "shared"))
     second = table.for_namespace("shared")
     assert second is not None and second.name == "second"
+
+
+def test_the_older_of_two_tenants_of_one_namespace_holds_it_whatever_the_order_seen() -> None:
+    older = {
+        **_tenant("zz-older", "shared", gpus=1),
+        "metadata": {"name": "zz-older", "creationTimestamp": "2026-01-01T00:00:00Z"},
+    }
+    newer = {
+        **_tenant("aa-newer", "shared", gpus=9),
+        "metadata": {"name": "aa-newer", "creationTimestamp": "2026-06-01T00:00:00Z"},
+    }
+    for order in ([older, newer], [newer, older]):
+        table = TenantTable()
+        table.reset(order)
+        held = table.for_namespace("shared")
+        assert held is not None and held.name == "zz-older"
+    table.event("DELETED", older)
+    held = table.for_namespace("shared")
+    assert held is not None and held.name == "aa-newer"
+    # A Tenant moved to another namespace (a new object of that name) leaves the first one.
+    table.event("MODIFIED", _tenant("aa-newer", "elsewhere"))
+    assert table.for_namespace("shared") is None and table.for_namespace("elsewhere") is not None

@@ -85,6 +85,9 @@ TENANT_GRANTS = {
     ("", "resourcequotas", "get"),
     ("", "resourcequotas", "create"),
     ("", "resourcequotas", "patch"),
+    ("", "limitranges", "get"),
+    ("", "limitranges", "create"),
+    ("", "limitranges", "patch"),
 }
 
 
@@ -96,7 +99,8 @@ def test_the_tenant_rules_are_cluster_wide_and_delete_nothing() -> None:
     rules = grants(one(documents("rbac.yaml"), "ClusterRole")["rules"])
     assert rules >= TENANT_GRANTS | NAMESPACE_FOLLOWER_GRANTS
     allowed = TENANT_GRANTS | NAMESPACE_FOLLOWER_GRANTS
-    assert not {grant for grant in rules if grant[1] in ("namespaces", "resourcequotas", "tenants")} - allowed
+    tenant_resources = ("namespaces", "resourcequotas", "limitranges", "tenants")
+    assert not {grant for grant in rules if grant[1] in tenant_resources} - allowed
 
 
 def pod_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from modelcluster.operator.builders.tenant import (
     Refusal,
     claimed_by_another,
     in_use_refusal,
+    limit_range_body,
     namespace_body,
     namespace_refusal,
     parse_tenant,
@@ -90,6 +91,17 @@ def test_quota_lists_the_set_quotas_and_is_owned_by_the_tenant() -> None:
     (owner,) = quota["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("Tenant", "team-a", "uid-team-a", True)
     assert quota_body(tenant("x"), body("x"))["spec"]["hard"] == {}
+
+
+def test_the_limit_range_gives_default_requests_only_and_is_owned_by_the_tenant() -> None:
+    plain = limit_range_body(tenant("team-a"), body("team-a"))
+    assert plain["metadata"]["namespace"] == "team-a" and plain["kind"] == "LimitRange"
+    assert plain["spec"]["limits"] == [{"type": "Container", "defaultRequest": {"cpu": "100m", "memory": "128Mi"}}]
+    assert plain["metadata"]["ownerReferences"][0]["uid"] == "uid-team-a"
+    given = tenant("team-b", namespace="ns-b", defaults={"container": {"memory": "1Gi"}})
+    shaped = limit_range_body(given, body("team-b"))
+    assert shaped["metadata"]["namespace"] == "ns-b"
+    assert shaped["spec"]["limits"][0]["defaultRequest"] == {"cpu": "100m", "memory": "1Gi"}
 
 
 def test_status_ready_with_usage() -> None:

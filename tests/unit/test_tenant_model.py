@@ -39,6 +39,11 @@ def test_quotas_and_budget_parse() -> None:
         {"budget": {"amount": "lots", "period": "day"}},
         {"budget": {"amount": 5, "period": "year"}},
         {"namespace": "Not_A_Namespace"},
+        {"defaults": {"capacity": {"min": 2, "desired": 1}}},
+        {"defaults": {"capacity": {"desired": 0}}},
+        {"defaults": {"timeout": 0}},
+        {"defaults": {"container": {"cpu": "-1"}}},
+        {"defaults": {"container": {"memory": "2 GB"}}},
     ],
 )
 def test_bad_specs_refused(spec: dict[str, object]) -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, field_serializer
 from pydantic.alias_generators import to_camel
 
-from modelcluster.api.modelcluster import GROUP, VERSION, Condition
+from modelcluster.api.modelcluster import GROUP, MAX_TIMEOUT_SECONDS, VERSION, Capacity, Condition
 
 TENANT_KIND = "Tenant"
 TENANT_PLURAL = "tenants"
@@ -35,6 +35,12 @@ MAX_BUDGET = 1_000_000_000
 QUOTA_MODEL_CLUSTERS = f"count/modelclusters.{GROUP}"
 QUOTA_GPUS = "requests.nvidia.com/gpu"
 QUOTA_PODS = "pods"
+
+#: A CPU or memory amount as a LimitRange takes it: a positive decimal with an optional unit (``500m``, ``2Gi``).
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+#: What a container of a tenant namespace requests when it states nothing (the LimitRange's defaults).
+DEFAULT_CONTAINER_CPU = "100m"
+DEFAULT_CONTAINER_MEMORY = "128Mi"
 
 
 def _cel(rule: str, message: str) -> dict[str, JsonValue]:
@@ -84,6 +90,41 @@ class TenantBudget(_Model):
         return int(amount) if amount == amount.to_integral_value() else float(amount)
 
 
+def _quantity(default: str, what: str) -> Any:
+    return Field(
+        default=default,
+        min_length=1,
+        max_length=32,
+        pattern=QUANTITY_PATTERN,
+        description=f"{what} requested by a container that states none (default `{default}`).",
+    )
+
+
+class ContainerDefaults(_Model):
+    """What a container of the namespace requests when it states no request: the namespace's LimitRange, so that
+    pods made by hand are counted by a quota on requests. The operator's model pods always state theirs."""
+
+    cpu: str = _quantity(DEFAULT_CONTAINER_CPU, "CPU")
+    memory: str = _quantity(DEFAULT_CONTAINER_MEMORY, "Memory")
+
+
+class TenantDefaults(_Model):
+    """What the tenant's clusters get when they are created through the gateway (a `PUT` or a first request)
+    without stating it; a cluster made with kubectl gets the ModelCluster CRD's own defaults."""
+
+    capacity: Capacity | None = Field(
+        default=None,
+        description="The capacity of a cluster created without one (else the CRD's `{min: 0, desired: 1}`).",
+    )
+    timeout: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
+        description="The idle timeout, in seconds, of a cluster created without one (else the CRD's 300).",
+    )
+    container: ContainerDefaults = Field(default_factory=ContainerDefaults, description=ContainerDefaults.__doc__)
+
+
 class TenantSpec(_Model):
     """A tenant: its namespace, its quotas and an optional budget."""
 
@@ -112,6 +153,12 @@ class TenantSpec(_Model):
     )
     quotas: TenantQuotas = Field(default_factory=TenantQuotas, description=TenantQuotas.__doc__)
     budget: TenantBudget | None = Field(default=None, description=TenantBudget.__doc__)
+    defaults: TenantDefaults | None = Field(default=None, description=TenantDefaults.__doc__)
+
+    @property
+    def effective_defaults(self) -> TenantDefaults:
+        """``defaults``, or the defaults of an empty ``defaults`` when unset."""
+        return self.defaults or TenantDefaults()
 
 
 class TenantUsage(_Model):

@@ -126,12 +126,14 @@ async def patch_cluster(request: web.Request) -> web.Response:
     if target.cluster is None:
         raise NotFound(f"no cluster for {target.model_id}")
     patch = build_patch(body, target.task)
-    gateway.check_quota(target.key, merged_spec(target.cluster.get("spec") or {}, patch))
     namespace, name = target.key
-    updated = await answered(
-        gateway.kube.patch_cluster(namespace, name, patch), f"cluster for {target.model_id}", caller_body=True
-    )
-    gateway.clusters.put(updated)
+    async with gateway.cluster_writes(namespace):
+        current = gateway.clusters.get(target.key) or target.cluster
+        gateway.check_quota(target.key, merged_spec(current.get("spec") or {}, patch))
+        updated = await answered(
+            gateway.kube.patch_cluster(namespace, name, patch), f"cluster for {target.model_id}", caller_body=True
+        )
+        gateway.clusters.put(updated)
     view = cluster_view(updated, _last_request(gateway, target), target.task)
     return ok(view, cluster=view)
 

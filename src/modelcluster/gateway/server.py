@@ -34,10 +34,16 @@ def api_runner(app: web.Application, settings: GatewaySettings) -> web.AppRunner
     aiohttp closes a connection still short of a full request head when its keep-alive timer fires (armed on
     connecting and after each answer), so ``client_header_timeout_s`` is that timer; the body's deadline is
     :meth:`Gateway.read_body`'s.
+
+    On SIGTERM the runner stops listening, waits ``shutdown_timeout_s`` for the requests in flight (a request held
+    for a waking cluster would otherwise keep the gateway for its whole hold timeout), then cancels the rest and
+    waits for their handlers, which record them (499); the ledger's last write follows (``Ledger.stop``, at most
+    20 s): within the chart's 60 s grace period at the default 15 s.
     """
     return web.AppRunner(
         app,
         handler_cancellation=True,
+        shutdown_timeout=settings.shutdown_timeout_s,
         access_log=None,
         keepalive_timeout=settings.client_header_timeout_s,
         max_line_size=MAX_LINE_BYTES,

@@ -108,6 +108,13 @@ class GatewaySettings(BaseSettings):
     ledger_buffer_rows: int = Field(
         default=100_000, ge=1, description="Usage rows kept while the database is away; more are dropped (counted)."
     )
+    shutdown_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="On SIGTERM, how long requests in flight may take to finish before they are cut (recorded as "
+        "499); the ledger is written after them.",
+    )
     budget_refresh_s: float = Field(default=2.0, gt=0, description="How often spend is re-read from the ledger.")
     budgets: dict[str, Budget] = Field(
         default_factory=dict,

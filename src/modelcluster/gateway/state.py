@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from modelcluster.gateway.proxy import Proxy
 from modelcluster.gateway.quotas import quota_refusal
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
+from modelcluster.gateway.tenant_defaults import with_tenant_defaults
 from modelcluster.gateway.tenants import TenantTable
 from modelcluster.kube.client import Kube
 from modelcluster.kube.index import ClusterTable
@@ -65,6 +67,8 @@ class Gateway:
     json_limits: JsonLimits = field(init=False)
     providers: ProviderService = field(init=False)
     _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
+    #: One lock per namespace over a cluster write and the quota check before it (see :meth:`cluster_writes`).
+    _writes: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
 
     def __post_init__(self) -> None:
         self.clusters = ClusterTable()
@@ -136,6 +140,17 @@ class Gateway:
         except CatalogError:
             return 0  # the operator fails such a cluster; it never runs a pod
 
+    def cluster_writes(self, namespace: str) -> asyncio.Lock:
+        """The lock a cluster write in ``namespace`` holds from its quota check to the table holding its result.
+
+        The replicas quota is the gateway's alone (no ResourceQuota counts ``capacity.max``): without it, writes
+        racing each other would each be checked against the clusters before any of them.
+        """
+        lock = self._writes.get(namespace)
+        if lock is None:
+            lock = self._writes[namespace] = asyncio.Lock()
+        return lock
+
     def check_quota(self, key: ClusterKey, spec: Mapping[str, Any]) -> None:
         """403 when cluster ``key`` with ``spec`` would take its tenant past a quota (see :mod:`.quotas`)."""
         namespace, name = key
@@ -166,14 +181,17 @@ class Gateway:
         if target.cluster is not None:
             raise Conflict(f"cluster for {target.model_id} already exists")
         namespace, _ = target.key
-        cluster = build_cluster(namespace, target.model_id, body)
-        self.check_quota(target.key, cluster["spec"])
-        created = await answered(
-            self.kube.create_cluster(cluster),
-            f"cluster for {target.model_id}",
-            caller_body=True,
+        cluster = build_cluster(
+            namespace, target.model_id, with_tenant_defaults(body, self.tenants.for_namespace(namespace))
         )
-        self.clusters.put(created)
+        async with self.cluster_writes(namespace):
+            self.check_quota(target.key, cluster["spec"])
+            created = await answered(
+                self.kube.create_cluster(cluster),
+                f"cluster for {target.model_id}",
+                caller_body=True,
+            )
+            self.clusters.put(created)
         return created
 
     async def ensure(self, target: Target) -> None:

@@ -27,6 +27,8 @@ class TenantTable:
     def __init__(self) -> None:
         self._by_name: dict[str, Tenant] = {}
         self._by_namespace: dict[str, Tenant] = {}
+        #: Each Tenant's age order (creation time, then name), as the operator ranks Tenants sharing a namespace.
+        self._age: dict[str, tuple[str, str]] = {}
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -46,28 +48,31 @@ class TenantTable:
     def reset(self, items: list[dict[str, Any]]) -> None:
         self._by_name.clear()
         self._by_namespace.clear()
+        self._age.clear()
         for item in items:
             self.event("ADDED", item)
 
     def event(self, kind: str, obj: Mapping[str, Any]) -> None:
         name = str(metadata_of(obj).get("name") or "")
-        self._forget(name)
-        if kind == "DELETED" or not name:
-            return
-        try:
-            tenant = Tenant.from_k8s(dict(obj))
-        except ValidationError as error:
-            logger.warning("ignoring Tenant %s: %s", name, error.errors()[0]["msg"])
-            return
-        self._by_name[name] = tenant
-        # Two Tenants naming one namespace: the operator reconciles the older; the table keeps the first seen.
-        self._by_namespace.setdefault(tenant.namespace, tenant)
-
-    def _forget(self, name: str) -> None:
         old = self._by_name.pop(name, None)
-        if old is not None and self._by_namespace.get(old.namespace) is old:
-            del self._by_namespace[old.namespace]
-            for other in self._by_name.values():  # another Tenant naming that namespace takes it over
-                if other.namespace == old.namespace:
-                    self._by_namespace[old.namespace] = other
-                    break
+        self._age.pop(name, None)
+        touched = {old.namespace} if old is not None else set()
+        if kind != "DELETED" and name:
+            try:
+                tenant = Tenant.from_k8s(dict(obj))
+            except ValidationError as error:
+                logger.warning("ignoring Tenant %s: %s", name, error.errors()[0]["msg"])
+            else:
+                self._by_name[name] = tenant
+                self._age[name] = (str(metadata_of(obj).get("creationTimestamp") or "~"), name)
+                touched.add(tenant.namespace)
+        for namespace in touched:
+            self._elect(namespace)
+
+    def _elect(self, namespace: str) -> None:
+        """Two Tenants naming one namespace: the older holds it, as the operator reconciles the older only."""
+        claims = [tenant for tenant in self._by_name.values() if tenant.namespace == namespace]
+        if claims:
+            self._by_namespace[namespace] = min(claims, key=lambda tenant: self._age[tenant.name])
+        else:
+            self._by_namespace.pop(namespace, None)

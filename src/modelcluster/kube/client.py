@@ -250,6 +250,11 @@ class Kube:
         options = {**_apply_options(field_manager), "_preload_content": False}
         return await self.json(self.core.patch_namespaced_resource_quota(name, namespace, body, **options))
 
+    async def apply_limit_range(self, body: Body, field_manager: str) -> Body:
+        name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+        options = {**_apply_options(field_manager), "_preload_content": False}
+        return await self.json(self.core.patch_namespaced_limit_range(name, namespace, body, **options))
+
     async def read_resource_quota(self, namespace: str, name: str) -> Body | None:
         return await self.maybe(self.core.read_namespaced_resource_quota(name, namespace, _preload_content=False))
 

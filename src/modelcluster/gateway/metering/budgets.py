@@ -123,8 +123,11 @@ class SpendCache:
         *,
         refresh_s: float = 2.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self.source = source
+        #: The ledger's write lock: held during a read, no batch of this replica commits while the sum is taken.
+        self.write_lock = write_lock or asyncio.Lock()
         self.engine = engine
         self.refresh_s = refresh_s
         self.clock = clock
@@ -170,9 +173,9 @@ class SpendCache:
             budget = self.source.budget_of(tenant)
             if budget is not None:
                 starts[period_bounds(budget.period, now)[0]].append(tenant)
-        read_from = dict(self._written_since_read)
         sums: dict[str, float] = {}
-        async with self.engine.connect() as connection:
+        async with self.write_lock, self.engine.connect() as connection:
+            read_from = dict(self._written_since_read)
             for start, tenants in starts.items():
                 query = (
                     select(usage.c.tenant, func.coalesce(func.sum(usage.c.cost), 0.0))
@@ -185,8 +188,7 @@ class SpendCache:
                     self._periods[tenant] = start
         for tenant, total in sums.items():
             self._stored[tenant] = total
-            # What was written before this read is in the sum now; what was written during it may count twice
-            # until the next read (a budget errs on the side of stopping).
+            # What this replica wrote before the read is in the sum now (none of its batches commits during it).
             self._written_since_read[tenant] -= read_from.get(tenant, 0.0)
         self.refreshed.set()
 

@@ -30,6 +30,26 @@ class UsageRecord:
     status: int = 0
     duration_seconds: float = 0.0
 
+    def values(self) -> tuple[object, ...]:
+        """The fields in their declared order (:data:`~.ledger.ROW_COLUMNS`)."""
+        return (
+            self.request_id,
+            self.tenant,
+            self.key_id,
+            self.model,
+            self.started,
+            self.task,
+            self.cluster,
+            self.meter,
+            self.meter_price,
+            self.inference_seconds,
+            self.tokens_in,
+            self.tokens_out,
+            self.cost,
+            self.status,
+            self.duration_seconds,
+        )
+
     def row(self) -> dict[str, object]:
         return {
             "request_id": self.request_id,

@@ -33,7 +33,8 @@ class Metering:
 
     def __post_init__(self) -> None:
         engine = self.ledger.engine if self.ledger is not None else None
-        self.spend = SpendCache(self.budgets, engine, refresh_s=self.budget_refresh_s)
+        lock = self.ledger.write_lock if self.ledger is not None else None
+        self.spend = SpendCache(self.budgets, engine, refresh_s=self.budget_refresh_s, write_lock=lock)
         if self.ledger is not None:
             self.ledger.on_commit = self.spend.written
 

@@ -1,4 +1,4 @@
-"""What a Tenant becomes: its namespace, its ResourceQuota and its status, or the reason it is refused.
+"""What a Tenant becomes: its namespace, its ResourceQuota, its LimitRange and its status, or the reason it is refused.
 
 Pure: the reconcile (``operator/controller/tenants.py``) reads the Tenant, the namespace and what runs in
 it, asks these functions, and writes what they return.
@@ -37,6 +37,8 @@ from modelcluster.kube.objects import Body, metadata_of, parse_rfc3339
 
 #: The one ResourceQuota the operator keeps in each tenant namespace.
 QUOTA_NAME = "modelcluster-tenant"
+#: The one LimitRange (the containers' default requests) the operator keeps in each tenant namespace.
+LIMIT_RANGE_NAME = "modelcluster-tenant"
 READY = "Ready"
 #: Reasons of a refused Tenant.
 SYSTEM_NAMESPACE = "SystemNamespace"
@@ -154,6 +156,29 @@ def quota_body(tenant: Tenant, body: Mapping[str, Any], leave_out: Collection[st
             "ownerReferences": [owner_reference(body)],
         },
         "spec": {"hard": {key: value for key, value in quota_hard(tenant).items() if key not in leave_out}},
+    }
+
+
+def limit_range_body(tenant: Tenant, body: Mapping[str, Any]) -> Body:
+    """The tenant's LimitRange, owned by the Tenant ``body``: the requests a container stating none gets
+    (``spec.defaults.container``), so that a quota on requests counts pods made by hand too.
+
+    Only default *requests*: a default limit would be added to containers that state a request and no limit,
+    such as the operator's model pods (no CPU limit), and refuse those whose request is above it.
+    """
+    container = tenant.spec.effective_defaults.container
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {
+            "name": LIMIT_RANGE_NAME,
+            "namespace": tenant.namespace,
+            "labels": {PART_OF: PART_OF_NAME, MANAGED_BY: MANAGER},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": {
+            "limits": [{"type": "Container", "defaultRequest": {"cpu": container.cpu, "memory": container.memory}}]
+        },
     }
 
 

@@ -1,4 +1,4 @@
-"""Reconcile Tenants: each into its namespace, its ResourceQuota and its status.
+"""Reconcile Tenants: each into its namespace, its ResourceQuota, its LimitRange and its status.
 
 kopf's watch of Tenants (``handlers.py``) hands every event to :meth:`TenantController.event`; the
 controller keeps the Tenants in memory and reconciles one at a time per Tenant through the shared
@@ -26,6 +26,7 @@ from modelcluster.operator.builders.tenant import (
     Refusal,
     claimed_by_another,
     in_use_refusal,
+    limit_range_body,
     namespace_body,
     namespace_refusal,
     parse_tenant,
@@ -127,6 +128,7 @@ class TenantController:
             logger.info("Tenant %s: %s namespace %s", tenant.name, "adopting" if existing else "creating", namespace)
         await self.kube.apply_namespace(namespace_body(tenant), FIELD_MANAGER)
         quota = await self.kube.apply_resource_quota(quota_body(tenant, body), FIELD_MANAGER)
+        await self.kube.apply_limit_range(limit_range_body(tenant, body), FIELD_MANAGER)
         missing = uncounted(quota)
         if not missing:
             self._pending.pop(tenant.name, None)
