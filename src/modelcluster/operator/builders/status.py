@@ -14,6 +14,7 @@ from typing import Any
 from modelcluster.api import ClusterPhase, Condition, ConditionStatus, ModelClusterStatus
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
 from modelcluster.kube.objects import metadata_of, parse_rfc3339
+from modelcluster.operator.builders.standby_status import standby_condition
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -296,6 +297,7 @@ def derive_status(obs: Observation, unschedulable_deadline: timedelta) -> Derive
             _condition_with_history(ready_condition, previous, now),
             _condition_with_history(degraded_condition, previous, now),
             *cold_start_conditions(obs.pods, observed),
+            *standby_condition(obs.pods, previous, observed, now),
         ],
     )
     return Derived(status=status, recheck_after=recheck, problems=tuple(problems))
