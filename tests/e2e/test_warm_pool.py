@@ -101,12 +101,11 @@ def test_a_woken_cluster_borrows_a_standby_hands_over_without_losing_streams_and
         # A standby is never selected by a cluster: it serves nothing until claimed.
         assert not (standby.metadata.labels or {}).get("app.kubernetes.io/instance")
 
-        # A stopped cluster (a short timeout takes it to zero, then a long one keeps it up once woken).
+        # A stopped cluster: 5 idle seconds take it to zero; once woken, the streams keep it up until the hand-over.
         body = modelcluster_body(TINY_CHAT, capacity={"min": 0, "desired": 1, "max": 1}, timeout=5)
         objects.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
         eventually(lambda: status().get("status") == "stopped", timeout=180, interval=1, what="stopped")
         eventually(lambda: not own_pods(cluster, ns), timeout=120, interval=1, what="its first pod gone")
-        objects.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME, {"spec": {"timeout": 600}})
         standby = eventually(lambda: warm_standby(cluster, ns), timeout=START_TIMEOUT, interval=1, what="warm")
         borrowed_name = standby.metadata.name
 
@@ -139,8 +138,8 @@ def test_a_woken_cluster_borrows_a_standby_hands_over_without_losing_streams_and
                     if handed_over.is_set():
                         return
 
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(50)]
-        threads += [threading.Thread(target=stream, args=(i,)) for i in range(20)]
+        threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(50)]
+        threads += [threading.Thread(target=stream, args=(i,), daemon=True) for i in range(20)]
         for thread in threads:
             thread.start()
         seen: set[str] = set()
@@ -150,8 +149,10 @@ def test_a_woken_cluster_borrows_a_standby_hands_over_without_losing_streams_and
             names = {pod.metadata.name for pod in pool_pods(cluster, ns)}
             return borrowed_name not in names and any(ready(pod) for pod in own_pods(cluster, ns))
 
-        eventually(claimed_then_handed_over, timeout=START_TIMEOUT, interval=0.5, what="the hand-over")
-        handed_over.set()
+        try:
+            eventually(claimed_then_handed_over, timeout=START_TIMEOUT, interval=0.5, what="the hand-over")
+        finally:
+            handed_over.set()
         for thread in threads:
             thread.join(timeout=START_TIMEOUT)
         assert not any(thread.is_alive() for thread in threads)
@@ -173,12 +174,10 @@ def test_a_woken_cluster_borrows_a_standby_hands_over_without_losing_streams_and
         assert borrowed_name not in {pod.metadata.name for pod in pool_pods(cluster, ns)}
         assert 'modelcluster_cold_start_seconds_count{path="standby",phase="total"} 1.0' in operator.metrics()
 
-        # A standby whose load fails: the cluster stops again, its standby is made to load a model that does not
-        # exist (as a broken load would), and the next wake is answered by the cluster's own pod.
-        objects.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME, {"spec": {"timeout": 5}})
+        # A standby whose load fails: the cluster stops again (5 s after the last stream), its standby is made to
+        # load a model that does not exist (as a broken load would), and the next wake is answered by its own pod.
         eventually(lambda: status().get("status") == "stopped", timeout=180, interval=1, what="stopped again")
         eventually(lambda: not own_pods(cluster, ns), timeout=START_TIMEOUT, interval=1, what="its pod gone")
-        objects.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME, {"spec": {"timeout": 600}})
         broken = eventually(lambda: warm_standby(cluster, ns), timeout=START_TIMEOUT, interval=1, what="warm")
         issuer = CredentialIssuer(pod_auth_key(cluster))
         nonce = broken.metadata.annotations[NONCE_ANNOTATION]
@@ -192,7 +191,7 @@ def test_a_woken_cluster_borrows_a_standby_hands_over_without_losing_streams_and
             request = {"input": f"again {i}", "params": {"max_new_tokens": 4}}
             later.append(httpx.post(url, headers=wide.headers, json=request, timeout=START_TIMEOUT).status_code)
 
-        again = [threading.Thread(target=ask_again, args=(i,)) for i in range(10)]
+        again = [threading.Thread(target=ask_again, args=(i,), daemon=True) for i in range(10)]
         for thread in again:
             thread.start()
         for thread in again:

@@ -154,7 +154,8 @@ def test_warm_standbys_are_claimed_first_then_the_oldest() -> None:
         ([], 2),
         ([_pod("a")], 1),
         ([_pod("a", started=False), _pod("b")], 0),
-        ([_pod("a"), _pod("b", CLAIMED)], 1),  # a borrowed pod is no longer in the pool
+        ([_pod("a"), _pod("b", CLAIMED)], 0),  # a borrowed pod keeps its place until it leaves
+        ([_pod("a"), _pod("b", CLAIMED, deleting=True)], 1),  # handed over: the pool refills
         ([_pod("a"), _pod("b", deleting=True)], 1),
         ([_pod("a"), _pod("b", restarts=2)], 1),
         ([_pod("a"), _pod("b"), _pod("c")], 0),

@@ -215,8 +215,12 @@ def waiting(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def deficit(pool: Pool, pods: Sequence[Mapping[str, Any]]) -> int:
-    """How many standbys to create: the size less the waiting ones (starting ones included; claimed excluded)."""
-    live = [pod for pod in pods if state_of(pod) == STANDBY and not leaving(pod) and not broken(pod)]
+    """How many standbys to create: the size less the live pods of the pool, waiting (warm or not) or borrowed.
+
+    A borrowed pod keeps its place until it leaves, so the refill never competes with the woken cluster's own pod
+    for the tier's GPUs: the pool refills once the hand-over is done.
+    """
+    live = [pod for pod in pods if state_of(pod) in (STANDBY, CLAIMED) and not leaving(pod) and not broken(pod)]
     return max(0, pool.size - len(live))
 
 

@@ -202,8 +202,7 @@ class WarmPool:
         task.add_done_callback(self._tasks.discard)
 
     def _maybe_claim(self, key: ClusterKey, cluster: Body, now: datetime) -> None:
-        claimed = self._claimed.setdefault(key, set())
-        wake = wake_to_claim(cluster, self.store.pods.all(key), claimed, now)
+        wake = wake_to_claim(cluster, self.store.pods.all(key), self._claimed.get(key, set()), now)
         if wake is None:
             return
         planned = plan(cluster, self.catalog, self.options, now, self.credentials)
@@ -211,7 +210,7 @@ class WarmPool:
             return
         placement = planned.workload.placement
         pool = pool_for(placement, self.pools)
-        claimed.add(wake)  # one claim per wake, found or not: without a standby the wake is a cold start
+        self._claimed[key] = {wake}  # one claim per wake, found or not: without a standby the wake is a cold start
         if pool is None:
             return
         candidates = [pod for pod in waiting(self.pods.all((key[0], pool.name))) if self._free(pod)]
