@@ -46,12 +46,26 @@ STANDBY_OWN_PATHS = frozenset({ADMIN_LOAD_PATH, STANDBY_PATH})
 AppMaker = Callable[[RuntimeSettings, StartupClock], FastAPI]
 
 
+#: Modules a library imports only when a model is first built (transformers imports lazily): a standby imports
+#: them too, so that a claim's load is the weights alone. A module missing here is skipped.
+DEEP_MODULES: dict[str, tuple[str, ...]] = {
+    "transformers": (
+        "transformers.modeling_utils",
+        "transformers.generation",
+        "transformers.models.auto.modeling_auto",
+        "transformers.models.llama.modeling_llama",
+        "transformers.models.bert.modeling_bert",
+    ),
+}
+
+
 def family_libraries(family: str) -> tuple[str, ...]:
-    """Every library a task of ``family`` needs, in a stable order (torch first)."""
+    """Every library a task of ``family`` needs, in a stable order (torch first), then their deep modules."""
     names: dict[str, None] = {}
     for task in tasks_of_family(family):
         names.update(dict.fromkeys(task_libraries(loader_module(task))))
-    return tuple(names)
+    deep = {module: None for name in names for module in DEEP_MODULES.get(name, ())}
+    return (*names, *deep)
 
 
 def warm_up(settings: RuntimeSettings, clock: StartupClock) -> str:

@@ -152,6 +152,8 @@ class WarmPool:
         pods = self.pods.all((namespace, pool.name))
         for pod in pods:
             cluster = borrowed_by(pod)
+            if metadata_of(pod).get("deletionTimestamp"):
+                continue  # leaving (draining): nothing more to decide
             if to_delete(pod):
                 self._delete(pod, "it failed" if cluster else "it ended or restarted")
             elif cluster is not None:
@@ -188,10 +190,15 @@ class WarmPool:
 
     async def _delete_pod(self, namespace: str, name: str) -> None:
         try:
-            await self.kube.call(self.kube.core.delete_namespaced_pod(name, namespace))
+            leaving = await self.kube.json(
+                self.kube.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+            )
         except KubeError as error:
             if error.status != 404:
                 logger.warning("%s/%s: deleting the pool pod failed: %s", namespace, name, error)
+        else:
+            if leaving.get("kind") == "Pod" and metadata_of(leaving).get("deletionTimestamp"):
+                self.pods.event("MODIFIED", leaving)  # draining now: decided, before the watch says so
         finally:
             self._deleting.discard((namespace, name))
         self._poke.set()
