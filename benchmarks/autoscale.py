@@ -811,7 +811,7 @@ def one_standby_wake(system: System, watches: Watches, model: str, name: str) ->
     from modelcluster.api.warm_pool import CLAIMED, STATE_LABEL
 
     posted = time.time()
-    health: dict[str, float | None] = {}
+    health: dict[str, Any] = {}
 
     def is_claim(seen: Seen) -> bool:
         labels = (seen.obj.get("metadata") or {}).get("labels") or {}
@@ -820,7 +820,7 @@ def one_standby_wake(system: System, watches: Watches, model: str, name: str) ->
     def follow() -> None:
         seen = watches.pods.first(is_claim, posted, 240)
         if seen is not None:
-            health["pod"] = seen.name  # type: ignore[assignment]
+            health["pod"] = seen.name
             health["claimed"] = seen.at - posted
             health["at"] = poll_health(seen.obj["status"]["podIP"], time.monotonic() + 240)
 
