@@ -18,6 +18,11 @@ def state_of(pod: Mapping[str, Any]) -> str | None:
     return (metadata_of(pod).get("labels") or {}).get(STATE_LABEL)
 
 
+def own_pods(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The cluster's own pods among those its selector lists (a borrowed standby is not one)."""
+    return [pod for pod in pods if state_of(pod) is None]
+
+
 def leaving(pod: Mapping[str, Any]) -> bool:
     """Being deleted, or ended."""
     return bool(metadata_of(pod).get("deletionTimestamp")) or (pod.get("status") or {}).get("phase") in (

@@ -50,7 +50,7 @@ from modelcluster.catalog import Catalog, Placement, Tier
 from modelcluster.kube.objects import metadata_of, rfc3339
 from modelcluster.operator.builders.pod import CONTAINER, PORT_NAME, build_pod_template
 from modelcluster.operator.builders.replicas import woken_at
-from modelcluster.operator.builders.standby_status import leaving, state_of
+from modelcluster.operator.builders.standby_status import leaving, own_pods, state_of
 from modelcluster.operator.builders.workload import Owner, PodOptions, Workload
 
 #: A wake older than this gets no standby: the cluster's own pod is near, or the wake went unanswered.
@@ -227,11 +227,6 @@ def deficit(pool: Pool, pods: Sequence[Mapping[str, Any]]) -> int:
 def to_delete(pod: Mapping[str, Any]) -> bool:
     """A pool pod to delete whatever else holds: it ended or restarted (standby or borrowed)."""
     return not metadata_of(pod).get("deletionTimestamp") and (leaving(pod) or broken(pod))
-
-
-def own_pods(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The cluster's own pods among those its selector lists (a borrowed standby is not one)."""
-    return [pod for pod in pods if state_of(pod) is None]
 
 
 def handover_due(cluster_pods: Sequence[Mapping[str, Any]]) -> bool:

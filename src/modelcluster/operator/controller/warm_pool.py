@@ -61,6 +61,10 @@ TICK_S = 1.0
 LOAD_TIMEOUT_S = 10.0
 
 
+class LoadRefused(Exception):
+    """The standby did not take the load order."""
+
+
 def pool_key(obj: Mapping[str, Any]) -> ClusterKey | None:
     """A pool pod's (namespace, pool name)."""
     meta = metadata_of(obj)
@@ -140,13 +144,13 @@ class WarmPool:
     async def sync(self) -> None:
         """One pass over every pool and every cluster of the pool namespaces."""
         now = datetime.now(UTC)
+        for key, group in list(self.store.clusters.items.items()):
+            if key[0] in self.namespaces:  # claims first: a wake waits for nothing else
+                for cluster in list(group.values()):
+                    self._maybe_claim(key, cluster, now)
         for namespace in self.namespaces:
             for pool in self.pools:
                 await self._tend(namespace, pool)
-            for key, group in list(self.store.clusters.items.items()):
-                if key[0] == namespace:
-                    for cluster in list(group.values()):
-                        self._maybe_claim(key, cluster, now)
 
     async def _tend(self, namespace: str, pool: Pool) -> None:
         pods = self.pods.all((namespace, pool.name))
@@ -239,19 +243,19 @@ class WarmPool:
     async def _claim(self, key: ClusterKey, pod: Mapping[str, Any], patch: Body, order: LoadOrder) -> None:
         namespace, name = str(metadata_of(pod).get("namespace")), name_of(pod)
         started = time.monotonic()
-        relabel = self.kube.json(
-            self.kube.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False, **MERGE_OPTIONS)
-        )
-        results = await asyncio.gather(relabel, self._load(pod, order), return_exceptions=True)
-        problems = [result for result in results if isinstance(result, BaseException)]
-        if problems:
+        # The load first (it answers at once and loads in the background, while the relabel goes out): a standby
+        # that refuses it never joins the cluster's selector.
+        try:
+            await self._load(pod, order)
+            relabelled = await self.kube.json(
+                self.kube.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False, **MERGE_OPTIONS)
+            )
+        except (aiohttp.ClientError, TimeoutError, KubeError, LoadRefused) as error:
             logger.warning("%s/%s: claiming standby %s failed (%s); the cluster waits for its own pod",
-                           key[0], key[1], name, problems[0])  # fmt: skip
+                           key[0], key[1], name, error)  # fmt: skip
             self._delete(pod, "its claim failed")
             return
-        relabelled = results[0]
-        if isinstance(relabelled, dict):
-            self.pods.event("MODIFIED", relabelled)
+        self.pods.event("MODIFIED", relabelled)
         logger.info("%s/%s: borrowed standby %s, loading %s (%.2fs)", key[0], key[1], name, order.model_id,
                     time.monotonic() - started)  # fmt: skip
         if self.on_claim is not None:
@@ -262,7 +266,7 @@ class WarmPool:
         ip = (pod.get("status") or {}).get("podIP")
         nonce = (meta.get("annotations") or {}).get(NONCE_ANNOTATION)
         if not ip or not nonce:
-            raise RuntimeError("the standby has no address or no nonce")
+            raise LoadRefused("the standby has no address or no nonce")
         headers = self.credentials.headers(*standby_subject(str(meta.get("namespace")), name_of(pod), str(nonce)))
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=LOAD_TIMEOUT_S))
@@ -271,7 +275,7 @@ class WarmPool:
             url, data=order.model_dump_json(exclude_none=True), headers={**headers, "Content-Type": "application/json"}
         ) as response:
             if response.status != 202:
-                raise RuntimeError(f"the load call answered {response.status}: {(await response.text())[:200]}")
+                raise LoadRefused(f"the load call answered {response.status}: {(await response.text())[:200]}")
 
 
 def _patched(pod: Mapping[str, Any], patch: Body) -> Body:
