@@ -26,7 +26,7 @@ granularity of the timestamps Kubernetes writes into objects):
   ``Ready`` condition, EndpointSlice endpoint ready, answer. The runtime's own model load time comes
   from its ``/metrics`` (``modelcluster_runtime_model_load_seconds``). "Ready -> first held answer" is
   the answer time minus the arrival of the watch event that set ``Ready``.
-- **Wake with a warm standby** (``--standby-trials``, default 3; the operator keeps a ``text/micro=1`` warm pool
+- **Wake with a warm standby** (``--standby-trials``, default 3; the operator keeps a ``text/asbench=1`` warm pool
   in a second tenant namespace, ``asbench-pool``, so the wakes above borrow nothing): the same ``POST`` to a
   stopped all-MiniLM-L6-v2 cluster whose pool holds a warm standby. Phases: standby claimed (the pod relabelled
   into the cluster, on the watch), runtime healthy (50 ms polls of the borrowed pod), answer; then the hand-over
@@ -94,7 +94,7 @@ SCRIPT = Path(__file__).resolve()
 CLUSTER_NAME = "asbench"
 TENANT = "asbench"
 POOL_TENANT = "asbench-pool"
-WARM_POOL = "text/micro=1"
+WARM_POOL = "text/asbench=1"  # the tier all-MiniLM-L6-v2 gets from this run's catalog (its smallest)
 KEY_NAMESPACE = "modelcluster-system"
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
 POD_IMAGE = "modelcluster.dev/bench/autoscale-pod:1"
