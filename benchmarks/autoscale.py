@@ -26,6 +26,15 @@ granularity of the timestamps Kubernetes writes into objects):
   ``Ready`` condition, EndpointSlice endpoint ready, answer. The runtime's own model load time comes
   from its ``/metrics`` (``modelcluster_runtime_model_load_seconds``). "Ready -> first held answer" is
   the answer time minus the arrival of the watch event that set ``Ready``.
+- **Wake with a warm standby** (``--standby-trials``, default 3; the operator keeps a ``text/asbench=1`` warm pool
+  in a second tenant namespace, ``asbench-pool``, so the wakes above borrow nothing): the same ``POST`` to a
+  stopped all-MiniLM-L6-v2 cluster whose pool holds a warm standby. Phases: standby claimed (the pod relabelled
+  into the cluster, on the watch), runtime healthy (50 ms polls of the borrowed pod), answer; then the hand-over
+  (the cluster's own pod Ready, the borrowed pod deleted) and the pool refilled before the next trial. Beside it,
+  **T_plain** (``--plain-trials``, default 1): a fresh Python process importing torch and sentence-transformers,
+  loading the same model from the same cache and encoding once (``standby_wake.py``'s). Targets: standby wake
+  <= 1.5 s p50; the wake without a standby <= T_plain + 1 s (p50); first held answer <= 100 ms after the pod
+  first answers ``/health`` (worst trial).
 - **Tick CPU** (``--tick-clusters`` 1,000, ``--tick-ticks`` 120, ``--tick-changing`` 0.1): in a separate
   process, an ``Autoscaler`` with in-memory tables (clusters, Deployments, ``--tick-pods`` ready pods each)
   whose demand is pushed through the real feeds (``modelcluster.api.demand``) of two gateways and of every
@@ -84,6 +93,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
 CLUSTER_NAME = "asbench"
 TENANT = "asbench"
+POOL_TENANT = "asbench-pool"
+WARM_POOL = "text/asbench=1"  # the tier all-MiniLM-L6-v2 gets from this run's catalog (its smallest)
 KEY_NAMESPACE = "modelcluster-system"
 GROUP, VERSION, PLURAL = "modelcluster.dev", "v1alpha1", "modelclusters"
 POD_IMAGE = "modelcluster.dev/bench/autoscale-pod:1"
@@ -103,6 +114,9 @@ TARGET_REACTION_P95_S = 0.5
 TARGET_TEARDOWN_SLACK_S = 5.0
 TARGET_READY_TO_ANSWER_S = 0.1
 TARGET_WAKE_OVER_LOAD_S = 2.0
+TARGET_STANDBY_WAKE_P50_S = 1.5
+TARGET_WAKE_OVER_PLAIN_S = 1.0
+TARGET_HEALTHY_TO_ANSWER_S = 0.1
 TARGET_TICK_P95_S = 0.05
 TARGET_STATUS_WRITES_PER_CLUSTER_MINUTE = 1.0
 
@@ -262,18 +276,18 @@ class Watches:
             watched.stop()
 
 
-def start_watches(kubeconfig: Path) -> Watches:
+def start_watches(kubeconfig: Path, namespace: str = TENANT) -> Watches:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
     api = k8s_config.new_client_from_config(str(kubeconfig))
     return Watches(
-        deployments=Watched("deployments", k8s.AppsV1Api(api).list_namespaced_deployment, TENANT).start(),
+        deployments=Watched("deployments", k8s.AppsV1Api(api).list_namespaced_deployment, namespace).start(),
         clusters=Watched(
-            "modelclusters", k8s.CustomObjectsApi(api).list_namespaced_custom_object, GROUP, VERSION, TENANT, PLURAL
+            "modelclusters", k8s.CustomObjectsApi(api).list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
         ).start(),
-        pods=Watched("pods", k8s.CoreV1Api(api).list_namespaced_pod, TENANT).start(),
-        slices=Watched("endpointslices", k8s.DiscoveryV1Api(api).list_namespaced_endpoint_slice, TENANT).start(),
+        pods=Watched("pods", k8s.CoreV1Api(api).list_namespaced_pod, namespace).start(),
+        slices=Watched("endpointslices", k8s.DiscoveryV1Api(api).list_namespaced_endpoint_slice, namespace).start(),
     )
 
 
@@ -324,12 +338,13 @@ class System:
     http: Any  # httpx.Client
     logs: dict[str, Path] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # status and body of every answer that was not 200
+    pool_key: str | None = None  # the key of POOL_TENANT, whose namespace has the warm pool
 
     def model_url(self, model: str) -> str:
         return f"{self.gateway_url}/models/v2/{model}"
 
-    def post(self, model: str, body: dict[str, Any], timeout: float = ANSWER_TIMEOUT_S) -> int:
-        headers = {"Authorization": f"Key {self.key}"}
+    def post(self, model: str, body: dict[str, Any], timeout: float = ANSWER_TIMEOUT_S, key: str | None = None) -> int:
+        headers = {"Authorization": f"Key {key or self.key}"}
         answer = self.http.post(self.model_url(model), headers=headers, json=body, timeout=timeout)
         if answer.status_code != 200:
             self.failures.append(
@@ -337,7 +352,7 @@ class System:
             )
         return int(answer.status_code)
 
-    def create_cluster(self, model: str, spec: dict[str, Any]) -> str:
+    def create_cluster(self, model: str, spec: dict[str, Any], namespace: str = TENANT) -> str:
         from modelcluster.api.naming import object_name
 
         name = object_name(model)
@@ -347,14 +362,14 @@ class System:
             "metadata": {"name": name},
             "spec": {"model": model, **spec},
         }
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, TENANT, PLURAL, body)
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
         return name
 
-    def delete_cluster(self, name: str) -> None:
+    def delete_cluster(self, name: str, namespace: str = TENANT) -> None:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, TENANT, PLURAL, name)
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -427,6 +442,7 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
                 f"--catalog={catalog}",
                 f"--scale-tick={SCALE_TICK_S}",
                 f"--gateway-metrics-url={gateway_metrics_url}",
+                *([f"--warm-pool={WARM_POOL}", f"--warm-pool-namespace={POOL_TENANT}"] if args.standby_trials else []),
             ],
         ),
         logs["operator"],
@@ -467,12 +483,20 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
         check=True,
     )
     key = created.stdout.strip().splitlines()[-1]
+    pool_key = None
+    if args.standby_trials:
+        argv = [cli, "keys", "create", f"--tenant={POOL_TENANT}", "--concurrency=1000", f"--namespace={KEY_NAMESPACE}"]
+        pool_key = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
     headers = {"Authorization": f"Key {key}"}
     progress("waiting for the gateway to learn the key ...")
     wait_for(lambda: http_status("GET", f"{gateway_url}/models/v2/list/tasks", headers) == 200, 30, "the key")
     api = k8s_config.new_client_from_config(str(kubeconfig))
     http = httpx.Client(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
-    return System(kubeconfig, gateway_url, gateway_metrics_url, key, work, k8s.CustomObjectsApi(api), http, logs)
+    if pool_key is not None:
+        pool_headers = {"Authorization": f"Key {pool_key}"}
+        wait_for(lambda: http_status("GET", f"{gateway_url}/models/v2/list/tasks", pool_headers) == 200, 30, "key")
+    custom = k8s.CustomObjectsApi(api)
+    return System(kubeconfig, gateway_url, gateway_metrics_url, key, work, custom, http, logs, pool_key=pool_key)
 
 
 # --- reaction ----------------------------------------------------------------------------------------------------
@@ -752,6 +776,114 @@ def measure_wake(system: System, watches: Watches, args: argparse.Namespace) -> 
             results.append(wake)
     system.delete_cluster(name)
     return results
+
+
+# --- wake with a warm standby, and T_plain -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StandbyWake:
+    total: float  # POST -> answer
+    claimed: float | None  # POST -> the standby relabelled into the cluster (watch)
+    healthy: float | None  # POST -> the borrowed pod's first /health 200 (50 ms polls)
+    handover: float | None  # POST -> the borrowed pod deleted (its cluster's own pod Ready)
+    code: int
+    load_seconds: float | None  # the claimed runtime's own model load
+
+    @property
+    def healthy_to_answer(self) -> float | None:
+        return self.total - self.healthy if self.healthy is not None else None
+
+
+def warm_standby(latest: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    from modelcluster.api.warm_pool import STANDBY, STATE_LABEL
+
+    for pod in latest.values():
+        meta = pod.get("metadata") or {}
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        waiting = (meta.get("labels") or {}).get(STATE_LABEL) == STANDBY and not meta.get("deletionTimestamp")
+        if waiting and statuses and statuses[0].get("started") and (pod.get("status") or {}).get("podIP"):
+            return pod
+    return None
+
+
+def one_standby_wake(system: System, watches: Watches, model: str, name: str) -> StandbyWake:
+    from modelcluster.api.warm_pool import CLAIMED, STATE_LABEL
+
+    posted = time.time()
+    health: dict[str, Any] = {}
+
+    def is_claim(seen: Seen) -> bool:
+        labels = (seen.obj.get("metadata") or {}).get("labels") or {}
+        return labels.get(STATE_LABEL) == CLAIMED and instance_of(seen.obj) == name
+
+    def follow() -> None:
+        seen = watches.pods.first(is_claim, posted, 240)
+        if seen is not None:
+            health["pod"] = seen.name
+            health["claimed"] = seen.at - posted
+            health["at"] = poll_health(seen.obj["status"]["podIP"], time.monotonic() + 240)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    code = system.post(model, TEXT_BODY, key=system.pool_key)
+    answered = time.time()
+    follower.join(timeout=10)
+    pod = health.get("pod")
+    address = ((watches.pods.latest.get(str(pod)) or {}).get("status") or {}).get("podIP") if pod else None
+    load = load_seconds_of(address) if address else None
+    gone = watches.pods.first(lambda s: s.name == pod and s.kind == "DELETED", posted, 300) if pod else None
+    at = health.get("at")
+    return StandbyWake(
+        total=answered - posted,
+        claimed=health.get("claimed"),
+        healthy=at - posted if at else None,
+        handover=gone.at - posted if gone else None,
+        code=code,
+        load_seconds=load,
+    )
+
+
+def measure_standby_wake(system: System, args: argparse.Namespace) -> list[StandbyWake]:
+    from modelcluster.devcluster.offline_models import MODEL_ID
+
+    watches = start_watches(system.kubeconfig, POOL_TENANT)
+    results: list[StandbyWake] = []
+    try:
+        spec = {"capacity": {"min": 0, "desired": 1, "max": 1}, "timeout": args.teardown_timeout}
+        progress(f"standby wake: {MODEL_ID}, pool {WARM_POOL} in {POOL_TENANT}, {args.standby_trials} wakes ...")
+        name = system.create_cluster(MODEL_ID, spec, namespace=POOL_TENANT)
+        for index in range(1, args.standby_trials + 1):
+
+            def ready_for_a_wake(latest: dict[str, dict[str, Any]]) -> bool:
+                status = (watches.clusters.latest.get(name) or {}).get("status") or {}
+                stopped = status.get("status") == "stopped"
+                return (
+                    stopped and not any(instance_of(p) == name for p in latest.values()) and bool(warm_standby(latest))
+                )
+
+            watches.pods.until(ready_for_a_wake, 600, f"{name} stopped, no pod of it left, a warm standby")
+            wake = one_standby_wake(system, watches, MODEL_ID, name)
+            load = f"{wake.load_seconds:.2f} s" if wake.load_seconds is not None else "?"
+            handed = f"{wake.handover:.1f} s" if wake.handover is not None else "?"
+            progress(f"  standby wake {index}/{args.standby_trials}: answer {wake.code} after {wake.total:.2f} s "
+                     f"(model load {load}, handed over after {handed})")  # fmt: skip
+            results.append(wake)
+        system.delete_cluster(name, namespace=POOL_TENANT)
+    finally:
+        watches.stop()
+    return results
+
+
+def measure_plain(trials: int) -> list[Any]:
+    from standby_wake import model_dir, plain
+
+    found = []
+    for index in range(1, trials + 1):
+        trial = plain(model_dir())
+        progress(f"  T_plain {index}/{trials}: {trial.total:.2f} s")
+        found.append(trial)
+    return found
 
 
 # --- tick CPU (own process) --------------------------------------------------------------------------------------
@@ -1126,6 +1258,55 @@ def print_phases(wakes: list[Wake]) -> None:
     )
 
 
+def print_standby(wakes: list[Wake], standby: list[StandbyWake], plain: list[Any]) -> None:
+    """The wake with a standby beside T_plain and the wake without one, with their phases and targets."""
+    print()
+    print("Wake with and without a warm standby, all-MiniLM-L6-v2 (seconds):")
+    header = f"{'figure (seconds)':<46} {'trials':>7} {'p50':>8} {'p95':>8} {'max':>8}   {'target':<34} verdict"
+    print(header)
+    print("-" * len(header))
+    totals = [w.total for w in standby]
+    ok = bool(totals) and statistics.median(totals) <= TARGET_STANDBY_WAKE_P50_S and all(w.code == 200 for w in standby)
+    print(row("wake-to-first-answer, standby borrowed", totals, len(standby), "p50 <= 1.5 s", ok if totals else None))
+    plain_totals = [t.total for t in plain]
+    print(row("T_plain: fresh process, import, load, encode", plain_totals, len(plain), "", None))
+    cold = [w.total for w in wakes]
+    if cold and plain_totals:
+        bound = statistics.median(plain_totals) + TARGET_WAKE_OVER_PLAIN_S
+        ok = statistics.median(cold) <= bound
+        print(row("wake-to-first-answer, no standby", cold, len(cold), f"p50 <= T_plain + 1 = {bound:.1f} s", ok))
+    elif cold:
+        print(row("wake-to-first-answer, no standby", cold, len(cold), "", None))
+    healthy = [w.healthy_to_answer for w in standby if w.healthy_to_answer is not None]
+    healthy += [w.healthy_to_answer for w in wakes if w.healthy_to_answer is not None]
+    if healthy:
+        ok = max(healthy) <= TARGET_HEALTHY_TO_ANSWER_S
+        print(row("first /health 200 -> first held answer", healthy, len(healthy), "max <= 0.1 s", ok))
+    if standby:
+        print()
+        print("Standby wake phases, seconds since the POST (median, then per trial):")
+        names = ("standby claimed", "runtime healthy", "answer", "handed over", "model load")
+        print(f"{'':<8}" + "".join(f"{n:>17}" for n in names))
+
+        def cells(values: list[float | None]) -> str:
+            return "".join(f"{v:>17.3f}" if v is not None else f"{'—':>17}" for v in values)
+
+        def per(w: StandbyWake) -> list[float | None]:
+            return [w.claimed, w.healthy, w.total, w.handover, w.load_seconds]
+
+        columns = list(zip(*(per(w) for w in standby), strict=True))
+        medians = [statistics.median([v for v in c if v is not None]) if any(v is not None for v in c) else None
+                   for c in columns]  # fmt: skip
+        print(f"{'median':<8}" + cells(medians))
+        for index, wake in enumerate(standby, 1):
+            print(f"{'#' + str(index):<8}" + cells(per(wake)))
+    if plain:
+        print()
+        print("T_plain phases (median): " + ", ".join(
+            f"{name} {statistics.median(t.phases[name] for t in plain):.2f}" for name in plain[0].phases
+        ))  # fmt: skip
+
+
 def print_logs(logs: dict[str, Path]) -> None:
     for name, path in logs.items():
         text = path.read_text(errors="replace") if path.exists() else ""
@@ -1160,7 +1341,11 @@ def run(args: argparse.Namespace) -> None:
         reactions = measure_reaction(system, watches, args)
         teardowns = measure_teardown(system, watches, args)
         wakes = measure_wake(system, watches, args) if args.wake_trials else []
+        standby = measure_standby_wake(system, args) if args.standby_trials else []
+        plain = measure_plain(args.plain_trials) if args.plain_trials else []
         print_report(args, reactions, teardowns, wakes, tick, load_at_start)
+        if standby or plain:
+            print_standby(wakes, standby, plain)
         for failure in system.failures:
             print(f"not 200: {failure}")
         print_logs(system.logs)
@@ -1184,6 +1369,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20, help="reaction trials and teardown trials (each)")
     parser.add_argument("--wake-trials", type=int, default=5, help="MiniLM wakes (a real runtime each), 0 to skip")
+    parser.add_argument(
+        "--standby-trials", type=int, default=3, help="MiniLM wakes that borrow a warm standby (0: no pool, skip)"
+    )
+    parser.add_argument("--plain-trials", type=int, default=1, help="T_plain measurements (fresh process), 0 to skip")
     parser.add_argument("--burst", type=int, default=8, help="concurrent requests per reaction trial")
     parser.add_argument("--react-delay", type=float, default=3.0, help="seconds the pod holds each burst request")
     parser.add_argument("--target-per-replica", type=float, default=2.0, help="targetPerReplica of reaction clusters")

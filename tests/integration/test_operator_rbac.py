@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,12 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from modelcluster.api.labels import MANAGED_SELECTOR
+from modelcluster.api.labels import MANAGED_SELECTOR, NAME
 from modelcluster.api.naming import object_name
+from modelcluster.api.warm_pool import CLAIMED, POOL_LABEL, STANDBY, STANDBY_APP_NAME, STATE_LABEL
 from modelcluster.kube.client import MERGE_OPTIONS
 from modelcluster.operator.autoscaling.loop import DELETION_COST
+from modelcluster.operator.builders.warm_pool import claim_patch
 
 from support import Cluster, OperatorProcess, eventually, modelcluster_body, or_none
 
@@ -232,14 +235,17 @@ def test_the_pod_patch_reaches_only_the_deletion_cost_of_the_operators_pods(
     cluster: Cluster, kubectl: list[str], namespace: str, install: Any, variant: str
 ) -> None:
     installed: Installed = install(REPO / "operator" / variant, served=namespace)
-    # RBAC: pods are patched, never updated, deleted or reached through a subresource.
-    assert can_i(kubectl, installed, "patch", "pods", "-n", namespace)
-    for verb in ("update", "delete", "create"):
-        assert not can_i(kubectl, installed, verb, "pods", "-n", namespace), verb
+    # RBAC: pods are patched, created and deleted (the warm pool's), never updated or reached through a subresource.
+    for verb in ("patch", "create", "delete"):
+        assert can_i(kubectl, installed, verb, "pods", "-n", namespace), verb
+    assert not can_i(kubectl, installed, "update", "pods", "-n", namespace)
     for subresource in ("status", "ephemeralcontainers", "exec"):
         assert not can_i(kubectl, installed, "patch", "pods", f"--subresource={subresource}", "-n", namespace)
     cluster.core.create_namespaced_pod(namespace, gated_pod("managed", dict(MANAGED_SELECTOR)))
     cluster.core.create_namespaced_pod(namespace, gated_pod("foreign", {"app": "someone-else"}))
+    standby = {**MANAGED_SELECTOR, NAME: STANDBY_APP_NAME, POOL_LABEL: "text-micro", STATE_LABEL: STANDBY}
+    cluster.core.create_namespaced_pod(namespace, gated_pod("standby", standby))
+    cluster.core.create_namespaced_pod(namespace, gated_pod("standby-other", standby))
     core = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(installed.kubeconfig)))
 
     def patch(name: str, body: Any, options: dict[str, Any] = MERGE_OPTIONS) -> Any:
@@ -255,6 +261,10 @@ def test_the_pod_patch_reaches_only_the_deletion_cost_of_the_operators_pods(
     patch("managed", cost("-1000"))()
     annotations = cluster.core.read_namespaced_pod("managed", namespace).metadata.annotations
     assert annotations[DELETION_COST] == "-1000" and annotations["kept"] == "yes"
+    # Allowed: the claim of a waiting warm-pool standby, as the warm pool makes it.
+    claim = claim_patch("c", "org/model", "feature-extraction", "2026-01-01T00:00:00.000000Z", datetime.now(UTC))
+    patch("standby", claim)()
+    assert cluster.core.read_namespaced_pod("standby", namespace).metadata.labels[STATE_LABEL] == CLAIMED
     # Refused, each by its own validation.
     refusals = [
         ("own pods", patch("foreign", cost("3"))),
@@ -263,6 +273,10 @@ def test_the_pod_patch_reaches_only_the_deletion_cost_of_the_operators_pods(
         (DELETION_COST, patch("managed", {"metadata": {"annotations": {"kept": "no"}}})),
         (DELETION_COST, patch("managed", {"metadata": {"annotations": {"added": "yes"}}})),
         ("owner references or finalizers", patch("managed", {"metadata": {"finalizers": ["example.com/hold"]}})),
+        # A standby's labels change only by its claim, and only once.
+        ("labels", patch("standby-other", {"metadata": {"labels": {"app": "moved"}}})),
+        ("labels", patch("standby", {"metadata": {"labels": {"app.kubernetes.io/instance": "another"}}})),
+        ("labels", patch("standby-other", {"metadata": {"labels": {POOL_LABEL: None}}})),
         # Changes that the pod validation itself allows: a new image, a lifted scheduling gate.
         ("spec", patch("managed", [{"op": "replace", "path": "/spec/containers/0/image", "value": "x:2"}], JSON_PATCH)),
         ("spec", patch("managed", [{"op": "remove", "path": "/spec/schedulingGates"}], JSON_PATCH)),

@@ -10,6 +10,7 @@ import pytest
 
 from modelcluster.api import ClusterPhase
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
+from modelcluster.api.warm_pool import CLAIMED, STATE_LABEL
 from modelcluster.devcluster.nodes import GPU_24GB, GPU_80GB, node_pool
 from modelcluster.devcluster.podstatus import ContainerView, exit_code_of, pod_status, termination_message
 from modelcluster.operator.builders.status import MODEL_LOAD_FAILED, Observation, derive_status
@@ -186,3 +187,12 @@ def test_local_gpu_nodes_come_in_two_sizes_labelled_as_feature_discovery_does() 
     small = next(n for n in nodes if n["metadata"]["name"] == "gpu-24gb-node-0")
     assert small["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-L4"
     assert small["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+
+
+def test_a_borrowed_standby_that_failed_to_load_does_not_fail_its_cluster() -> None:
+    container = runtime_container({"running": {"startedAt": "2026-01-01T11:59:51Z"}}, MODEL_LOAD_FAILED_EXIT_CODE)
+    borrowed = {"metadata": {"name": "standby-1", "labels": {STATE_LABEL: CLAIMED}},
+                "status": {"phase": "Running", "containerStatuses": [container]}}  # fmt: skip
+    observation = Observation(generation=2, now=NOW, deployment=deployment(), pods=[borrowed], target_replicas=1)
+    status = derive_status(observation, unschedulable_deadline=NOW - NOW).status
+    assert status.status is ClusterPhase.DEPLOYING  # its own pod is still to come

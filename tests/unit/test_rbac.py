@@ -107,7 +107,7 @@ def pod_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rule for rule in rules if "" in rule["apiGroups"] and "pods" in rule["resources"]]
 
 
-def test_pods_are_read_and_only_patched_never_created_updated_or_deleted() -> None:
+def test_pods_are_read_patched_and_only_the_warm_pools_created_and_deleted_never_updated() -> None:
     for name, kind, namespace in (("rbac.yaml", "ClusterRole", None), ("rbac-namespaced.yaml", "Role", PLACEHOLDER)):
         rules = one(documents(name), kind, namespace)["rules"]
         assert {verb for _, resource, verb in grants(pod_rules(rules)) if resource == "pods"} == {
@@ -115,10 +115,14 @@ def test_pods_are_read_and_only_patched_never_created_updated_or_deleted() -> No
             "list",
             "watch",
             "patch",
+            "create",
+            "delete",
         }
         # The patch is a rule of its own, on pods alone: no subresource (status, ephemeral containers, exec).
         (patch,) = [rule for rule in pod_rules(rules) if "patch" in rule["verbs"]]
         assert patch == {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}
+        (pool,) = [rule for rule in pod_rules(rules) if "create" in rule["verbs"]]
+        assert pool == {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete"]}
         assert not [res for rule in rules for res in rule["resources"] if res.startswith("pods/")]
 
 

@@ -83,8 +83,13 @@ def namespaces() -> list[dict[str, Any]]:
     return system.namespace_bodies(DEV_NAMESPACES, DEV_TENANTS)
 
 
+#: One warm standby for the text and the llm families in the dev tenant (a wake borrows it; docs/autoscaling.md).
+DEV_WARM_POOLS = ("text/micro=1", "llm/micro=1@modelcluster.dev/local/runtime-llm:0.1.0")
+
+
 def operator_argv(executable: Path, name: str, ports: Ports) -> list[str]:
-    """The operator as it runs in a cluster: leader election on, its lease in the system namespace."""
+    """The operator as it runs in a cluster: leader election on, its lease in the system namespace, the dev
+    tenant's warm pools."""
     return system.operator_argv(
         executable,
         metrics_port=ports.operator_metrics,
@@ -92,6 +97,8 @@ def operator_argv(executable: Path, name: str, ports: Ports) -> list[str]:
         extra=[
             f"--identity=modelcluster-dev-{name}",
             f"--gateway-metrics-url=http://127.0.0.1:{ports.gateway_metrics}/metrics",
+            *(f"--warm-pool={pool}" for pool in DEV_WARM_POOLS),
+            f"--warm-pool-namespace={DEV_TENANT}",
         ],
     )
 

@@ -154,6 +154,12 @@ class LocalPod:
         return self.process is not None and self.process.poll() is None
 
     @property
+    def started(self) -> bool:
+        """A kubelet's ``started``: running, and past its startup probe if it has one."""
+        startup = self.probes.get("startup")
+        return self.running and (startup is None or startup.passing)
+
+    @property
     def ready(self) -> bool:
         if not self.running:
             return False
@@ -607,6 +613,7 @@ class PodRunner:
             last_finished_at=local.last_finished_at,
             last_started_at=local.last_started_at,
             last_message=local.last_message,
+            started=local.started,
         )
         status = pod_status(
             view, local.others, str(local.address), self.host_ip, local.start_time, _now(), local.reported

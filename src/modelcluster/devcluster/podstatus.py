@@ -22,6 +22,8 @@ class ContainerView:
     last_finished_at: str | None = None
     last_started_at: str | None = None
     last_message: str | None = None
+    #: Whether the startup probe passed (a kubelet's ``started``); None: as ``running`` (no startup probe).
+    started: bool | None = None
 
 
 #: A kubelet keeps at most this much of a termination message file...
@@ -69,7 +71,7 @@ def _container_status(view: ContainerView) -> dict[str, Any]:
         "imageID": f"local://{view.image}",
         "containerID": f"process://{view.name}-{view.restart_count}",
         "ready": view.ready,
-        "started": view.running,
+        "started": view.running if view.started is None else view.started,
         "restartCount": view.restart_count,
         "state": state,
     }

@@ -16,8 +16,10 @@ from typing import Any
 import click
 
 from modelcluster.api.tenant_policy import TenantPolicyConfig
+from modelcluster.catalog import Catalog
 from modelcluster.cli_support import catalog_or_exit, configure_logging, pod_credentials_or_exit
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
+from modelcluster.operator.builders.warm_pool import PoolSpec
 from modelcluster.operator.config import LeaderElectionConfig, OperatorConfig
 
 
@@ -63,6 +65,20 @@ def _reserved(lease: str, named: tuple[str, ...], gateway: tuple[str, str] | Non
     if gateway is not None:
         found.append(gateway[0])
     return tuple(dict.fromkeys(found))
+
+
+def _pools(given: tuple[str, ...], namespaces: tuple[str, ...], catalog: Catalog) -> tuple[PoolSpec, ...]:
+    """The warm pools of ``--warm-pool`` (empty ones dropped), checked against the catalog."""
+    from modelcluster.operator.builders.warm_pool import parse_pool, resolve_pools
+
+    try:
+        specs = tuple(spec for spec in (parse_pool(text) for text in given) if spec.size > 0)
+        resolve_pools(specs, catalog)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--warm-pool") from error
+    if specs and not namespaces:
+        raise click.BadParameter("a warm pool needs at least one --warm-pool-namespace", param_hint="--warm-pool")
+    return specs
 
 
 @click.command()
@@ -155,6 +171,21 @@ def _reserved(lease: str, named: tuple[str, ...], gateway: tuple[str, str] | Non
     envvar="MODELCLUSTER_RESERVED_NAMESPACES",
     help="A namespace no Tenant may have (repeatable), besides the system ones and the lease namespace: the gateway's.",
 )
+@click.option(
+    "--warm-pool",
+    "warm_pools",
+    multiple=True,
+    envvar="MODELCLUSTER_WARM_POOLS",
+    help="A warm pool FAMILY/TIER=SIZE[@IMAGE] (repeatable): standby runtimes a woken cluster of that family and "
+    "tier borrows while its own pod starts (see docs/autoscaling.md). Default: none.",
+)
+@click.option(
+    "--warm-pool-namespace",
+    "warm_pool_namespaces",
+    multiple=True,
+    envvar="MODELCLUSTER_WARM_POOL_NAMESPACES",
+    help="A namespace whose clusters get the warm pools (repeatable); each pool is kept filled in each.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def operator(
     namespaces: tuple[str, ...],
@@ -176,6 +207,8 @@ def operator(
     dns_peers: str | None,
     tenants: bool | None,
     reserved_namespaces: tuple[str, ...],
+    warm_pools: tuple[str, ...],
+    warm_pool_namespaces: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run the ModelCluster operator (in a pod, or against the cluster in KUBECONFIG)."""
@@ -185,6 +218,7 @@ def operator(
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     catalog = catalog_or_exit(catalog_paths)
     credentials = pod_credentials_or_exit()
+    pools = _pools(warm_pools, warm_pool_namespaces, catalog)
     config = OperatorConfig(
         namespaces=namespaces,
         catalog_paths=catalog_paths,
@@ -204,6 +238,8 @@ def operator(
         tenant_policy=_tenant_policy(lease_namespace, model_sources, dns_peers) if tenant_network_policy else None,
         tenants=not namespaces if tenants is None else tenants,
         reserved_namespaces=_reserved(lease_namespace, reserved_namespaces, _service(gateway_service)),
+        pools=pools,
+        pool_namespaces=warm_pool_namespaces if pools else (),
     )
     from modelcluster.operator.controller.leader import LeaseNamespaceMissing
     from modelcluster.operator.run import run_operator  # kopf and the client load only when running

@@ -10,6 +10,7 @@ from modelcluster.api import field_managers
 from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.api.tenant_policy import TenantPolicyConfig
 from modelcluster.operator.autoscaling.config import AutoscalerConfig
+from modelcluster.operator.builders.warm_pool import PoolSpec
 from modelcluster.operator.builders.workload import PodOptions
 
 FIELD_MANAGER = field_managers.OPERATOR
@@ -57,6 +58,9 @@ class OperatorConfig:
     tenants: bool = True
     #: Namespaces never given to a Tenant besides the system ones: the operator's and the gateway's.
     reserved_namespaces: tuple[str, ...] = ()
+    #: Warm pools (per family and tier) kept filled in each of ``pool_namespaces`` (none: no pool).
+    pools: tuple[PoolSpec, ...] = ()
+    pool_namespaces: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:

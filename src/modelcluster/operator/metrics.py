@@ -121,8 +121,10 @@ class ReconcileMetrics:
             ),
             cold_start=Histogram(
                 "modelcluster_cold_start_seconds",
-                "Cold start of model pods by phase: scheduled, started (container), loaded (model, Ready), total",
-                ["phase"],
+                "Cold start of model pods by wake path and phase. path=cold (the cluster's own pod): scheduled, "
+                "started (container), loaded (model, Ready), total; path=standby (a borrowed warm standby): claimed "
+                "(wake to claim), loaded (claim to Ready), total (wake to Ready)",
+                ["path", "phase"],
                 buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200),
                 registry=registry,
             ),

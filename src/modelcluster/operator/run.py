@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import Kube, load_client_configuration
 from modelcluster.operator.autoscaling.loop import Autoscaler
+from modelcluster.operator.builders.warm_pool import resolve_pools
 from modelcluster.operator.config import OperatorConfig
 from modelcluster.operator.controller.handlers import build_registry
 from modelcluster.operator.controller.kopf_settings import configure
@@ -21,6 +22,7 @@ from modelcluster.operator.controller.reconcile import Reconciler
 from modelcluster.operator.controller.store import Store
 from modelcluster.operator.controller.tenant_policies import TenantPolicies
 from modelcluster.operator.controller.tenants import TenantController
+from modelcluster.operator.controller.warm_pool import WarmPool
 from modelcluster.operator.controller.workers import Controller
 from modelcluster.operator.health import HealthState, start_health_server
 from modelcluster.operator.metrics import ReconcileMetrics
@@ -125,6 +127,12 @@ async def _lead(
     if config.autoscaler is not None:
         autoscaler = Autoscaler(kube, catalog, config.autoscaler, store, metrics, credentials=config.credentials)
         tasks.append(asyncio.create_task(autoscaler.run(), name="autoscaler"))
+    if config.pools and config.credentials is None:
+        logger.warning("warm pools need the pod credential signing key: no pool is kept")
+    elif config.pools and config.credentials is not None:
+        pool = WarmPool(kube, catalog, resolve_pools(config.pools, catalog), config.pool_namespaces, store,
+                        config.credentials, config.pods)  # fmt: skip
+        tasks.append(asyncio.create_task(pool.run(), name="warm pool"))
     if config.tenant_policy is not None:
         policies = TenantPolicies(kube, config.tenant_policy, (election.namespace,), served=config.namespaces)
         tasks.append(asyncio.create_task(policies.run(), name="tenant network policies"))

@@ -26,12 +26,13 @@ UNAUTHORIZED = json.dumps(error_body("Unauthorized")).encode()
 class CredentialMiddleware:
     """401 for any request (but :data:`OPEN_PATHS`) without the credential whose SHA-256 is ``verifier``."""
 
-    def __init__(self, app: ASGIApp, verifier: str) -> None:
+    def __init__(self, app: ASGIApp, verifier: str, open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.verifier = verifier
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)  # lifespan, and the probe
             return
         values = [value for name, value in scope["headers"] if name == b"authorization"]

@@ -27,8 +27,10 @@ from modelcluster.api import error_body
 from modelcluster.api.errors import ApiError, Conflict, InputError, NotReady
 from modelcluster.api.standby import ADMIN_LOAD_PATH, STANDBY_HEALTH_MESSAGE
 from modelcluster.api.tasks import tasks_of_family
+from modelcluster.api.warm_pool import STANDBY_PATH
 from modelcluster.runtime import media
 from modelcluster.runtime.admin import authorized, parse_load_order
+from modelcluster.runtime.credentials import OPEN_PATHS, CredentialMiddleware
 from modelcluster.runtime.loading import resolve_device
 from modelcluster.runtime.metrics import RuntimeMetrics
 from modelcluster.runtime.settings import RuntimeSettings
@@ -37,7 +39,6 @@ from modelcluster.runtime.tasks import loader_module
 
 logger = logging.getLogger(__name__)
 
-STANDBY_PATH = "/standby"
 MAX_ORDER_BYTES = 16 * 1024
 #: Paths the standby answers itself after a claim too (every other goes to the claimed model's app).
 STANDBY_OWN_PATHS = frozenset({ADMIN_LOAD_PATH, STANDBY_PATH})
@@ -45,12 +46,26 @@ STANDBY_OWN_PATHS = frozenset({ADMIN_LOAD_PATH, STANDBY_PATH})
 AppMaker = Callable[[RuntimeSettings, StartupClock], FastAPI]
 
 
+#: Modules a library imports only when a model is first built (transformers imports lazily): a standby imports
+#: them too, so that a claim's load is the weights alone. A module missing here is skipped.
+DEEP_MODULES: dict[str, tuple[str, ...]] = {
+    "transformers": (
+        "transformers.modeling_utils",
+        "transformers.generation",
+        "transformers.models.auto.modeling_auto",
+        "transformers.models.llama.modeling_llama",
+        "transformers.models.bert.modeling_bert",
+    ),
+}
+
+
 def family_libraries(family: str) -> tuple[str, ...]:
-    """Every library a task of ``family`` needs, in a stable order (torch first)."""
+    """Every library a task of ``family`` needs, in a stable order (torch first), then their deep modules."""
     names: dict[str, None] = {}
     for task in tasks_of_family(family):
         names.update(dict.fromkeys(task_libraries(loader_module(task))))
-    return tuple(names)
+    deep = {module: None for name in names for module in DEEP_MODULES.get(name, ())}
+    return (*names, *deep)
 
 
 def warm_up(settings: RuntimeSettings, clock: StartupClock) -> str:
@@ -70,9 +85,14 @@ def warm_up(settings: RuntimeSettings, clock: StartupClock) -> str:
     return device
 
 
-def claimed_settings(base: RuntimeSettings, model_id: str, task: str) -> RuntimeSettings:
-    """The settings of the runtime a claim makes: the standby's own, serving ``model_id`` for ``task``."""
+def claimed_settings(
+    base: RuntimeSettings, model_id: str, task: str, credential_sha256: str | None = None
+) -> RuntimeSettings:
+    """The settings of the runtime a claim makes: the standby's own, serving ``model_id`` for ``task``, answering
+    the callers of ``credential_sha256`` when given (the borrowing cluster's), else the standby's."""
     values: dict[str, Any] = {**base.model_dump(), "model_id": model_id, "task": task, "standby_family": None}
+    if credential_sha256 is not None:
+        values["credential_sha256"] = credential_sha256
     try:
         return RuntimeSettings(**values)
     except ValidationError as error:
@@ -98,7 +118,13 @@ class StandbyRuntime:
         self.claimed_at: float | None = None
         self._inner_lifespan: AbstractAsyncContextManager[Any] | None = None
         self._claiming = asyncio.Lock()
-        self.outer = self._app()
+        self.verifier = settings.credential_sha256
+        app = self._app()
+        # With a verifier (a pool's pod), only the operator holding the standby's credential reaches anything
+        # but the probes; a claim's runtime app then checks the credential its order named.
+        self.outer: Any = (
+            CredentialMiddleware(app, self.verifier, OPEN_PATHS | {STANDBY_PATH}) if self.verifier is not None else app
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         inner = self.inner
@@ -120,7 +146,7 @@ class StandbyRuntime:
     async def claim(self, raw: bytes) -> dict[str, Any]:
         """Serve the model of the load order ``raw`` from now on; its load starts at once."""
         order = parse_load_order(raw, self.family)
-        settings = claimed_settings(self.settings, order.model_id, order.task)
+        settings = claimed_settings(self.settings, order.model_id, order.task, order.credential_sha256)
         async with self._claiming:
             if self.inner is not None or self.draining:
                 raise Conflict("this standby is already claimed" if self.inner is not None else "draining")
@@ -196,7 +222,9 @@ class StandbyRuntime:
 
         @app.post(ADMIN_LOAD_PATH)
         async def load(request: Request) -> JSONResponse:
-            authorized(request.headers.get("authorization"), self.token)
+            if self.token is not None or self.verifier is None:
+                authorized(request.headers.get("authorization"), self.token)
+            # else: the credential middleware let only the standby's own credential through
             raw = await media.collect_bytes(request.stream(), MAX_ORDER_BYTES, "load order")
             return JSONResponse({"error": None, "output": await self.claim(raw)}, status_code=202)
 

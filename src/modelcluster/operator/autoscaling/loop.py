@@ -36,7 +36,8 @@ from modelcluster.operator.autoscaling.subscriptions import Subscription, Subscr
 from modelcluster.operator.builders.events import build_event
 from modelcluster.operator.builders.ownership import owns
 from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
-from modelcluster.operator.builders.status import cold_start_times, parse_time
+from modelcluster.operator.builders.standby_status import wake_path_times
+from modelcluster.operator.builders.status import parse_time
 from modelcluster.operator.controller.store import Store
 from modelcluster.operator.metrics import ReconcileMetrics
 
@@ -172,13 +173,12 @@ class Autoscaler:
         self._pods_changed = True
         if self.metrics is None or new is None or not pod_ready(new) or (old is not None and pod_ready(old)):
             return
-        times = cold_start_times(new)
-        steps = (("scheduled", "created", "PodScheduled"), ("started", "PodScheduled", "ContainerStarted"),
-                 ("loaded", "ContainerStarted", "ModelLoaded"), ("total", "created", "ModelLoaded"))  # fmt: skip
+        path, times, steps = wake_path_times(new)
         for phase, start, end in steps:
-            begin, finish = times[start], times[end]
+            begin, finish = times.get(start), times.get(end)
             if begin is not None and finish is not None:
-                self.metrics.cold_start.labels(phase=phase).observe(max(0.0, (finish - begin).total_seconds()))
+                seconds = max(0.0, (finish - begin).total_seconds())
+                self.metrics.cold_start.labels(path=path, phase=phase).observe(seconds)
 
     def _cluster_changed(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:
         if new is not None and _wake_of(new) != _wake_of(old):

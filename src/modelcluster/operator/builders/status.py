@@ -14,6 +14,7 @@ from typing import Any
 from modelcluster.api import ClusterPhase, Condition, ConditionStatus, ModelClusterStatus
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
 from modelcluster.kube.objects import metadata_of, parse_rfc3339
+from modelcluster.operator.builders.standby_status import own_pods, standby_condition
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -238,7 +239,8 @@ def _phase(obs: Observation, deadline: timedelta) -> tuple[ClusterPhase, str, st
     target = obs.target_replicas if obs.target_replicas is not None else int(spec.get("replicas", 1))
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
     created = parse_time(metadata_of(deployment).get("creationTimestamp"))
-    problems, recheck = pod_problems(obs.pods, obs.now, deadline, created)
+    # A borrowed warm standby's failure is not the cluster's: it is dropped and the cluster's own pod serves.
+    problems, recheck = pod_problems(own_pods(obs.pods), obs.now, deadline, created)
     problems = [*problems, *deployment_problems(deployment)]
     if target == 0:
         return ClusterPhase.STOPPED, "ScaledToZero", "no replicas requested", [], None
@@ -295,7 +297,8 @@ def derive_status(obs: Observation, unschedulable_deadline: timedelta) -> Derive
         conditions=[
             _condition_with_history(ready_condition, previous, now),
             _condition_with_history(degraded_condition, previous, now),
-            *cold_start_conditions(obs.pods, observed),
+            *cold_start_conditions(own_pods(obs.pods), observed),
+            *standby_condition(obs.pods, previous, observed, now),
         ],
     )
     return Derived(status=status, recheck_after=recheck, problems=tuple(problems))
