@@ -65,6 +65,9 @@ class Gateway:
     json_limits: JsonLimits = field(init=False)
     providers: ProviderService = field(init=False)
     _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
+    #: The pod credential header of each cluster, by the uid it was derived for (an HMAC per cluster, not per
+    #: request); dropped when the cluster changes.
+    _credentials: dict[ClusterKey, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clusters = ClusterTable()
@@ -97,9 +100,15 @@ class Gateway:
         uid = self._cluster_uid(key)
         if self.credentials is None or uid is None:
             return {}
-        return self.credentials.headers(key[0], key[1], uid)
+        known = self._credentials.get(key)
+        if known is not None and known[0] == uid:
+            return known[1]
+        headers = self.credentials.headers(key[0], key[1], uid)
+        self._credentials[key] = (uid, headers)
+        return headers
 
     def _cluster_changed(self, key: ClusterKey) -> None:
+        self._credentials.pop(key, None)
         self.endpoints.refresh(key)  # a new or recreated cluster (another uid) decides its Service's slices again
         self.router.changed(key)
         if self.clusters.get(key) is None:
