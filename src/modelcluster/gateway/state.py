@@ -208,6 +208,12 @@ class Gateway:
 
     async def read_body(self, request: web.Request) -> bytes:
         """The request body: 413 past the configured size, 408 when it takes longer than the body deadline."""
+        content = request.content
+        if content.is_eof() and request.content_length is not None:
+            # All of it arrived with the head (a small body): taken as it is, no deadline to arm.
+            if request.content_length > self.settings.max_body_bytes:
+                raise PayloadTooLarge(f"request body is larger than {self.settings.max_body_bytes} bytes")
+            return content.read_nowait()
         deadline = self.settings.client_body_timeout_s
         try:
             async with asyncio.timeout(deadline):
