@@ -23,6 +23,7 @@ a DNS-1035 label. Two rules keep ids apart:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -62,6 +63,7 @@ def legacy_object_name(model_id: str) -> str:
     return f"{slug(model_id, _LEGACY_SLUG_MAX)}-{model_hash(model_id, LEGACY_HASH_LENGTH)}"
 
 
+@functools.lru_cache(maxsize=4096)
 def object_names(model_id: str) -> tuple[str, str]:
     """Where a cluster of ``model_id`` may be found, preferred first: its name, then its legacy name.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -168,12 +169,20 @@ class Catalog(_Model):
         return next(tier for tier in self.tiers if tier.name == name)
 
     def model(self, model_id: str) -> KnownModel | None:
-        """The entry for ``model_id``: the exact id first, then one differing only in case."""
-        exact = next((model for model in self.models if model.id == model_id), None)
-        if exact is not None:
-            return exact
-        folded = model_id.casefold()
-        return next((model for model in self.models if model.id.casefold() == folded), None)
+        """The entry for ``model_id``: the exact id first, then one differing only in case (two dict lookups)."""
+        exact, folded = self._model_index
+        known = exact.get(model_id)
+        return known if known is not None else folded.get(model_id.casefold())
+
+    @cached_property
+    def _model_index(self) -> tuple[dict[str, KnownModel], dict[str, KnownModel]]:
+        """The models by id and by case-folded id (the first listed wins, as a scan in order would find it)."""
+        exact: dict[str, KnownModel] = {}
+        folded: dict[str, KnownModel] = {}
+        for model in self.models:
+            exact.setdefault(model.id, model)
+            folded.setdefault(model.id.casefold(), model)
+        return exact, folded
 
     def tier_of(self, model: KnownModel | None) -> Tier:
         """The tier a model runs on: its own, else the one its size needs, else the default tier."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
@@ -132,6 +131,7 @@ def gateway(
         bootstrap_concurrency=bootstrap_concurrency,
     )
     bootstrap = _bootstrap_record(settings)
+    from modelcluster.gateway.event_loop import run_with
     from modelcluster.gateway.server import serve  # aiohttp and the client load only when running
 
-    asyncio.run(serve(settings, catalog, credentials, bootstrap))
+    run_with(settings.event_loop, serve(settings, catalog, credentials, bootstrap))

@@ -241,6 +241,12 @@ def verify(record: ApiKeyRecord, key: str) -> bool:
     """Whether ``key`` is the key of ``record`` (constant-time comparison of the hashes)."""
     if key_id_of(key) != record.key_id:
         return False
+    return hash_matches(record, key)
+
+
+def hash_matches(record: ApiKeyRecord, key: str) -> bool:
+    """Whether the SHA-256 of ``key`` is ``record``'s, in constant time; for a ``key`` whose id is known to be
+    ``record``'s (:func:`verify` checks that too)."""
     return hmac.compare_digest(hash_key(key).encode("ascii"), record.sha256.encode("ascii"))
 
 

@@ -36,10 +36,10 @@ from modelcluster.gateway.keys import (
     KEY_SELECTOR,
     ApiKeyRecord,
     InvalidKeySecret,
+    hash_matches,
     key_id_of,
     key_id_of_secret_name,
     parse_authorization,
-    verify,
 )
 from modelcluster.kube.client import Kube
 from modelcluster.kube.informer import DEFAULT_BACKOFF, Backoff, list_objects, run_informer
@@ -151,7 +151,8 @@ class KeyStore:
         if key_id is None:
             return None
         record = self.get(key_id)
-        if record is None or not verify(record, key):
+        # The record was found by the key's own id: only the hash is left to compare.
+        if record is None or record.key_id != key_id or not hash_matches(record, key):
             return None
         return record
 

@@ -98,7 +98,7 @@ class Proxy:
         while refused < self.attempts:
             endpoint = await self.router.acquire(key, tried, size=len(body))
             # Derived once a pod is found: a cluster re-created while the request was held signs anew.
-            sent = {**headers, **(self.credential(key) if self.credential is not None else {})}
+            sent = {**headers, **self.credential(key)} if self.credential is not None else headers
             try:
                 response = await self.session.post(endpoint.url + RUN_PATH, data=body, headers=sent)
             except aiohttp.ClientConnectorError as error:

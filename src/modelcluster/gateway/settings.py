@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,6 +120,11 @@ class GatewaySettings(BaseSettings):
     budgets: dict[str, Budget] = Field(
         default_factory=dict,
         description='Budgets by tenant, JSON {"tenant": {"amount": 10, "period": "month"}} (day, week or month).',
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop: uvloop (less CPU per request), or the standard library's asyncio "
+        "(also where uvloop is not installed).",
     )
     providers: ProvidersSettings = Field(
         default_factory=ProvidersSettings,

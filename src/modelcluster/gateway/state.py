@@ -69,6 +69,9 @@ class Gateway:
     _creating: dict[ClusterKey, asyncio.Task[None]] = field(default_factory=dict)
     #: One lock per namespace over a cluster write and the quota check before it (see :meth:`cluster_writes`).
     _writes: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
+    #: The pod credential header of each cluster, by the uid it was derived for (an HMAC per cluster, not per
+    #: request); dropped when the cluster changes.
+    _credentials: dict[ClusterKey, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clusters = ClusterTable()
@@ -101,9 +104,15 @@ class Gateway:
         uid = self._cluster_uid(key)
         if self.credentials is None or uid is None:
             return {}
-        return self.credentials.headers(key[0], key[1], uid)
+        known = self._credentials.get(key)
+        if known is not None and known[0] == uid:
+            return known[1]
+        headers = self.credentials.headers(key[0], key[1], uid)
+        self._credentials[key] = (uid, headers)
+        return headers
 
     def _cluster_changed(self, key: ClusterKey) -> None:
+        self._credentials.pop(key, None)
         self.endpoints.refresh(key)  # a new or recreated cluster (another uid) decides its Service's slices again
         self.router.changed(key)
         if self.clusters.get(key) is None:
@@ -217,6 +226,12 @@ class Gateway:
 
     async def read_body(self, request: web.Request) -> bytes:
         """The request body: 413 past the configured size, 408 when it takes longer than the body deadline."""
+        content = request.content
+        if content.is_eof() and request.content_length is not None:
+            # All of it arrived with the head (a small body): taken as it is, no deadline to arm.
+            if request.content_length > self.settings.max_body_bytes:
+                raise PayloadTooLarge(f"request body is larger than {self.settings.max_body_bytes} bytes")
+            return content.read_nowait()
         deadline = self.settings.client_body_timeout_s
         try:
             async with asyncio.timeout(deadline):

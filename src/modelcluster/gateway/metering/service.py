@@ -20,6 +20,9 @@ from modelcluster.gateway.metering.records import UsageRecord
 
 logger = logging.getLogger(__name__)
 
+#: Meters kept by (model id, task); the catalog is fixed for the process, so they never go stale.
+METERS_KEPT = 4096
+
 
 @dataclass
 class Metering:
@@ -30,6 +33,7 @@ class Metering:
     spend: SpendCache = field(init=False)
     budget_refresh_s: float = 2.0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _meters: dict[tuple[str, str], Meter] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         engine = self.ledger.engine if self.ledger is not None else None
@@ -39,7 +43,14 @@ class Metering:
             self.ledger.on_commit = self.spend.written
 
     def meter(self, model_id: str, task: str) -> Meter:
-        return meter_of(self.catalog, model_id, task)
+        """The meter of ``model_id`` serving ``task`` (:func:`meter_of`, worked out once per pair)."""
+        pair = (model_id, task)
+        known = self._meters.get(pair)
+        if known is None:
+            if len(self._meters) >= METERS_KEPT:
+                self._meters.clear()
+            known = self._meters[pair] = meter_of(self.catalog, model_id, task)
+        return known
 
     def check_budget(self, tenant: str) -> None:
         """402 when ``tenant`` has spent its budget for this period (from memory, no database call)."""
