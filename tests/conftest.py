@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from kubernetes import client as k8s
@@ -30,9 +29,8 @@ from support import (
     GatewayProcess,
     OperatorProcess,
     Tenant,
-    create_key,
     drop_namespace,
-    eventually,
+    new_tenant,
     pod_auth_key,
 )
 
@@ -202,21 +200,10 @@ def gateway(
         process.stop()
 
 
-def _new_tenant(cluster: Cluster, gateway: GatewayProcess) -> Tenant:
-    name = f"tenant-{uuid.uuid4().hex[:8]}"
-    made = Tenant(name, create_key(cluster, name))
-
-    def known() -> bool:
-        return httpx.get(f"{gateway.url}/models/v2/list/tasks", headers=made.headers, timeout=5).status_code == 200
-
-    eventually(known, timeout=30, what=f"the gateway to learn the key of {name}")
-    return made
-
-
 @pytest.fixture
 def tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
     """A fresh tenant and key (the gateway sees the key within a second or two)."""
-    made = _new_tenant(cluster, gateway)
+    made = new_tenant(cluster, gateway)
     try:
         yield made
     finally:
@@ -225,7 +212,7 @@ def tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
 
 @pytest.fixture
 def other_tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
-    made = _new_tenant(cluster, gateway)
+    made = new_tenant(cluster, gateway)
     try:
         yield made
     finally:

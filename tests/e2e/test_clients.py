@@ -6,7 +6,6 @@ The catalog's ``sentence-transformers/all-MiniLM-L6-v2`` (384-dimensional embedd
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -17,7 +16,8 @@ import pytest
 from bytez import Bytez  # type: ignore[import-untyped]
 from kubernetes.client.exceptions import ApiException
 
-from support import Cluster, GatewayProcess, Tenant, create_key, eventually
+from support import Cluster, GatewayProcess, Tenant, eventually, new_tenant
+from support.sdk import bytez_sdk
 
 pytestmark = pytest.mark.cluster
 
@@ -44,14 +44,8 @@ def served(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
     A client's first request would be held by the gateway until the pod is ready; starting both pods up front keeps
     every test's time its own, and the module's tests share the pods.
     """
-    namespace = f"tenant-{uuid.uuid4().hex[:8]}"
-    made = Tenant(namespace, create_key(cluster, namespace))
+    made = new_tenant(cluster, gateway)
     try:
-        eventually(
-            lambda: httpx.get(f"{gateway.url}/models/v2/list/tasks", headers=made.headers, timeout=5).is_success,
-            timeout=30,
-            what=f"the gateway to learn the key of {made.namespace}",
-        )
         for model_id in (EMBEDDER, CHAT):
             created = httpx.put(f"{gateway.url}/models/v2/{model_id}", headers=made.headers, timeout=30)
             assert created.status_code == 201, created.text
@@ -71,13 +65,6 @@ def served(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
                 raise
 
 
-def bytez_sdk(gateway: GatewayProcess, key: str) -> Bytez:
-    sdk = Bytez(key, dev=True)
-    # Where the SDK sends its requests (its dev setting names another port); the SDK itself is not changed.
-    sdk._client.host = f"{gateway.url}/models/v2/"
-    return sdk
-
-
 def openai_client(gateway: GatewayProcess, key: str) -> openai.OpenAI:
     return openai.OpenAI(
         api_key=key, base_url=f"{gateway.url}/models/v2/openai/v1", max_retries=0, timeout=STARTUP_TIMEOUT_S
@@ -86,7 +73,7 @@ def openai_client(gateway: GatewayProcess, key: str) -> openai.OpenAI:
 
 @pytest.fixture
 def sdk(gateway: GatewayProcess, served: Tenant) -> Bytez:
-    return bytez_sdk(gateway, served.key)
+    return bytez_sdk(gateway.url, served.key)
 
 
 @pytest.fixture
@@ -161,7 +148,7 @@ def test_sdk_reports_an_input_the_task_does_not_take(sdk: Bytez) -> None:
 
 
 def test_sdk_reports_a_wrong_key(gateway: GatewayProcess) -> None:
-    sdk = bytez_sdk(gateway, "not-a-key")
+    sdk = bytez_sdk(gateway.url, "not-a-key")
     listed = sdk.list.tasks()
     assert listed.error == "Unauthorized"
     assert listed.output is None

@@ -17,7 +17,6 @@ import base64
 import io
 import math
 import struct
-import uuid
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ from typing import Any
 
 import httpx
 import pytest
-from bytez import Bytez  # type: ignore[import-untyped]
 
 from modelcluster.devcluster import tiny_builders, tiny_tasks
 from modelcluster.devcluster.tiny_models import MODEL_ID as TINY_CHAT
 from modelcluster.devcluster.versions import cache_root
 
-from support import Cluster, GatewayProcess, Tenant, create_key, drop_namespace, eventually
+from support import Cluster, GatewayProcess, Tenant, drop_namespace, eventually, new_tenant
+from support.sdk import bytez_sdk
 
 pytestmark = pytest.mark.cluster
 
@@ -198,24 +197,11 @@ def test_every_listed_task_has_its_tiny_model_in_the_catalog() -> None:
 def tenant(cluster: Cluster, gateway: GatewayProcess) -> Iterator[Tenant]:
     # `cluster up` places the tiny models; a cluster started before they existed gets them now (a no-op otherwise).
     assert tiny_tasks.seed_tiny_models(cache_root() / "hf-home")
-    namespace = f"tenant-{uuid.uuid4().hex[:8]}"
-    made = Tenant(namespace, create_key(cluster, namespace))
+    made = new_tenant(cluster, gateway)
     try:
-        eventually(
-            lambda: httpx.get(f"{gateway.url}/models/v2/list/tasks", headers=made.headers, timeout=5).is_success,
-            timeout=30,
-            what=f"the gateway to learn the key of {namespace}",
-        )
         yield made
     finally:
-        drop_namespace(cluster.core, namespace)
-
-
-def bytez_sdk(gateway: GatewayProcess, key: str) -> Bytez:
-    sdk = Bytez(key, dev=True)
-    # Where the SDK sends its requests (its dev setting names another port); the SDK itself is not changed.
-    sdk._client.host = f"{gateway.url}/models/v2/"
-    return sdk
+        drop_namespace(cluster.core, made.namespace)
 
 
 def _running(gateway: GatewayProcess, tenant: Tenant, model_id: str) -> bool:
@@ -248,7 +234,7 @@ def test_the_examples_answer_through_the_sdk(
                 interval=1.0,
                 what=f"the cluster of {example.model_id} to run",
             )
-        sdk = bytez_sdk(gateway, tenant.key)
+        sdk = bytez_sdk(gateway.url, tenant.key)
         failures: dict[str, str] = {}
         for example in batch:
             result = sdk.model(example.model_id).run(example.input, example.params)

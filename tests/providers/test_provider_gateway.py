@@ -31,6 +31,7 @@ from modelcluster.gateway.usage import UsageRecord
 from support import FakeKube, eventually
 from support.providers import KEYS, PROVIDERS, RETRY_AFTER_S, TEXT, WHOLE_TEXT, ServerThread, StandIn
 from support.providers.openai_format import masked
+from support.sdk import bytez_sdk
 
 TENANT = "acme"
 MODELS = {
@@ -71,9 +72,7 @@ class Served:
         )
 
     def sdk(self) -> Bytez:
-        sdk = Bytez(self.api_key, dev=True)
-        sdk._client.host = f"{self.url}/models/v2/"
-        return sdk
+        return bytez_sdk(self.url, self.api_key)
 
 
 class _Capture(logging.Handler):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,3 +286,15 @@ def create_key(cluster: Cluster, tenant: str, concurrency: int = 16) -> str:
     env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
     done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
     return done.stdout.strip().splitlines()[-1]
+
+
+def new_tenant(cluster: Cluster, gateway: GatewayProcess) -> Tenant:
+    """A fresh tenant namespace and key, once the gateway serves the key (within a second or two)."""
+    name = f"tenant-{uuid.uuid4().hex[:8]}"
+    made = Tenant(name, create_key(cluster, name))
+
+    def known() -> bool:
+        return httpx.get(f"{gateway.url}/models/v2/list/tasks", headers=made.headers, timeout=5).status_code == 200
+
+    eventually(known, timeout=30, what=f"the gateway to learn the key of {name}")
+    return made

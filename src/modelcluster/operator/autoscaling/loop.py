@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -278,26 +278,16 @@ class Autoscaler:
 
     async def tick(self, now: float) -> None:
         await self.follow_publishers(now)
-        gateway = self.gateway_demand(now)
-        runtime = self.runtime_demand(now)
-        work = []
-        for key, group in list(self.clusters.items.items()):
-            body = next(iter(group.values()))
-            if metadata_of(body).get("deletionTimestamp"):
-                continue
-            step = self.step(key, body, gateway.get(key), runtime.get(key, {}), now)
-            if step is not None:
-                work.append(step)
-        if work:
-            await asyncio.gather(*work)
+        await self.decide_for(list(self.clusters.items), now)
         for key in set(self.histories) - set(self.clusters.items):
             self.histories.pop(key, None)
             self._written.pop(key, None)
             self._events.pop(key, None)
             self._views.pop(key, None)
 
-    async def decide_for(self, keys: set[ClusterKey], now: float) -> None:
-        """A decision for these clusters only (their demand rose, or a wake arrived), between ticks."""
+    async def decide_for(self, keys: Collection[ClusterKey], now: float) -> None:
+        """A decision for these clusters (all of them on a tick; between ticks, those whose demand rose or that a
+        wake arrived for)."""
         gateway = self.gateway_demand(now)
         runtime = self.runtime_demand(now)
         work = []

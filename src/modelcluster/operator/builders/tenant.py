@@ -144,17 +144,22 @@ def quota_hard(tenant: Tenant) -> dict[str, str]:
     return hard
 
 
+def owned_metadata(name: str, tenant: Tenant, body: Mapping[str, Any]) -> Body:
+    """The metadata of an object ``name`` in the tenant's namespace, made by the operator and owned by the Tenant."""
+    return {
+        "name": name,
+        "namespace": tenant.namespace,
+        "labels": {PART_OF: PART_OF_NAME, MANAGED_BY: MANAGER},
+        "ownerReferences": [owner_reference(body)],
+    }
+
+
 def quota_body(tenant: Tenant, body: Mapping[str, Any], leave_out: Collection[str] = ()) -> Body:
     """The tenant's ResourceQuota, owned by the Tenant ``body`` (without the resources ``leave_out``)."""
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
-        "metadata": {
-            "name": QUOTA_NAME,
-            "namespace": tenant.namespace,
-            "labels": {PART_OF: PART_OF_NAME, MANAGED_BY: MANAGER},
-            "ownerReferences": [owner_reference(body)],
-        },
+        "metadata": owned_metadata(QUOTA_NAME, tenant, body),
         "spec": {"hard": {key: value for key, value in quota_hard(tenant).items() if key not in leave_out}},
     }
 
@@ -170,12 +175,7 @@ def limit_range_body(tenant: Tenant, body: Mapping[str, Any]) -> Body:
     return {
         "apiVersion": "v1",
         "kind": "LimitRange",
-        "metadata": {
-            "name": LIMIT_RANGE_NAME,
-            "namespace": tenant.namespace,
-            "labels": {PART_OF: PART_OF_NAME, MANAGED_BY: MANAGER},
-            "ownerReferences": [owner_reference(body)],
-        },
+        "metadata": owned_metadata(LIMIT_RANGE_NAME, tenant, body),
         "spec": {
             "limits": [{"type": "Container", "defaultRequest": {"cpu": container.cpu, "memory": container.memory}}]
         },
