@@ -58,9 +58,6 @@ class ClusterDemand(BaseModel):
     held: Count = 0  # waiting for a ready pod
     last_request: float = Field(default=0.0, alias="lastRequest", ge=0)  # latest arrival or completion
 
-    def same(self, other: ClusterDemand) -> bool:
-        return (self.outstanding, self.held, self.last_request) == (other.outstanding, other.held, other.last_request)
-
 
 class DemandChanges(BaseModel):
     """An answer of the feed: what changed since the subscriber's version, or everything (``full``)."""
@@ -92,7 +89,8 @@ class DemandFeed:
     def __init__(self) -> None:
         self.epoch = uuid.uuid4().hex
         self.version = 0
-        self._entries: dict[tuple[str, str], ClusterDemand] = {}
+        # (outstanding, held, last_request) by cluster: plain tuples on the request path, models only in answers.
+        self._entries: dict[tuple[str, str], tuple[int, int, float]] = {}
         # Keys in the order of their last change, with that version: an answer walks back only over what changed.
         self._changed: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._removed: OrderedDict[tuple[str, str], int] = OrderedDict()
@@ -101,11 +99,8 @@ class DemandFeed:
         self._closed = False
 
     def set(self, key: tuple[str, str], outstanding: int, held: int, last_request: float) -> None:
-        entry = ClusterDemand.model_construct(
-            namespace=key[0], name=key[1], outstanding=outstanding, held=held, last_request=last_request
-        )
-        known = self._entries.get(key)
-        if known is not None and known.same(entry):
+        entry = (outstanding, held, last_request)
+        if self._entries.get(key) == entry:
             return
         self._entries[key] = entry
         self._removed.pop(key, None)
@@ -129,14 +124,20 @@ class DemandFeed:
     def changes(self, epoch: str, since: int) -> DemandChanges:
         """What changed after ``since`` (of ``epoch``), or a full answer when that cannot be told by difference."""
         if epoch != self.epoch or since <= 0 or since < self._floor or since > self.version:
-            everything = list(self._entries.values())
+            everything = [self._demand(key) for key in self._entries]
             return DemandChanges(epoch=self.epoch, version=self.version, full=True, clusters=everything)
         return DemandChanges(
             epoch=self.epoch,
             version=self.version,
             full=False,
-            clusters=[self._entries[key] for key in _after(self._changed, since)],
+            clusters=[self._demand(key) for key in _after(self._changed, since)],
             removed=list(_after(self._removed, since)),
+        )
+
+    def _demand(self, key: tuple[str, str]) -> ClusterDemand:
+        outstanding, held, last_request = self._entries[key]
+        return ClusterDemand.model_construct(
+            namespace=key[0], name=key[1], outstanding=outstanding, held=held, last_request=last_request
         )
 
     def close(self) -> None:

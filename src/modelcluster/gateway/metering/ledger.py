@@ -133,6 +133,8 @@ class Ledger:
         self._dropped_unlogged = 0
         self._last_drop_log = 0.0
         self._statement: InsertStatement | None = None
+        # Read when scraped, not set per row.
+        metrics.ledger_buffered.set_function(lambda: len(self._buffer))
 
     @property
     def write_lock(self) -> asyncio.Lock:
@@ -158,7 +160,6 @@ class Ledger:
                 self._dropped_unlogged, self._last_drop_log = 0, now
             return False
         self._buffer.append(record)
-        self.metrics.ledger_buffered.set(len(self._buffer))
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
         return True
@@ -249,7 +250,6 @@ class Ledger:
                 return False
             for _ in batch:
                 self._buffer.popleft()
-            self.metrics.ledger_buffered.set(len(self._buffer))
             self.metrics.ledger_written.inc(len(batch))
             if self.on_commit is not None:
                 self.on_commit(batch)
