@@ -970,7 +970,9 @@ def measure(
     for name in urls:
         vegeta_rate(vegeta, targets[name], args.rate, warm_up, work / "warmup.bin")
     for round_index in range(1, args.rounds + 1):
-        for name, url in urls.items():
+        # Every other round runs the paths in the reverse order, so that no path always follows the same one.
+        order = list(urls.items()) if round_index % 2 else list(reversed(urls.items()))
+        for name, url in order:
             seconds = args.max_seconds
             progress(f"round {round_index}: maximum of {name} ({MAX_CONNECTIONS} connections, {seconds:g} s) ...")
             root = pids.get(name)
@@ -984,7 +986,7 @@ def measure(
             progress(f"  {result.ok_per_s:,.0f} 2xx/s ({result.ok}/{result.total} ok{cpu_note})")
             if name == RAY:
                 settle(url, key)
-        for name in urls:
+        for name, _ in order:
             last_max = results[name].maximum[-1].ok_per_s
             if last_max < 1.1 * args.rate:
                 progress(f"round {round_index}: {name} over capacity at {args.rate}/s (max {last_max:,.0f}); skipped")

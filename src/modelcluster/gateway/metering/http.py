@@ -8,7 +8,6 @@ answers not yet sent, and records one usage row per authenticated request, whate
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from modelcluster.api.metering import (
 )
 from modelcluster.api.streaming import TokenUsage, token_count
 from modelcluster.catalog.pricing import FREE, Meter, cost
-from modelcluster.gateway.metering.records import UsageDraft
+from modelcluster.gateway.metering.records import UsageDraft, request_id
 from modelcluster.gateway.metering.service import Metering
 from modelcluster.gateway.usage import REQUEST_USAGE_SINK, UsageRecord
 
@@ -113,8 +112,8 @@ def meter_headers(draft: UsageDraft | None) -> dict[str, str]:
 async def metering_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.route.name not in METERED_ROUTES:
         return await handler(request)
-    # 128 random bits as 32 hex digits (uuid4's length, without building a UUID object per request).
-    draft = UsageDraft(os.urandom(16).hex(), datetime.now(UTC), time.monotonic())
+    now = datetime.now(UTC)
+    draft = UsageDraft(request_id(now), now, time.monotonic())
     request[USAGE] = draft
     response: web.StreamResponse | None = None
     status = 500

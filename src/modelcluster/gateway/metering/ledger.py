@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import operator
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -44,10 +45,13 @@ def create_engine(url: str) -> AsyncEngine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # One connection: the writer, the spend reads and the usage reads of one gateway take turns on it.
-        engine = create_async_engine(parsed, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
+        in_memory = not parsed.database or parsed.database == ":memory:"
+        if not in_memory:
+            Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # One connection: the writer, the spend reads and the usage reads of one gateway take turns on it (a
+        # database in memory has one by its nature: SQLAlchemy's static pool).
+        pool: dict[str, int] = {} if in_memory else {"pool_size": 1, "max_overflow": 0}
+        engine = create_async_engine(parsed, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(connection: Any, record: Any) -> None:
@@ -69,18 +73,28 @@ def _insert(dialect: str) -> Any:
 ROW_COLUMNS = tuple(field.name for field in dataclasses.fields(UsageRecord))
 
 
+#: Rows per SQLite statement: 15 parameters each stays far below SQLite's 32,766 bound variables.
+SQLITE_ROWS_PER_STATEMENT = 1000
+
+
 @dataclass(frozen=True)
 class InsertStatement:
     """The batch insert compiled once for a dialect: its SQL, and per column the driver value of a record's value.
 
-    Rows go to the driver's ``executemany`` as tuples (``exec_driver_sql``): the same statement, the same column
-    types' conversions, without SQLAlchemy building and processing a parameter dictionary per row (most of a
-    row's CPU in the gateway).
+    Rows go to the driver as tuples (``exec_driver_sql``): the same statement, the same column types' conversions,
+    without SQLAlchemy building and processing a parameter dictionary per row (most of a row's CPU in the gateway).
+
+    On SQLite a batch is one multi-row ``VALUES`` statement (:meth:`statements`): the driver's thread then takes
+    the interpreter's lock a few times per batch, where an ``executemany`` takes it once per row and makes the
+    event loop's thread wait for it on each of its system calls while a batch is written. PostgreSQL's driver runs
+    in the event loop and pipelines an ``executemany`` itself.
     """
 
     sql: str
     order: tuple[int, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    #: SQLite: the statement's text before and after its one row of placeholders.
+    values_split: tuple[str, str, str] | None = None
 
     @classmethod
     def compile(cls, dialect: Dialect) -> InsertStatement:
@@ -89,20 +103,44 @@ class InsertStatement:
         if sorted(positions) != sorted(ROW_COLUMNS):
             raise RuntimeError(f"the {dialect.name} insert of the ledger binds {positions}, not {ROW_COLUMNS}")
         processors = tuple(usage.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in positions)
-        return cls(compiled.string, tuple(ROW_COLUMNS.index(name) for name in positions), processors)
+        order = tuple(ROW_COLUMNS.index(name) for name in positions)
+        return cls(compiled.string, order, processors, _values_split(compiled.string, len(positions), dialect))
 
     def parameters(self, records: Sequence[UsageRecord]) -> list[tuple[Any, ...]]:
-        order, processors = self.order, self.processors
+        """One tuple per record, in the order :attr:`sql` binds them."""
+        pick = operator.itemgetter(*self.order)
+        converted = [(position, process) for position, process in enumerate(self.processors) if process is not None]
         rows = []
         for record in records:
-            values = record.values()
-            rows.append(
-                tuple(
-                    values[index] if process is None else process(values[index])
-                    for index, process in zip(order, processors, strict=True)
-                )
-            )
+            row = list(pick(record.values()))
+            for position, process in converted:
+                row[position] = process(row[position])
+            rows.append(tuple(row))
         return rows
+
+    def statements(self, records: Sequence[UsageRecord]) -> list[tuple[str, Any]]:
+        """The SQL and driver arguments that insert ``records``: multi-row statements where the dialect takes them."""
+        rows = self.parameters(records)
+        if self.values_split is None:
+            return [(self.sql, rows)]
+        head, row, tail = self.values_split
+        statements: list[tuple[str, Any]] = []
+        for first in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+            chunk = rows[first : first + SQLITE_ROWS_PER_STATEMENT]
+            flat = tuple(value for values in chunk for value in values)
+            statements.append((f"{head}{', '.join([row] * len(chunk))}{tail}", flat))
+        return statements
+
+
+def _values_split(sql: str, columns: int, dialect: Dialect) -> tuple[str, str, str] | None:
+    """SQLite's single-row insert cut around its ``VALUES`` row, so that it can carry many; ``None`` elsewhere."""
+    if dialect.name != "sqlite":
+        return None
+    row = "(" + ", ".join(["?"] * columns) + ")"
+    head, found, tail = sql.partition(f" VALUES {row}")
+    if not found or row in tail:
+        raise RuntimeError(f"the sqlite insert of the ledger has no single VALUES row: {sql}")
+    return f"{head} VALUES ", row, tail
 
 
 class Ledger:
@@ -242,8 +280,8 @@ class Ledger:
                     async with self.engine.begin() as connection:
                         if self._statement is None:
                             self._statement = InsertStatement.compile(connection.dialect)
-                        statement = self._statement
-                        await connection.exec_driver_sql(statement.sql, statement.parameters(batch))
+                        for sql, arguments in self._statement.statements(batch):
+                            await connection.exec_driver_sql(sql, arguments)
             except DATABASE_ERRORS as error:
                 self.metrics.ledger_errors.inc()
                 logger.warning("usage ledger: writing %d rows failed, retrying: %s", len(batch), _short(error))
