@@ -17,7 +17,7 @@ from modelcluster.gateway.metering.ledger import (
 )
 from modelcluster.gateway.metering.metrics import MeteringMetrics
 from modelcluster.gateway.metering.migrate import upgrade
-from modelcluster.gateway.metering.records import UsageRecord, request_id
+from modelcluster.gateway.metering.records import MAX_TOKENS, UsageDraft, UsageRecord, request_id
 from modelcluster.gateway.metering.schema import usage
 
 STARTED = datetime(2026, 12, 2, 12, 0, 0, 123456, tzinfo=UTC)
@@ -130,3 +130,11 @@ def test_request_ids_are_unique_sort_by_time_and_keep_their_shape() -> None:
     assert all(len(value) == 32 and int(value, 16) >= 0 for value in ids)
     assert max(ids) < request_id(later)
     assert int(ids[0][:12], 16) == int(first.timestamp() * 1000)
+
+
+async def test_a_peers_huge_token_count_is_kept_at_the_bound_and_written(ledger_url: str) -> None:
+    draft = UsageDraft(request_id(STARTED), STARTED, 0.0, model="m", tokens_in=10**30, tokens_out=2**40)
+    record = draft.record("acme", "key-1", 200, 0.01)
+    assert (record.tokens_in, record.tokens_out) == (MAX_TOKENS, MAX_TOKENS)
+    [row] = await written(ledger_url, [record])
+    assert row[ROW_COLUMNS.index("tokens_in")] == MAX_TOKENS

@@ -10,6 +10,10 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+#: The largest token count a row holds (the ledger's integer columns are 32-bit on PostgreSQL): a peer's
+#: larger figure is kept as this, so that one row can never stop the ledger's writes.
+MAX_TOKENS = 2**31 - 1
+
 
 def request_id(now: datetime) -> str:
     """A request's id: 32 hex digits, the first 12 its start in milliseconds since the epoch, the rest random.
@@ -113,8 +117,8 @@ class UsageDraft:
             meter=self.meter,
             meter_price=self.meter_price,
             inference_seconds=self.inference_seconds,
-            tokens_in=self.tokens_in,
-            tokens_out=self.tokens_out,
+            tokens_in=min(self.tokens_in, MAX_TOKENS),
+            tokens_out=min(self.tokens_out, MAX_TOKENS),
             cost=self.cost,
             status=status,
             duration_seconds=duration_seconds,
