@@ -138,3 +138,10 @@ async def test_a_peers_huge_token_count_is_kept_at_the_bound_and_written(ledger_
     assert (record.tokens_in, record.tokens_out) == (MAX_TOKENS, MAX_TOKENS)
     [row] = await written(ledger_url, [record])
     assert row[ROW_COLUMNS.index("tokens_in")] == MAX_TOKENS
+
+
+async def test_a_text_longer_than_its_column_is_cut_and_written(ledger_url: str) -> None:
+    draft = UsageDraft(request_id(STARTED), STARTED, 0.0, model="anthropic/" + "x" * 5000, task="t" * 100)
+    [row] = await written(ledger_url, [draft.record("acme", "key-" + "k" * 100, 200, 0.01)])
+    assert row[ROW_COLUMNS.index("model")] == ("anthropic/" + "x" * 5000)[:256]
+    assert len(row[ROW_COLUMNS.index("task")]) == 64 and len(row[ROW_COLUMNS.index("key_id")]) == 64

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import String, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -93,6 +93,9 @@ class InsertStatement:
     sql: str
     order: tuple[int, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    #: Per text column with a length, its position and length: a longer text (a closed model's id as a caller
+    #: spelled it) would fail its whole batch on PostgreSQL again and again; cut, the row is written.
+    lengths: tuple[tuple[int, int], ...] = ()
     #: SQLite: the statement's text before and after its one row of placeholders.
     values_split: tuple[str, str, str] | None = None
 
@@ -104,15 +107,24 @@ class InsertStatement:
             raise RuntimeError(f"the {dialect.name} insert of the ledger binds {positions}, not {ROW_COLUMNS}")
         processors = tuple(usage.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in positions)
         order = tuple(ROW_COLUMNS.index(name) for name in positions)
-        return cls(compiled.string, order, processors, _values_split(compiled.string, len(positions), dialect))
+        lengths = tuple(
+            (position, kind.length)
+            for position, kind in enumerate(usage.c[name].type for name in positions)
+            if isinstance(kind, String) and kind.length
+        )
+        return cls(compiled.string, order, processors, lengths, _values_split(compiled.string, len(positions), dialect))
 
     def parameters(self, records: Sequence[UsageRecord]) -> list[tuple[Any, ...]]:
         """One tuple per record, in the order :attr:`sql` binds them."""
         pick = operator.itemgetter(*self.order)
         converted = [(position, process) for position, process in enumerate(self.processors) if process is not None]
+        lengths = self.lengths
         rows = []
         for record in records:
             row = list(pick(record.values()))
+            for position, length in lengths:
+                if len(row[position]) > length:
+                    row[position] = row[position][:length]
             for position, process in converted:
                 row[position] = process(row[position])
             rows.append(tuple(row))
