@@ -35,6 +35,12 @@ from modelcluster.devcluster.versions import Binaries, cache_root
 
 COMPONENTS = ("podrunner", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 START_TIMEOUT = 120.0
+#: Starts of a cluster whose chosen port another process took in the meantime (then new ports are chosen).
+START_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """A component exited because a port chosen for it was taken between choosing and binding."""
 
 
 def free_port() -> int:
@@ -104,7 +110,9 @@ def _wait(what: str, check: Callable[[], bool], run_dir: Path, component: str, t
             log(f"{what}: ready in {time.monotonic() - started:.1f}s")
             return
         if processes.read_pid(run_dir, component) is None:
-            raise RuntimeError(f"{component} exited during start:\n{processes.log_tail(run_dir, component)}")
+            tail = processes.log_tail(run_dir, component)
+            failure = PortTaken if "address already in use" in tail.lower() else RuntimeError
+            raise failure(f"{component} exited during start:\n{tail}")
         time.sleep(0.2)
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s:\n{processes.log_tail(run_dir, component)}")
 
@@ -255,13 +263,22 @@ def up(config: ClusterConfig) -> Path:
         log(f"cluster {config.name!r} is partly running; stopping what is left first")
         down(config)
     binaries = ensure_binaries()
-    guard(config)
-    try:
-        _start(config, binaries)
-    except BaseException:
-        log(f"cluster {config.name!r} failed to start; stopping what was started")
-        down(config)
-        raise
+    for attempt in range(1, START_ATTEMPTS + 1):
+        guard(config)
+        try:
+            _start(config, binaries)
+        except PortTaken as taken:
+            log(f"cluster {config.name!r}: a chosen port was taken before its component bound it; stopping")
+            down(config)
+            if attempt == START_ATTEMPTS:
+                raise
+            log(f"starting cluster {config.name!r} again with new ports ({taken.args[0].splitlines()[0]})")
+            continue
+        except BaseException:
+            log(f"cluster {config.name!r} failed to start; stopping what was started")
+            down(config)
+            raise
+        break
     return config.kubeconfig
 
 
