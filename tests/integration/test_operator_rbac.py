@@ -7,7 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from modelcluster.api.labels import MANAGED_SELECTOR, NAME
+from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.api.naming import object_name
 from modelcluster.api.warm_pool import CLAIMED, POOL_LABEL, STANDBY, STANDBY_APP_NAME, STATE_LABEL
 from modelcluster.kube.client import MERGE_OPTIONS
@@ -133,8 +134,11 @@ def start_operator(cluster: Cluster, installed: Installed, directory: Path, args
 
 
 def create_cluster(cluster: Cluster, namespace: str) -> str:
+    """A stopped cluster woken an hour ago: long idle (no pod starts), but asked for once, so the autoscaler records
+    its queue and idle clock (a cluster never asked for gets no status write of the autoscaler's)."""
     name = object_name(MODEL)
-    body = modelcluster_body(MODEL, capacity={"min": 0, "desired": 0, "max": 1})
+    woken = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = modelcluster_body(MODEL, capacity={"min": 0, "desired": 0, "max": 1}, annotations={WAKE_ANNOTATION: woken})
     k8s.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     return name
 

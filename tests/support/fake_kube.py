@@ -25,8 +25,13 @@ Key = tuple[str, str, str]
 
 
 def _fields(body: Body) -> dict[str, Any]:
-    """A stand-in for the apiserver's fieldsV1: the spec keys a manager set."""
-    return {f"f:{key}": {} for key in sorted(body.get("spec") or {})}
+    """A stand-in for the apiserver's fieldsV1: the spec keys a manager set, nested under ``f:spec`` as there."""
+    return {"f:spec": {f"f:{key}": {} for key in sorted(body.get("spec") or {})}}
+
+
+def _spec_fields(entry: Body) -> dict[str, Any]:
+    spec: dict[str, Any] = entry["fieldsV1"].setdefault("f:spec", {})
+    return spec
 
 
 class _NoServer(client.ApiClient):  # type: ignore[misc]
@@ -68,12 +73,15 @@ class FakeKube(Kube):
     """An apiserver in memory, good enough for the reconciler, the autoscaler and the router.
 
     - :meth:`apply` is a server-side apply, roughly: fields merge into the stored object, each field manager's
-      spec keys land in ``managedFields``, and a forced apply by ``replicas_manager`` takes ``replicas`` over;
+      spec keys land in ``managedFields`` (under ``f:spec``), a forced apply by ``replicas_manager`` takes
+      ``replicas`` over, a spec key that a manager applied before, leaves out now and no other manager owns is
+      removed, and a ``metadata.resourceVersion`` in the body is a precondition (409 when it is not the stored one,
+      recorded in ``conflicts``);
     - :meth:`patch_cluster` merges into the ModelCluster that ``read`` finds (the stored one unless given);
     - :meth:`read` answers stored children by name (``reads`` records them) and :meth:`put` stores a foreign one;
     - every write is recorded (``applies``, ``statuses``, ``events``, ``patches``, ``requests``) and counted
       in ``writes``; ``fail_with`` makes :meth:`apply` raise (a rejected or failed child); ``on_apply`` sees
-      each applied body.
+      each applied body; :meth:`apply_cluster_status` answers a new ``resourceVersion``.
     """
 
     def __init__(
@@ -87,6 +95,8 @@ class FakeKube(Kube):
         super().__init__(_NoServer())
         self.objects: dict[Key, Body] = {}
         self.applies: list[tuple[str, str, Body]] = []
+        #: Applies refused for their ``resourceVersion`` precondition (409).
+        self.conflicts: list[tuple[str, str, Body]] = []
         self.statuses: list[Body] = []
         self.events: list[Body] = []
         self.patches: list[tuple[str, str, Body]] = []
@@ -108,21 +118,34 @@ class FakeKube(Kube):
         if self.fail_with is not None:
             raise self.fail_with
         kind, metadata_in = body["kind"], body["metadata"]
+        key = (kind, metadata_in["namespace"], metadata_in["name"])
+        expected = metadata_in.get("resourceVersion")
+        if expected is not None:  # refused before anything is written or recorded
+            found = self.objects.get(key)
+            if found is None or found["metadata"].get("resourceVersion") != expected:
+                self.conflicts.append((kind, field_manager, copy.deepcopy(body)))
+                raise KubeError(409, f"the object has been modified; resourceVersion {expected} is not the latest")
         self.applies.append((kind, field_manager, copy.deepcopy(body)))
         self.writes.append(f"apply {kind}")
         if self._on_apply is not None:
             self._on_apply(body)
-        key = (kind, metadata_in["namespace"], metadata_in["name"])
         current = self.objects.setdefault(key, {"kind": kind, "metadata": {}, "spec": {}, "status": {}})
         metadata = current["metadata"]
         metadata.update({k: v for k, v in metadata_in.items() if k != "annotations"})
         metadata.setdefault("annotations", {}).update(metadata_in.get("annotations") or {})
         current["spec"].update(body.get("spec", {}))
-        managed = [m for m in metadata.get("managedFields", []) if m["manager"] != field_manager]
+        entries = metadata.get("managedFields", [])
+        before = next((m for m in entries if m["manager"] == field_manager), None)
+        managed = [m for m in entries if m["manager"] != field_manager]
         if field_manager == self._replicas_manager:  # forced: ownership of replicas moves over
             for entry in managed:
-                entry["fieldsV1"].pop("f:replicas", None)
-        managed.append({"manager": field_manager, "operation": "Apply", "fieldsV1": _fields(body)})
+                _spec_fields(entry).pop("f:replicas", None)
+        fields = _fields(body)
+        if before is not None:  # what this manager alone owned and leaves out now goes
+            others = {name for entry in managed for name in _spec_fields(entry)}
+            for name in set(_spec_fields(before)) - set(fields["f:spec"]) - others:
+                current["spec"].pop(name.removeprefix("f:"), None)
+        managed.append({"manager": field_manager, "operation": "Apply", "fieldsV1": fields})
         metadata["managedFields"] = managed
         self.version += 1
         metadata["resourceVersion"] = str(self.version)
@@ -148,11 +171,14 @@ class FakeKube(Kube):
         self.objects[(kind, namespace, name)] = body
         return copy.deepcopy(body)
 
-    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
+    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> Body:
         if self._status_manager is not None:
             assert field_manager == self._status_manager, field_manager
         self.statuses.append(status)
         self.writes.append(f"status {status}")
+        self.version += 1
+        metadata = {"name": name, "namespace": namespace, "resourceVersion": str(self.version)}
+        return {"kind": KIND, "metadata": metadata, "status": copy.deepcopy(status)}
 
     async def post_event(self, event: Body) -> None:
         self.events.append(event)

@@ -43,11 +43,28 @@ async def test_a_converged_cluster_is_not_written_after_a_restart(default_catalo
     assert kube.writes == []
 
 
-async def test_a_status_without_a_queue_depth_gets_one(default_catalog: Catalog) -> None:
+LAST_REQUEST = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3000))
+
+
+@pytest.mark.parametrize(
+    ("status", "writes"),
+    [
+        pytest.param(
+            {"status": "stopped", "lastRequestTime": LAST_REQUEST},
+            [f"status {{'queueDepth': 0, 'lastRequestTime': '{LAST_REQUEST}'}}"],
+            id="requested-before",
+        ),
+        pytest.param({"status": "stopped"}, [], id="never-requested"),
+    ],
+)
+async def test_a_status_without_a_queue_depth_gets_one_once_the_cluster_had_a_request(
+    default_catalog: Catalog, status: dict[str, Any], writes: list[str]
+) -> None:
     kube = FakeKube()
-    autoscaler = Autoscaler(kube, default_catalog, AutoscalerConfig(), _store({"status": "stopped"}))
-    await autoscaler.tick(time.time())
-    assert kube.writes == ["status {'queueDepth': 0}"]
+    autoscaler = Autoscaler(kube, default_catalog, AutoscalerConfig(), _store(status))
+    for _ in range(3):
+        await autoscaler.tick(time.time())
+    assert kube.writes == writes
 
 
 @pytest.mark.parametrize("impostor", ["unowned", "another-name"])

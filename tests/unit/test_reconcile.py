@@ -10,7 +10,7 @@ from modelcluster.catalog import Catalog
 from modelcluster.kube.client import KubeError
 from modelcluster.kube.objects import Body
 from modelcluster.operator.builders.children import SPEC_HASH_ANNOTATION
-from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER
+from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.builders.workload import PodOptions
 from modelcluster.operator.config import FIELD_MANAGER
 from modelcluster.operator.controller.reconcile import Memory, Reconciler, Seen
@@ -57,15 +57,14 @@ def _seen(api: FakeKube) -> Seen:
     return Seen(deployment=api.stored("Deployment", "tenant", NAME), service=api.stored("Service", "tenant", NAME))
 
 
-async def test_create_applies_service_deployment_then_replicas(api: FakeKube, reconciler: Reconciler) -> None:
+async def test_create_applies_service_then_deployment_with_its_replicas(api: FakeKube, reconciler: Reconciler) -> None:
     derived = await reconciler.reconcile(cluster(GPT2), Seen(), Memory())
     # The store knows neither child: each is read once by name (nothing there) before its first apply.
     assert sorted(api.reads) == [("Deployment", "gpt2-1234abcd"), ("Service", "gpt2-1234abcd")]
     kinds = [(kind, manager) for kind, manager, _ in api.applies]
-    assert kinds == [("Service", FIELD_MANAGER), ("Deployment", FIELD_MANAGER), ("Deployment", REPLICAS_FIELD_MANAGER)]
-    # Created at the right count: a cluster created at zero never starts a pod.
+    assert kinds == [("Service", FIELD_MANAGER), ("Deployment", FIELD_MANAGER)]
+    # Created at the right count, in the one apply: a cluster created at zero never starts a pod.
     assert api.applies[1][2]["spec"]["replicas"] == 0
-    assert api.applies[2][2]["spec"] == {"replicas": 0}
     assert api.applies[0][2]["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
     assert api.applies[1][2]["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
     assert derived.status.status == "stopped"
@@ -94,8 +93,14 @@ async def test_a_child_the_store_has_not_seen_yet_is_not_applied_twice(api: Fake
     assert api.applies == []
 
 
+async def _handed_over(api: FakeKube, replicas: int) -> None:
+    """The autoscaler's first change of the count: its forced apply takes ``spec.replicas`` over."""
+    await api.apply(build_replicas_apply(NAME, "tenant", replicas), REPLICAS_FIELD_MANAGER)
+
+
 async def test_a_changed_spec_applies_the_body_without_replicas(api: FakeKube, reconciler: Reconciler) -> None:
     body, memory = await _converged(api, reconciler, GPT2)
+    await _handed_over(api, 1)
     api.applies.clear()
     body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
     body["metadata"]["generation"] = 3
@@ -120,11 +125,12 @@ async def test_drift_by_another_writer_is_applied_back(api: FakeKube, reconciler
     # `kubectl edit` of a field the operator owns: the field moves to the other manager.
     for entry in edited["metadata"]["managedFields"]:
         if entry["manager"] == FIELD_MANAGER:
-            entry["fieldsV1"].pop("f:template")
+            entry["fieldsV1"]["f:spec"].pop("f:template")
     edited["metadata"]["managedFields"].append(
-        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:template": {}}}
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {}}}}
     )
     edited["metadata"]["resourceVersion"] = "900"
+    api.objects[("Deployment", "tenant", NAME)] = copy.deepcopy(edited)
     await reconciler.reconcile(body, Seen(deployment=edited, service=api.stored("Service", "tenant", NAME)), memory)
     assert [(kind, manager) for kind, manager, _ in api.applies] == [("Deployment", FIELD_MANAGER)]
 
@@ -133,10 +139,10 @@ async def test_a_stale_store_copy_is_no_drift(api: FakeKube, reconciler: Reconci
     body, memory = await _converged(api, reconciler, GPT2)
     api.applies.clear()
     stale = api.stored("Deployment", "tenant", NAME)
-    # The copy between the create and the replicas hand-over: the operator still owned spec.replicas then.
+    # The copy of before the autoscaler's hand-over: the operator no longer owns spec.replicas, and that is no drift.
     for entry in stale["metadata"]["managedFields"]:
         if entry["manager"] == FIELD_MANAGER:
-            entry["fieldsV1"]["f:replicas"] = {}
+            entry["fieldsV1"]["f:spec"].pop("f:replicas")
     stale["metadata"]["resourceVersion"] = "1"
     await reconciler.reconcile(body, Seen(deployment=stale, service=api.stored("Service", "tenant", NAME)), memory)
     assert api.applies == []
@@ -183,7 +189,7 @@ async def test_unknown_model_without_task_creates_nothing(api: FakeKube, reconci
 
 async def test_unknown_model_with_task_runs(api: FakeKube, reconciler: Reconciler) -> None:
     await reconciler.reconcile(cluster({"model": "someone/unknown", "task": "fill-mask"}), Seen(), Memory())
-    assert [kind for kind, _, _ in api.applies] == ["Service", "Deployment", "Deployment"]
+    assert [kind for kind, _, _ in api.applies] == ["Service", "Deployment"]
 
 
 @pytest.mark.parametrize(
@@ -407,7 +413,7 @@ async def test_a_foreign_service_is_never_applied(api: FakeKube, reconciler: Rec
     # Gone: the next look converges as usual.
     del api.objects[("Service", "tenant", NAME)]
     fixed = await reconciler.reconcile(body, Seen(), memory)
-    assert [kind for kind, _, _ in api.applies] == ["Service", "Deployment", "Deployment"]
+    assert [kind for kind, _, _ in api.applies] == ["Service", "Deployment"]
     assert fixed.status.status == "stopped" and fixed.recheck_after is None
     assert fixed.status.endpoint == f"http://{NAME}.tenant.svc:8000"
     assert memory.conflicts == {}
@@ -447,7 +453,7 @@ async def test_a_foreign_cache_claim_is_never_applied(api: FakeKube, reconciler:
     del api.objects[("PersistentVolumeClaim", "tenant", claim)]
     await reconciler.reconcile(cluster(CACHED), Seen(), memory)
     kinds = [kind for kind, _, _ in api.applies]
-    assert kinds == ["Service", "PersistentVolumeClaim", "Deployment", "Deployment"]
+    assert kinds == ["Service", "PersistentVolumeClaim", "Deployment"]
 
 
 async def test_every_conflict_is_named(api: FakeKube, reconciler: Reconciler) -> None:
@@ -517,4 +523,107 @@ async def test_controller_rechecks_a_name_conflict(api: FakeKube, reconciler: Re
     assert controller.memory.conflicts == {("tenant", NAME): _conflict_message("Service")}
     store.clusters.event("DELETED", cluster(GPT2))
     assert controller.memory.conflicts == {}
+    await queue.close()
+
+
+# The count: set by the create, carried by later applies until the autoscaler takes it over -------------------------
+
+
+async def _spec_changed(body: Body) -> None:
+    body["spec"] = {**GPT2, "imagePullSecrets": [{"name": "registry"}]}
+    body["metadata"]["generation"] = 3
+
+
+async def test_a_changed_spec_before_the_hand_over_carries_the_live_count(
+    api: FakeKube, reconciler: Reconciler
+) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    live = api.stored("Deployment", "tenant", NAME)
+    api.applies.clear()
+    await _spec_changed(body)
+    await reconciler.reconcile(body, _seen(api), memory)
+    [(kind, manager, applied)] = api.applies
+    assert (kind, manager) == ("Deployment", FIELD_MANAGER)
+    assert applied["spec"]["replicas"] == 0
+    assert applied["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+    assert api.stored("Deployment", "tenant", NAME)["spec"]["replicas"] == 0  # not dropped by the apply
+    assert sorted(api.reads) == [("Deployment", NAME), ("Service", NAME)]  # those of the create alone
+
+
+async def test_a_count_changed_meanwhile_is_read_once_and_kept(api: FakeKube, reconciler: Reconciler) -> None:
+    """The store's copy predates another change of the count: the precondition fails, one read, the apply again."""
+    body, memory = await _converged(api, reconciler, GPT2)
+    stale = _seen(api)
+    # Someone (not the autoscaler's field manager) changed the count; the operator still owns the field.
+    await api.apply(
+        {"kind": "Deployment", "metadata": {"name": NAME, "namespace": "tenant"}, "spec": {"replicas": 0}}, "kubectl"
+    )
+    api.objects[("Deployment", "tenant", NAME)]["spec"]["replicas"] = 2
+    api.applies.clear()
+    api.reads.clear()
+    await _spec_changed(body)
+    await reconciler.reconcile(body, stale, memory)
+    assert [applied["spec"]["replicas"] for _, _, applied in api.conflicts] == [0]
+    assert api.reads == [("Deployment", NAME)]
+    [(_, _, applied)] = api.applies
+    assert applied["spec"]["replicas"] == 2
+    assert api.stored("Deployment", "tenant", NAME)["spec"]["replicas"] == 2
+
+
+async def test_the_hand_over_to_the_autoscaler_is_no_drift(api: FakeKube, reconciler: Reconciler) -> None:
+    body, memory = await _converged(api, reconciler, GPT2)
+    await _handed_over(api, 1)
+    api.applies.clear()
+    await reconciler.reconcile(body, _seen(api), memory)
+    assert api.applies == []
+    await _spec_changed(body)
+    await reconciler.reconcile(body, _seen(api), memory)
+    [(_, _, applied)] = api.applies
+    assert "replicas" not in applied["spec"] and "resourceVersion" not in applied["metadata"]
+    assert api.stored("Deployment", "tenant", NAME)["spec"]["replicas"] == 1
+
+
+# A status write, remembered until the store shows it --------------------------------------------------------------
+
+
+async def test_a_status_is_not_written_again_while_the_store_lags(api: FakeKube, reconciler: Reconciler) -> None:
+    memory = Memory()
+    body = cluster(GPT2)
+    body["metadata"]["resourceVersion"] = "10"
+    await reconciler.reconcile(body, Seen(), memory)
+    [written] = api.statuses
+    # A child's event wakes the cluster before the watch has brought the status: the same copy as before.
+    for _ in range(2):
+        await reconciler.reconcile(copy.deepcopy(body), _seen(api), memory)
+    assert api.statuses == [written]
+    # Caught up: the memory goes, and the store's copy decides again.
+    body["status"] = written
+    body["metadata"]["resourceVersion"] = str(api.version)
+    await reconciler.reconcile(body, _seen(api), memory)
+    assert memory.written == {} and api.statuses == [written]
+
+
+async def test_a_status_changed_by_someone_else_after_the_write_is_written_back(
+    api: FakeKube, reconciler: Reconciler
+) -> None:
+    memory = Memory()
+    body = cluster(GPT2)
+    await reconciler.reconcile(body, Seen(), memory)
+    [written] = api.statuses
+    body["status"] = {}  # cleared by another writer, after the operator's write
+    body["metadata"]["resourceVersion"] = str(api.version + 5)
+    await reconciler.reconcile(body, _seen(api), memory)
+    assert len(api.statuses) == 2 and api.statuses[-1]["status"] == written["status"]
+
+
+async def test_a_deleted_cluster_forgets_its_status_write(api: FakeKube, reconciler: Reconciler) -> None:
+    store = Store()
+    store.synced.set()
+    controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
+    queue = controller.start()
+    store.clusters.event("ADDED", cluster(GPT2))
+    await controller.sync("tenant", NAME)
+    assert ("tenant", NAME) in controller.memory.written
+    store.clusters.event("DELETED", cluster(GPT2))
+    assert controller.memory.written == {}
     await queue.close()

@@ -64,7 +64,7 @@ class ClusterApi(Protocol):
 
     async def read(self, kind: str, namespace: str, name: str) -> Body | None: ...
 
-    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None: ...
+    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> Body: ...
 
     async def post_event(self, event: Body) -> None: ...
 
@@ -182,14 +182,15 @@ class Kube:
             )
         raise ValueError(f"cannot read a {kind}")
 
-    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> None:
+    async def apply_cluster_status(self, namespace: str, name: str, status: Body, field_manager: str) -> Body:
+        """Server-side apply ``status`` to the ModelCluster's status; the cluster as the apiserver answered."""
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
             "metadata": {"name": name, "namespace": namespace},
             "status": status,
         }
-        await self.json(
+        return await self.json(
             self.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,

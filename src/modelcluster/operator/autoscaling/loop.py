@@ -5,10 +5,11 @@ per-cluster demand on a long-polled feed (:mod:`modelcluster.api.demand`) that a
 changed; :mod:`.subscriptions` mirrors them here. A rise in a cluster's demand decides for that
 cluster at once; the tick runs the pure policy (:mod:`.policy`) for every cluster, for what time
 alone decides (idle teardown, slow scale-down), and server-side applies ``spec.replicas`` under
-its own field manager, only when the target changes. It is the only writer of that field after
-creation. The idle clock and the last scale time live in the ModelCluster status (the clock
-written at most once a minute while a cluster is busy), so a restarted operator neither tears
-down a busy cluster nor wakes an idle one. A wake written by the gateway decides at once too.
+its own field manager, only when the target changes: its first forced apply takes the field over
+from the operator, which set it in the apply that created the Deployment. The idle clock and the
+last scale time live in the ModelCluster status (the clock written at most once a minute while a
+cluster is busy), so a restarted operator neither tears down a busy cluster nor wakes an idle one.
+A wake written by the gateway decides at once too.
 """
 
 from __future__ import annotations
@@ -110,10 +111,11 @@ class _View:
 
 
 def status_write_due(written: _Written, last: float | None, depth: int, now: float) -> bool:
-    """Whether the demand alone warrants a status write: a missing ``queueDepth`` at once, else a changed clock or
-    depth at most once per :data:`STATUS_INTERVAL_S` (scale decisions write regardless)."""
+    """Whether the demand alone warrants a status write: a missing ``queueDepth`` at once once the cluster has had a
+    request (or a wake; a cluster never asked for has nothing to record), else a changed clock or depth at most once
+    per :data:`STATUS_INTERVAL_S` (scale decisions write regardless)."""
     if written.queue_depth is None:
-        return True
+        return depth > 0 or last is not None
     changed = depth != written.queue_depth or (last is not None and last != written.last_request)
     return changed and now - written.at >= STATUS_INTERVAL_S
 

@@ -5,6 +5,8 @@ desired body is unchanged writes nothing. Drift (``kubectl edit``, another contr
 the child's ``managedFields``: a change to a field the operator owns moves that field to the
 other manager, so the operator's own field set shrinks. The operator remembers its field set
 as the apiserver returned it after its last apply and re-applies when the live one differs.
+``spec.replicas`` is left out of that comparison: the operator owns it from the create of a Deployment
+until the autoscaler's first forced apply takes it over, and that hand-over is no drift.
 """
 
 from __future__ import annotations
@@ -55,12 +57,35 @@ def spec_hash(obj: Mapping[str, Any] | None) -> str | None:
     return str(value) if value else None
 
 
-def owned_fields(obj: Mapping[str, Any] | None, manager: str) -> str | None:
-    """The field set ``manager`` applied on ``obj`` (its main resource, not the status), as canonical JSON."""
+#: The replica count in ``fieldsV1``: handed from the operator to the autoscaler, never drift.
+SPEC_FIELD, REPLICAS_FIELD = "f:spec", "f:replicas"
+
+
+def applied_fields(obj: Mapping[str, Any] | None, manager: str) -> Mapping[str, Any] | None:
+    """The ``fieldsV1`` that ``manager`` applied on ``obj`` (its main resource, not the status); None if it did not."""
     for entry in ((obj or {}).get("metadata") or {}).get("managedFields") or []:
         if entry.get("manager") == manager and entry.get("operation") == "Apply" and not entry.get("subresource"):
-            return json.dumps(entry.get("fieldsV1") or {}, sort_keys=True, separators=(",", ":"))
+            fields = entry.get("fieldsV1")
+            return fields if isinstance(fields, Mapping) else {}
     return None
+
+
+def owns_replicas(obj: Mapping[str, Any] | None, manager: str) -> bool:
+    """Whether ``manager``'s apply owns ``spec.replicas`` of ``obj`` (so an apply without it would drop it)."""
+    spec = (applied_fields(obj, manager) or {}).get(SPEC_FIELD)
+    return isinstance(spec, Mapping) and REPLICAS_FIELD in spec
+
+
+def owned_fields(obj: Mapping[str, Any] | None, manager: str) -> str | None:
+    """The field set ``manager`` applied on ``obj``, less ``spec.replicas``, as canonical JSON (drift is judged
+    on it)."""
+    fields = applied_fields(obj, manager)
+    if fields is None:
+        return None
+    spec = fields.get(SPEC_FIELD)
+    if isinstance(spec, Mapping) and REPLICAS_FIELD in spec:
+        fields = {**fields, SPEC_FIELD: {key: value for key, value in spec.items() if key != REPLICAS_FIELD}}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
 def apply_reason(

@@ -26,8 +26,8 @@ def rollout_strategy(workload: Workload) -> dict[str, Any]:
 def build_deployment(workload: Workload, options: PodOptions) -> dict[str, Any]:
     """The Deployment applied by the ``modelcluster-operator`` field manager.
 
-    ``spec.replicas`` is left out on purpose: it is applied on its own by
-    :func:`modelcluster.operator.builders.replicas.build_replicas_apply`.
+    ``spec.replicas`` is left out on purpose: the apply that creates the Deployment adds it, later ones
+    carry the live count until the autoscaler takes it over (:mod:`modelcluster.operator.builders.replicas`).
     """
     placement = workload.placement
     labels = standard_labels(workload.name, placement.model_id, placement.task)

@@ -1,18 +1,24 @@
 """``spec.replicas`` of a model's Deployment: computed here and nowhere else.
 
-The Deployment body (:mod:`.deployment`) never carries ``replicas``; this value
-is applied on its own, under its own field manager, so that the autoscaler can
-take over exactly this one field later without touching the rest.
+The Deployment body (:mod:`.deployment`) never carries ``replicas`` but in the one apply that creates
+the Deployment, which sets the count computed here. The autoscaler's first forced apply of this one
+field (:func:`build_replicas_apply`, under its own field manager) takes it over without touching the rest;
+until then, every later apply of the body carries the live count (:func:`carried_replicas`), since an apply
+leaving out a field its manager owns alone would drop it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from modelcluster.api import ModelClusterSpec, ModelClusterStatus, field_managers
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
+from modelcluster.kube.objects import metadata_of
+from modelcluster.operator.builders.children import owns_replicas
 from modelcluster.operator.builders.status import parse_time
 
 REPLICAS_FIELD_MANAGER = field_managers.OPERATOR_REPLICAS
@@ -57,3 +63,32 @@ def build_replicas_apply(name: str, namespace: str, replicas: int) -> dict[str, 
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"replicas": replicas},
     }
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The live replica count an apply of the Deployment body carries, and the version it was read at."""
+
+    replicas: int
+    resource_version: str
+
+
+def carried_replicas(live: Mapping[str, Any] | None, manager: str) -> Carried | None:
+    """What an apply of the Deployment body by ``manager`` must carry over ``live``: its count while ``manager``
+    still owns it (the create set it; the autoscaler has not taken it over), else None (nothing to carry)."""
+    if live is None or not owns_replicas(live, manager):
+        return None
+    replicas = (live.get("spec") or {}).get("replicas")
+    version = metadata_of(live).get("resourceVersion")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not version:
+        return None
+    return Carried(replicas, str(version))
+
+
+def with_carried(desired: Mapping[str, Any], carried: Carried) -> dict[str, Any]:
+    """``desired`` with the live count, under a ``resourceVersion`` precondition: should the autoscaler change the
+    count meanwhile, the apiserver answers 409 instead of the apply setting it back."""
+    body: dict[str, Any] = copy.deepcopy(dict(desired))
+    body["metadata"]["resourceVersion"] = carried.resource_version
+    body.setdefault("spec", {})["replicas"] = carried.replicas
+    return body

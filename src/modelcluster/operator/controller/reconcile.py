@@ -3,7 +3,12 @@
 Level-based: the inputs are the ModelCluster and its children as the store has them now, never
 what changed. A child is applied only when it is missing, its desired body changed, or another
 writer changed fields the operator owns (:mod:`.children`); the status is written only when it
-differs from the stored one. A converged cluster therefore costs no API request at all.
+differs from the stored one (or, while the store has not caught up with the operator's last status
+write, from that write: :mod:`.status_memory`). A converged cluster therefore costs no API request at all.
+
+A Deployment is created with its replica count in the one apply that creates it; until the autoscaler's
+first forced apply takes the count over, later applies of the Deployment carry the live count under a
+``resourceVersion`` precondition (:func:`..builders.replicas.carried_replicas`), read again once on a 409.
 
 The operator never writes an object it did not create: a child the store does not have as the
 cluster's own is read by name before its first apply, and one that someone else made is left
@@ -23,6 +28,7 @@ from modelcluster.api import ModelClusterStatus
 from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import ClusterApi, KubeError
+from modelcluster.kube.objects import metadata_of
 from modelcluster.operator.builders.children import (
     ApplyReason,
     apply_reason,
@@ -36,11 +42,12 @@ from modelcluster.operator.builders.events import build_event
 from modelcluster.operator.builders.model_cache import build_cache_claim
 from modelcluster.operator.builders.ownership import name_conflict, name_conflicts
 from modelcluster.operator.builders.plan import Plan, plan
-from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
+from modelcluster.operator.builders.replicas import carried_replicas, with_carried
 from modelcluster.operator.builders.service import build_service
 from modelcluster.operator.builders.status import NAME_CONFLICT, Derived, Observation, Problem, derive_status
 from modelcluster.operator.builders.workload import Owner, PodOptions, Workload
 from modelcluster.operator.config import FIELD_MANAGER
+from modelcluster.operator.controller.status_memory import WrittenStatus, as_written, caught_up, written_status
 from modelcluster.operator.controller.store import slim_deployment, slim_service
 
 #: Status fields other writers own (the gateway and the autoscaler): never applied here.
@@ -48,6 +55,8 @@ from modelcluster.operator.controller.store import slim_deployment, slim_service
 FOREIGN_STATUS_FIELDS = frozenset({"queueDepth", "lastRequestTime", "lastScaleTime"})
 #: Answers of the apiserver that no retry can change: the child object itself is invalid.
 REJECTED_STATUSES = frozenset({400, 422})
+#: The apiserver's answer to an apply whose ``resourceVersion`` precondition no longer holds.
+CONFLICT_STATUS = 409
 CHILD_REJECTED = "ChildRejected"
 
 Body = dict[str, Any]
@@ -76,6 +85,8 @@ class Memory:
     rejected: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
     #: Clusters blocked by an object they did not create: the message last posted as an Event.
     conflicts: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: The last status write of each cluster, until the store shows it (:mod:`.status_memory`).
+    written: dict[tuple[str, str], WrittenStatus] = field(default_factory=dict)
 
     def remember(self, key: ChildKey, body: Body, applied_hash: str | None = None) -> None:
         """``body`` is the child as the apiserver has it; ``applied_hash`` the hash just applied, if any."""
@@ -91,6 +102,18 @@ class Memory:
             del self.applied[key]
         self.rejected.pop((namespace, name), None)
         self.conflicts.pop((namespace, name), None)
+        self.written.pop((namespace, name), None)
+
+    def status_view(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``body`` with its status as last written while the store lags behind that write (forgotten once not)."""
+        key = (str(metadata_of(body).get("namespace", "")), str(metadata_of(body).get("name", "")))
+        written = self.written.get(key)
+        if written is None:
+            return body
+        if caught_up(body, written):
+            del self.written[key]
+            return body
+        return as_written(body, written, FOREIGN_STATUS_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -148,7 +171,7 @@ class Reconciler:
 
     async def apply_children(self, planned: Plan, seen: Seen, memory: Memory) -> Outcome:
         """Server-side apply what needs it: the Service, the cache claim and the Deployment (created with its
-        replica count, which the autoscaler's field manager takes over at once).
+        replica count, which the autoscaler's field manager takes over with its first change of it).
 
         Nothing is applied while an object the cluster did not create stands under a child's name.
         """
@@ -225,19 +248,37 @@ class Reconciler:
         if claim is not None:
             # Before the Deployment, so its pods find the claim they mount.
             await self.api.apply(claim, FIELD_MANAGER)
-        created = reason is ApplyReason.MISSING
-        if created:
+        key = (workload.namespace, workload.name, "Deployment")
+        digest = spec_hash(desired)
+        if reason is ApplyReason.MISSING:
             # Created with the right count, so a cluster created at zero never starts a pod.
             desired["spec"]["replicas"] = replicas
-        answered = await self._apply(desired, "Deployment", reason, memory)
-        if created:
-            # The autoscaler's field manager takes the count over at once; from then on it alone writes it,
-            # and later applies of the body (which never carries it) leave it alone.
-            answered = await self.api.apply(
-                build_replicas_apply(workload.name, workload.namespace, replicas), REPLICAS_FIELD_MANAGER
-            )
-        memory.remember((workload.namespace, workload.name, "Deployment"), answered, spec_hash(desired))
+            answered = await self._apply(desired, "Deployment", reason, memory)
+        else:
+            answered = await self._apply_over(desired, reason, _newest(current, memory.applied.get(key)), memory)
+        memory.remember(key, answered, digest)
         return answered
+
+    async def _apply_over(self, desired: Body, reason: ApplyReason, live: Body | None, memory: Memory) -> Body:
+        """Apply the Deployment body over ``live``, carrying the count the operator still owns; on a 409 (the count
+        changed meanwhile) read it once and apply again over what was read."""
+        carried = carried_replicas(live, FIELD_MANAGER)
+        if carried is None:
+            return await self._apply(desired, "Deployment", reason, memory)
+        try:
+            return await self._apply(with_carried(desired, carried), "Deployment", reason, memory)
+        except KubeError as error:
+            if error.status != CONFLICT_STATUS:
+                raise
+            conflict = error
+        metadata = desired["metadata"]
+        logger.info("%s/%s: the Deployment changed meanwhile; read again", metadata["namespace"], metadata["name"])
+        fresh = await self.api.read("Deployment", str(metadata["namespace"]), str(metadata["name"]))
+        if fresh is None:
+            raise conflict  # gone meanwhile: its deletion event brings it back, created with its count
+        carried = carried_replicas(fresh, FIELD_MANAGER)
+        retried = desired if carried is None else with_carried(desired, carried)
+        return await self._apply(retried, "Deployment", reason, memory)
 
     def observe(self, planned: Plan, now: datetime, outcome: Outcome, pods: tuple[Body, ...]) -> Derived:
         """Derive the status from the children."""
@@ -257,18 +298,18 @@ class Reconciler:
         )
         return derive_status(observation, self.unschedulable_deadline)
 
-    async def write_status(self, planned: Plan, derived: Derived) -> bool:
-        """Apply the derived status when it differs from the stored one; whether it was written."""
+    async def write_status(self, planned: Plan, derived: Derived) -> Body | None:
+        """Apply the derived status when it differs from the stored one; the apiserver's answer, None if not written."""
         new = owned_status(derived.status)
         old = owned_status(planned.previous) if planned.previous is not None else None
         if new == old:
-            return False
-        await self.api.apply_cluster_status(planned.owner.namespace, planned.owner.name, new, FIELD_MANAGER)
-        return True
+            return None
+        return await self.api.apply_cluster_status(planned.owner.namespace, planned.owner.name, new, FIELD_MANAGER)
 
     async def reconcile(self, body: Mapping[str, Any], seen: Seen, memory: Memory) -> Derived:
         """Converge ``body``: the children that need it first, then the status."""
         now = datetime.now(UTC)
+        body = memory.status_view(body)
         planned = self.plan(body, now)
         key = (planned.owner.namespace, planned.owner.name)
         rejected = memory.rejected.get(key)
@@ -289,7 +330,13 @@ class Reconciler:
                 outcome = Outcome(seen.deployment, in_place=False, rejected=Problem(CHILD_REJECTED, message))
                 await self._warn(body, CHILD_REJECTED, message, now)
         derived = self.observe(planned, now, outcome, seen.pods)
-        await self.write_status(planned, derived)
+        answered = await self.write_status(planned, derived)
+        if answered is not None:
+            written = written_status(body, answered, owned_status(derived.status))
+            if written is None:
+                memory.written.pop(key, None)
+            else:
+                memory.written[key] = written
         return derived
 
     async def _conflicted(
@@ -313,6 +360,13 @@ class Reconciler:
             await self.api.post_event(build_event(body, reason, message, now, warning=True))
         except KubeError as error:
             logger.warning("event %s not recorded: %s", reason, error)
+
+
+def _newest(live: Body | None, known: Applied | None) -> Body | None:
+    """The later of the store's copy of a child and the operator's own last answer for it."""
+    if known is None or (live is not None and newer(live, known.body)):
+        return live
+    return known.body
 
 
 def _deployment_replicas(deployment: Mapping[str, Any] | None, planned: int | None) -> int | None:
