@@ -19,7 +19,7 @@ def test_a_component_that_cannot_bind_its_port_reports_the_port_taken(tmp_path: 
         port = held.getsockname()[1]
         code = f"import socket; socket.socket().bind(('127.0.0.1', {port}))"
         processes.start(tmp_path, "etcd", [sys.executable, "-c", code])
-        with pytest.raises(controlplane.PortTaken, match="(?i)address already in use"):
+        with pytest.raises(controlplane.PortTaken, match=r"(?i)address already in use"):
             controlplane._wait("etcd", lambda: False, tmp_path, "etcd", timeout=30)
 
 
