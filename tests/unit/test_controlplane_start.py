@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,27 @@ def test_another_failure_stops_what_started_and_is_not_retried(starts: Starts) -
     with pytest.raises(TimeoutError):
         controlplane.up(ClusterConfig(name="porttaken"))
     assert (starts.calls, starts.downs) == (1, 1)
+
+
+def test_a_component_not_waited_for_that_lost_its_port_is_found_at_the_end(tmp_path: Path) -> None:
+    alive = [sys.executable, "-c", "import time; time.sleep(30)"]
+    for name in controlplane.COMPONENTS:
+        if name != "kube-scheduler":
+            processes.start(tmp_path, name, alive)
+    try:
+        code = "raise SystemExit('listen tcp 127.0.0.1:10259: bind: address already in use')"
+        processes.start(tmp_path, "kube-scheduler", [sys.executable, "-c", code])
+        with pytest.raises(controlplane.PortTaken, match="kube-scheduler"):
+            eventually_raises(lambda: controlplane._all_running(tmp_path))
+    finally:
+        for name in controlplane.COMPONENTS:
+            processes.stop(tmp_path, name)
+
+
+def eventually_raises(check: Callable[[], None], timeout: float = 30.0) -> None:
+    """Run ``check`` until it raises (the failing process has to exit first), at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check()
+        time.sleep(0.05)
+    raise AssertionError(f"no error within {timeout:g} s")

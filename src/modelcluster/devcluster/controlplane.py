@@ -110,11 +110,23 @@ def _wait(what: str, check: Callable[[], bool], run_dir: Path, component: str, t
             log(f"{what}: ready in {time.monotonic() - started:.1f}s")
             return
         if processes.read_pid(run_dir, component) is None:
-            tail = processes.log_tail(run_dir, component)
-            failure = PortTaken if "address already in use" in tail.lower() else RuntimeError
-            raise failure(f"{component} exited during start:\n{tail}")
+            raise _exited(run_dir, component)
         time.sleep(0.2)
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s:\n{processes.log_tail(run_dir, component)}")
+
+
+def _exited(run_dir: Path, component: str) -> RuntimeError:
+    """The error of a component that exited during the start: :class:`PortTaken` when its port was taken."""
+    tail = processes.log_tail(run_dir, component)
+    failure = PortTaken if "address already in use" in tail.lower() else RuntimeError
+    return failure(f"{component} exited during start:\n{tail}")
+
+
+def _all_running(run_dir: Path) -> None:
+    """Every component still runs (the scheduler and the controller-manager bind their ports unwaited for)."""
+    for component in COMPONENTS:
+        if processes.read_pid(run_dir, component) is None:
+            raise _exited(run_dir, component)
 
 
 def _http_ok(url: str, verify: ssl.SSLContext | bool = False) -> Callable[[], bool]:
@@ -355,6 +367,7 @@ def _start(config: ClusterConfig, binaries: Binaries) -> None:
         env=dict(os.environ, MODELCLUSTER_CACHE=str(cache_root())),
     )
     _create_nodes(config)
+    _all_running(run_dir)
     log(f"cluster {config.name!r} started in {time.monotonic() - started:.1f}s")
 
 
