@@ -27,10 +27,13 @@ def iso(stamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
 
-def make_store(spec: dict[str, Any], replicas: int) -> Store:
+def make_store(spec: dict[str, Any], replicas: int, last_request: float | None = None) -> Store:
     store = Store()
     metadata = {"name": NAME, "namespace": NAMESPACE, "uid": "u-1", "creationTimestamp": iso(time.time() - 3600)}
-    store.clusters.event("ADDED", {"metadata": metadata, "spec": spec, "status": {"queueDepth": 0}})
+    status: dict[str, Any] = {"queueDepth": 0}
+    if last_request is not None:
+        status["lastRequestTime"] = iso(last_request)
+    store.clusters.event("ADDED", {"metadata": metadata, "spec": spec, "status": status})
     labels = {"app.kubernetes.io/instance": NAME, "app.kubernetes.io/managed-by": "modelcluster-operator"}
     owners = [{"kind": "ModelCluster", "name": NAME, "uid": "u-1", "controller": True}]
     deployment = {"metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels, "ownerReferences": owners}}
@@ -78,7 +81,9 @@ async def test_the_demand_connection_cut_mid_burst_neither_stops_scaling_nor_tea
     server, relay = gateway
     spec = {"model": "openai-community/gpt2", "capacity": {"min": 0, "desired": 1, "max": 4}, "timeout": 2,
             "targetPerReplica": 2}  # fmt: skip
-    store = make_store(spec, replicas=1)
+    # Busy a moment ago (its status says so), so the first tick, which runs before the feed has answered, finds
+    # it within its timeout however slowly the subscription comes up.
+    store = make_store(spec, replicas=1, last_request=time.time())
     # A tick every 60 s: only the first one (which subscribes) falls in the test, so every decision below is one
     # made at once on a pushed rise.
     config = AutoscalerConfig(tick_s=60, gateway_urls=(f"http://127.0.0.1:{relay.port}/metrics",))
