@@ -13,6 +13,7 @@ from modelcluster.operator.builders.children import SPEC_HASH_ANNOTATION
 from modelcluster.operator.builders.replicas import REPLICAS_FIELD_MANAGER, build_replicas_apply
 from modelcluster.operator.builders.workload import PodOptions
 from modelcluster.operator.config import FIELD_MANAGER
+from modelcluster.operator.controller.queue import WorkQueue
 from modelcluster.operator.controller.reconcile import Memory, Reconciler, Seen
 from modelcluster.operator.controller.store import Store
 from modelcluster.operator.controller.workers import Controller, recheck_delay
@@ -511,11 +512,16 @@ async def test_a_child_the_store_lacks_but_that_is_ours_is_applied(api: FakeKube
     assert "Deployment" in [kind for kind, _, _ in api.applies]
 
 
-async def test_controller_rechecks_a_name_conflict(api: FakeKube, reconciler: Reconciler) -> None:
+def started_controller(reconciler: Reconciler) -> tuple[Store, Controller, WorkQueue]:
+    """A controller started over a synced, empty store."""
     store = Store()
     store.synced.set()
     controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
-    queue = controller.start()
+    return store, controller, controller.start()
+
+
+async def test_controller_rechecks_a_name_conflict(api: FakeKube, reconciler: Reconciler) -> None:
+    store, controller, queue = started_controller(reconciler)
     store.clusters.event("ADDED", cluster(GPT2))
     api.put("Service", NAME, VICTIM_SERVICE)
     delay = await controller.sync("tenant", NAME)
@@ -617,10 +623,7 @@ async def test_a_status_changed_by_someone_else_after_the_write_is_written_back(
 
 
 async def test_a_deleted_cluster_forgets_its_status_write(api: FakeKube, reconciler: Reconciler) -> None:
-    store = Store()
-    store.synced.set()
-    controller = Controller(store=store, reconciler=reconciler, metrics=ReconcileMetrics.create())
-    queue = controller.start()
+    store, controller, queue = started_controller(reconciler)
     store.clusters.event("ADDED", cluster(GPT2))
     await controller.sync("tenant", NAME)
     assert ("tenant", NAME) in controller.memory.written
