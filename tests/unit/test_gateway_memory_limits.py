@@ -12,10 +12,18 @@ from typing import Any, cast
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelcluster.api.errors import BadGateway, RateLimited
 from modelcluster.api.inference import parse_run_request
-from modelcluster.api.json_limits import JsonLimitExceeded, JsonLimits, check_json_limits
+from modelcluster.api.json_limits import (
+    JsonLimitExceeded,
+    JsonLimits,
+    check_json_limits,
+    scan_json_limits,
+    surely_within,
+)
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import create_app
 from modelcluster.gateway.demand import Demand
@@ -112,6 +120,62 @@ def test_the_scan_of_an_amplifier_stops_early_and_a_large_string_is_one_token() 
     escapes = b'{"text": "' + b'\\"' * 500_000  # unterminated, every other byte a quote: still one linear pass
     check_json_limits(escapes, JsonLimits())
     assert time.perf_counter() - started < 2.0
+
+
+#: JSON bodies (nested arrays and objects, `params` among the keys) and bytes of JSON's alphabet in any order.
+VALUES = st.recursive(
+    st.none() | st.integers(-9, 99) | st.text('a,[\\"', max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["params", "a", "b,"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+JSONISH = st.one_of(
+    VALUES.map(lambda value: json.dumps(value).encode()),
+    VALUES.map(lambda value: json.dumps({"params": value}).encode()),
+    st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b",", b":", b'"', b"\\", b"a", b'"params"']), max_size=40).map(
+        b"".join
+    ),
+)
+LIMITS = st.builds(
+    JsonLimits,
+    max_depth=st.integers(0, 6),
+    max_items=st.integers(0, 12),
+    max_string_bytes=st.integers(0, 40),
+    max_params_keys=st.integers(0, 5),
+    max_params_bytes=st.integers(0, 80),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(raw=JSONISH, limits=LIMITS)
+def test_a_body_the_byte_counts_clear_passes_the_full_measure(raw: bytes, limits: JsonLimits) -> None:
+    if surely_within(raw, limits):
+        scan_json_limits(raw, limits)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"text": "hello"}',
+        b'{"text": "hello world", "params": {"max_new_tokens": 20, "temperature": 0.5}}',
+        json.dumps({"model": MODEL_ID, "messages": [{"role": "user", "content": "hi"}] * 8}).encode(),
+    ],
+)
+def test_usual_bodies_are_cleared_by_the_byte_counts(raw: bytes) -> None:
+    assert surely_within(raw, JsonLimits())
+
+
+def test_bodies_near_a_limit_are_left_to_the_full_measure() -> None:
+    assert not surely_within(items(11), SMALL)
+    assert not surely_within(b"[" * 5, SMALL)
+    assert not surely_within(b'{"text": "' + b"x" * 100 + b'"}', SMALL)
+    assert not surely_within(b'{"params": {"a": 1, "b": 2, "c": 3, "d": 4}}', SMALL)
+    assert not surely_within(b'{"params": {"a": 1, "b": 2}}', JsonLimits(max_params_keys=1))
+    assert surely_within(b'{"params": {"a": 1}}', JsonLimits(max_params_keys=1))
+    assert not surely_within(b"[[1]]", JsonLimits(max_depth=1))
+    assert not surely_within(b"[1,2,3]", JsonLimits(max_items=2))
+    assert surely_within(b"[1,2]", JsonLimits(max_items=2))
 
 
 def test_the_default_limits_take_the_bodies_of_the_test_suite() -> None:

@@ -48,7 +48,7 @@ class JsonLimitExceeded(PayloadTooLarge):
         self.limit = limit
 
 
-@dataclass
+@dataclass(slots=True)
 class _Frame:
     """An open array or object: whether anything was seen in it, and its commas."""
 
@@ -62,8 +62,38 @@ class _Frame:
         return 0 if self.empty else self.commas + 1
 
 
+def surely_within(raw: bytes, limits: JsonLimits) -> bool:
+    """Whether byte counts alone show that ``raw`` cannot pass any of ``limits`` (a few passes in C, no tokens).
+
+    Each count bounds what :func:`check_json_limits` measures from above, as brackets, commas and quotes inside
+    strings are counted too: the depth by the opening brackets, the items by the commas and closing brackets, a
+    ``params`` object's keys by the commas plus one, its bytes and any string's length by the body's length, and
+    the tokens by all structural bytes and quotes. ``False`` says only that the full measure must decide.
+    """
+    size = len(raw)
+    if size > limits.max_params_bytes or size > limits.max_string_bytes:
+        return False
+    opens = raw.count(b"[") + raw.count(b"{")
+    if opens > limits.max_depth:
+        return False
+    commas, closes = raw.count(b","), raw.count(b"]") + raw.count(b"}")
+    if commas + closes > limits.max_items or commas + 1 > limits.max_params_keys:
+        return False
+    tokens = opens + closes + commas + raw.count(b":") + raw.count(b'"')
+    return tokens <= _TOKENS_PER_ITEM * (limits.max_items + 1) + 2 * limits.max_depth
+
+
 def check_json_limits(raw: bytes, limits: JsonLimits) -> None:
-    """Raise :class:`JsonLimitExceeded` when ``raw`` passes one of ``limits``; otherwise return, allocating little."""
+    """Raise :class:`JsonLimitExceeded` when ``raw`` passes one of ``limits``; otherwise return, allocating little.
+
+    A body that :func:`surely_within` clears (most bodies: a few kilobytes, a few dozen members) is not tokenized.
+    """
+    if not surely_within(raw, limits):
+        scan_json_limits(raw, limits)
+
+
+def scan_json_limits(raw: bytes, limits: JsonLimits) -> None:
+    """The full measure of :func:`check_json_limits`: one pass over ``raw``'s tokens."""
     stack: list[_Frame] = []
     items = 0
     steps = 0
