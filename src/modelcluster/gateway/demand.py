@@ -30,7 +30,7 @@ class ModelDemand:
     outstanding: int = 0
     held: int = 0
     last_activity: float = 0.0  # unix time
-    gauges: tuple[Any, Any, Any, Any] | None = None  # outstanding, held, last request, latency: looked up once
+    latency: Any = None  # the model's latency histogram, looked up once
 
 
 class Demand:
@@ -61,21 +61,15 @@ class Demand:
         model = self._models.get(key)
         if model is None:
             m = self._metrics
-            gauges = (
-                m.outstanding.labels(*key),
-                m.held.labels(*key),
-                m.last_request.labels(*key),
-                m.model_latency.labels(*key),
-            )
-            model = self._models[key] = ModelDemand(gauges=gauges)
+            model = self._models[key] = ModelDemand(latency=m.model_latency.labels(*key))
+            # The gauges read the counts when scraped: a request changes two integers, not two series.
+            m.outstanding.labels(*key).set_function(lambda: model.outstanding)
+            m.held.labels(*key).set_function(lambda: model.held)
+            m.last_request.labels(*key).set_function(lambda: model.last_activity)
         return model
 
     def _touch(self, key: ClusterKey, model: ModelDemand) -> None:
         model.last_activity = time.time()
-        assert model.gauges is not None
-        outstanding, _, last, _ = model.gauges
-        last.set(model.last_activity)
-        outstanding.set(model.outstanding)
         self._publish(key, model)
 
     def _publish(self, key: ClusterKey, model: ModelDemand) -> None:
@@ -99,15 +93,12 @@ class Demand:
         model = self._models.get(key)
         if model is None:
             return
-        assert model.gauges is not None
-        model.gauges[3].observe(seconds)
+        model.latency.observe(seconds)
 
     def hold(self, key: ClusterKey, delta: int) -> int:
         model = self._models.get(key)
         if model is None:
             return 0  # not started, or forgotten: nothing to count
         model.held = max(0, model.held + delta)
-        assert model.gauges is not None
-        model.gauges[1].set(model.held)
         self._publish(key, model)
         return model.held
