@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.metering.budgets import Budget, StaticBudgets
 from modelcluster.gateway.metering.ledger import Ledger, create_engine
 from modelcluster.gateway.metering.metrics import MeteringMetrics
+from modelcluster.gateway.metering.records import UsageRecord
 from modelcluster.gateway.metering.service import Metering
 from modelcluster.gateway.settings import GatewaySettings
 from modelcluster.gateway.state import Gateway
@@ -33,6 +35,30 @@ from support.routing import slice_metadata, trusting
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CHAT_MODEL = "modelcluster/tiny-chat"
 POD_SECONDS = 0.0125
+STARTED = datetime(2026, 12, 2, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def records(count: int, seconds: float = 0.25) -> list[UsageRecord]:
+    return [
+        UsageRecord(
+            request_id=f"req-{index:04d}",
+            tenant="acme" if index % 2 else 'o\'brien "quoted" ünïcode',
+            key_id=f"key-{index}",
+            model="sentence-transformers/all-MiniLM-L6-v2",
+            started=STARTED + timedelta(milliseconds=index),
+            task="feature-extraction",
+            cluster="team-a/embed",
+            meter="gpu-small",
+            meter_price=0.000123,
+            inference_seconds=seconds,
+            tokens_in=index,
+            tokens_out=2 * index,
+            cost=0.000123 * seconds,
+            status=200 if index % 3 else 502,
+            duration_seconds=seconds + 0.001,
+        )
+        for index in range(count)
+    ]
 
 
 def cluster_body(namespace: str, model: str) -> dict[str, Any]:

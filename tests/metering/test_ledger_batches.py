@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from harness import STARTED, records
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
@@ -19,31 +20,6 @@ from modelcluster.gateway.metering.metrics import MeteringMetrics
 from modelcluster.gateway.metering.migrate import upgrade
 from modelcluster.gateway.metering.records import MAX_TOKENS, UsageDraft, UsageRecord, request_id
 from modelcluster.gateway.metering.schema import usage
-
-STARTED = datetime(2026, 12, 2, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-def records(count: int, seconds: float = 0.25) -> list[UsageRecord]:
-    return [
-        UsageRecord(
-            request_id=f"req-{index:04d}",
-            tenant="acme" if index % 2 else 'o\'brien "quoted" ünïcode',
-            key_id=f"key-{index}",
-            model="sentence-transformers/all-MiniLM-L6-v2",
-            started=STARTED + timedelta(milliseconds=index),
-            task="feature-extraction",
-            cluster="team-a/embed",
-            meter="gpu-small",
-            meter_price=0.000123,
-            inference_seconds=seconds,
-            tokens_in=index,
-            tokens_out=2 * index,
-            cost=0.000123 * seconds,
-            status=200 if index % 3 else 502,
-            duration_seconds=seconds + 0.001,
-        )
-        for index in range(count)
-    ]
 
 
 async def written(url: str, batch: list[UsageRecord]) -> list[tuple[object, ...]]:

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import operator
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -30,11 +31,12 @@ from modelcluster.gateway.metering.metrics import MeteringMetrics
 from modelcluster.gateway.metering.migrate import upgrade
 from modelcluster.gateway.metering.records import UsageRecord
 from modelcluster.gateway.metering.schema import usage
+from modelcluster.gateway.metering.sqlite_writer import SqliteBatchWriter, sqlite_file
 
 logger = logging.getLogger(__name__)
 
 #: What a database that is away raises from a write.
-DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError)
 DROP_LOG_INTERVAL_S = 10.0
 
 
@@ -81,13 +83,12 @@ SQLITE_ROWS_PER_STATEMENT = 1000
 class InsertStatement:
     """The batch insert compiled once for a dialect: its SQL, and per column the driver value of a record's value.
 
-    Rows go to the driver as tuples (``exec_driver_sql``): the same statement, the same column types' conversions,
-    without SQLAlchemy building and processing a parameter dictionary per row (most of a row's CPU in the gateway).
+    Rows go to the driver as tuples: the same statement, the same column types' conversions, without SQLAlchemy
+    building and processing a parameter dictionary per row (most of a row's CPU in the gateway).
 
-    On SQLite a batch is one multi-row ``VALUES`` statement (:meth:`statements`): the driver's thread then takes
-    the interpreter's lock a few times per batch, where an ``executemany`` takes it once per row and makes the
-    event loop's thread wait for it on each of its system calls while a batch is written. PostgreSQL's driver runs
-    in the event loop and pipelines an ``executemany`` itself.
+    On SQLite a batch is one multi-row ``VALUES`` statement (:meth:`statements`) per 1,000 rows, which the
+    event loop runs itself (:mod:`.sqlite_writer`); PostgreSQL's driver runs in the event loop and pipelines an
+    ``executemany`` itself.
     """
 
     sql: str
@@ -183,6 +184,9 @@ class Ledger:
         self._dropped_unlogged = 0
         self._last_drop_log = 0.0
         self._statement: InsertStatement | None = None
+        # An SQLite file takes its batches on a connection and thread of their own (see sqlite_writer).
+        path = sqlite_file(engine.url)
+        self._sqlite = SqliteBatchWriter(path) if path is not None else None
         # Read when scraped, not set per row.
         metrics.ledger_buffered.set_function(lambda: len(self._buffer))
 
@@ -239,6 +243,8 @@ class Ledger:
                 delay = min(delay * 2, 1.0)
         if self._buffer:
             logger.error("usage ledger: %d rows not written at shutdown (database away)", len(self._buffer))
+        if self._sqlite is not None:
+            await self._sqlite.close()
         await self.engine.dispose()
 
     async def _migrate(self) -> bool:
@@ -287,13 +293,16 @@ class Ledger:
             batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]
             if not batch:
                 return True
+            if self._statement is None:
+                self._statement = InsertStatement.compile(self.engine.dialect)
             try:
                 async with asyncio.timeout(self.write_timeout_s):
-                    async with self.engine.begin() as connection:
-                        if self._statement is None:
-                            self._statement = InsertStatement.compile(connection.dialect)
-                        for sql, arguments in self._statement.statements(batch):
-                            await connection.exec_driver_sql(sql, arguments)
+                    if self._sqlite is not None:
+                        await self._sqlite.write(self._statement.statements(batch), len(batch))
+                    else:
+                        async with self.engine.begin() as connection:
+                            for sql, arguments in self._statement.statements(batch):
+                                await connection.exec_driver_sql(sql, arguments)
             except DATABASE_ERRORS as error:
                 self.metrics.ledger_errors.inc()
                 logger.warning("usage ledger: writing %d rows failed, retrying: %s", len(batch), _short(error))
