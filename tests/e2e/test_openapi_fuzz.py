@@ -2,11 +2,12 @@
 
 Every operation of the served document is exercised with generated requests (its coverage cases, then random ones,
 valid and invalid), as a tenant; every answer must be no server error and must match the document: status code,
-content type and body schema.
+content type and body schema. A failed run prints its seed; ``MODELCLUSTER_FUZZ_SEED=<seed>`` runs that one again.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,8 @@ def test_gateway_answers_as_its_openapi_document_says(gateway: GatewayProcess, t
         f"{gateway.url}/openapi.json",
         f"--header=Authorization: Key {tenant.key}",
     ]
+    if seed := os.environ.get("MODELCLUSTER_FUZZ_SEED"):
+        argv.append(f"--seed={seed}")
     # Run in tmp_path: schemathesis keeps the failing cases there, for `st replay <id>` from that directory.
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=420, check=False)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n(run in {tmp_path})"

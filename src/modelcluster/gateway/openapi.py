@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from modelcluster import __version__
 from modelcluster.api import ClusterPhase, RunRequest, task_names
+from modelcluster.api.streaming import SSE_CONTENT_TYPE as SSE
 from modelcluster.gateway.clusters import ClusterBody
 from modelcluster.gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
 from modelcluster.gateway.openai.responses import ResponsesRequest
@@ -34,6 +35,17 @@ def _schemas() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF + "{model}", by_alias=True)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    # Open API 3.1 has the schema of an event stream describe each event, as its fields parse.
+    schemas["ServerSentEvent"] = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "string"},
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
     schemas["Answer"] = {
         "type": "object",
         "required": ["error", "output"],
@@ -145,7 +157,7 @@ def openapi_document() -> dict[str, Any]:
             "content": {
                 JSON: {"schema": _ref("Answer")},
                 "text/plain": {"schema": {"type": "string"}},
-                "text/event-stream": {"schema": {"type": "string"}},
+                SSE: {"schema": _ref("ServerSentEvent")},
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             },
         }
@@ -153,7 +165,7 @@ def openapi_document() -> dict[str, Any]:
     openai_ok = {
         "200": {
             "description": "An OpenAI completion, or its SSE stream ending with `data: [DONE]`",
-            "content": {JSON: {"schema": _ref("OpenAIAnswer")}, "text/event-stream": {"schema": {"type": "string"}}},
+            "content": {JSON: {"schema": _ref("OpenAIAnswer")}, SSE: {"schema": _ref("ServerSentEvent")}},
         }
     }
     # Named events (`event: response.created`, ...), each with its JSON `data`, ending with `response.completed`.
@@ -163,18 +175,7 @@ def openapi_document() -> dict[str, Any]:
             "`response.completed` (or `response.failed`)",
             "content": {
                 JSON: {"schema": _ref("OpenAIAnswer")},
-                "text/event-stream": {
-                    "schema": {
-                        "oneOf": [
-                            {"type": "string"},
-                            {
-                                "type": "object",
-                                "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
-                                "required": ["data"],
-                            },
-                        ]
-                    }
-                },
+                SSE: {"schema": _ref("ServerSentEvent")},
             },
         }
     }
