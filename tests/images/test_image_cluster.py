@@ -57,6 +57,28 @@ def run_by_runc(cluster: Cluster, pod: k8s.V1Pod) -> bool:
     return any(name.startswith(prefix) and status == "running" for name, status in runc_containers().items())
 
 
+def report_state(cluster: Cluster, namespaces: tuple[str, ...]) -> None:
+    """Print what a failure needs to be understood: the ModelClusters, Deployments and pods, and the pods' logs."""
+    assert cluster.local is not None
+    objects = k8s.CustomObjectsApi(cluster.api_client)
+    for namespace in namespaces:
+        with contextlib.suppress(ApiException):
+            for item in objects.list_namespaced_custom_object(
+                "modelcluster.dev", "v1alpha1", namespace, "modelclusters"
+            )["items"]:
+                print(f"ModelCluster {namespace}/{item['metadata']['name']}: {json.dumps(item.get('status'))}")
+        with contextlib.suppress(ApiException):
+            for deployment in cluster.apps.list_namespaced_deployment(namespace).items:
+                spec, status = deployment.spec, deployment.status
+                print(f"Deployment {namespace}/{deployment.metadata.name}: spec {spec.replicas}, status {status}")
+        with contextlib.suppress(ApiException):
+            for pod in cluster.core.list_namespaced_pod(namespace).items:
+                print(f"Pod {namespace}/{pod.metadata.name}: {pod.status.phase}")
+    for log in sorted((cluster.local.state_dir / "pods").glob("*.log")):
+        if log.name.startswith(namespaces):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-8000:]}")
+
+
 def ready(pod: k8s.V1Pod) -> bool:
     conditions = pod.status.conditions or []
     return pod.status.phase == "Running" and any(c.type == "Ready" and c.status == "True" for c in conditions)
@@ -123,11 +145,13 @@ def test_the_chart_runs_the_control_plane_image_and_the_text_image_wakes_from_ze
             f"{base}/{MINILM}", headers=headers, json={"capacity": {"desired": 0, "max": 1}}, timeout=30
         )
         assert created.status_code == 201, created.text
-        eventually(
-            lambda: httpx.get(f"{base}/{MINILM}", headers=headers, timeout=10).json()["cluster"]["status"] == "stopped",
-            timeout=120,
-            what="the cluster stopped (scaled to zero)",
-        )
+
+        def stopped() -> bool:
+            cluster_json = httpx.get(f"{base}/{MINILM}", headers=headers, timeout=10).json()["cluster"]
+            print(f"the gateway shows the cluster as {json.dumps(cluster_json)}")
+            return bool(cluster_json["status"] == "stopped")
+
+        eventually(stopped, timeout=120, interval=1.0, what="the cluster stopped (scaled to zero)")
         answers: list[httpx.Response] = []
         asking = threading.Thread(
             target=lambda: answers.append(
@@ -150,6 +174,9 @@ def test_the_chart_runs_the_control_plane_image_and_the_text_image_wakes_from_ze
 
         model_pods = eventually(model_pod_ready, timeout=60, interval=0.5, what="the model pod Ready")
         assert run_by_runc(cluster, model_pods[0]), "the model pod is not a runc container of the runtime image"
+    except AssertionError:
+        report_state(cluster, (release_namespace, tenant_namespace))
+        raise
     finally:
         # The operator of the release removes the model's objects (and its finalizer) before it goes.
         objects = k8s.CustomObjectsApi(cluster.api_client)
