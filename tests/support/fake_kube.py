@@ -195,6 +195,10 @@ class FakeKube(Kube):
         self.writes.append(f"patch {namespace}/{name}")
         await asyncio.sleep(0)  # the answer comes back later than the request left
         merged: Body = merge_patch(await self.read_cluster(namespace, name), patch)
+        # Every write gets a later resourceVersion than the object had, as the apiserver gives it.
+        stored = str(merged.setdefault("metadata", {}).get("resourceVersion") or "0")
+        self.version = max(self.version, int(stored) if stored.isdigit() else 0) + 1
+        merged["metadata"]["resourceVersion"] = str(self.version)
         if self._read is None:
             self.objects[(KIND, namespace, name)] = merged
         return copy.deepcopy(merged)

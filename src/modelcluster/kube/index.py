@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelcluster.kube.objects import Body, ClusterKey, name_of, own_key
+from modelcluster.kube.objects import Body, ClusterKey, name_of, newer, own_key, resource_version
 
 #: Called with the cluster's key, the object now (None once deleted) and before (None when new).
 Listener = Callable[[ClusterKey, Body | None, Body | None], None]
@@ -111,7 +111,15 @@ class ClusterTable(Index):
         return [body for (ns, _), group in sorted(self.items.items()) if ns == namespace for body in group.values()]
 
     def put(self, obj: Body) -> None:
-        """Record an object the gateway itself just wrote (the watch event follows)."""
+        """Record an object the gateway itself just wrote, unless the watch already brought a newer one.
+
+        The watch can deliver the write and the writes after it (the operator's first status comes within
+        milliseconds of a create) before the answer to the write is read: that answer must not replace them.
+        """
+        current = self.named(own_key(obj), name_of(obj))
+        known = current is not None and resource_version(current) and resource_version(obj)
+        if known and not newer(obj, current):
+            return
         self.event("MODIFIED", obj)
 
     def _changed(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:

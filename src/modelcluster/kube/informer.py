@@ -6,11 +6,6 @@ to the sink, then watches from the list's resource version; a broken watch resum
 from the last version seen, a 410 Gone lists again, other failures back off (bounded).
 ``progress`` (optional) is called whenever the apiserver confirms that the sink is current: after a
 list, when a watch request is accepted, and on every event or bookmark of a watch.
-
-The first watch after a list is short (:data:`FIRST_WATCH_SECONDS`): a watch that the apiserver opens while the
-watch cache of its kind (re)initializes, as it does for a CustomResourceDefinition just installed, can miss events
-without ending. The next watch resumes from the last version seen, so whatever the first one missed arrives then
-(or, when that version is gone from the cache, the 410 lists again).
 """
 
 from __future__ import annotations
@@ -33,7 +28,6 @@ ListCall = Callable[..., Awaitable[Any]]
 Progress = Callable[[], None]
 
 WATCH_SECONDS = 240
-FIRST_WATCH_SECONDS = 20
 LIST_PAGE_SIZE = 500
 GONE = 410
 
@@ -145,7 +139,6 @@ async def run_informer(
     version: str | None = None,
     page_size: int = LIST_PAGE_SIZE,
     watch_seconds: int = WATCH_SECONDS,
-    first_watch_seconds: int = FIRST_WATCH_SECONDS,
     backoff: Backoff = DEFAULT_BACKOFF,
     progress: Progress | None = None,
     **kwargs: Any,
@@ -162,7 +155,6 @@ async def run_informer(
     if version is not None:
         synced.set()
     delay = backoff.initial
-    seconds = min(first_watch_seconds, watch_seconds)
     while True:
         attempt_from = version
         try:
@@ -171,9 +163,7 @@ async def run_informer(
                 sink.reset(items)
                 confirmed()
                 synced.set()
-                seconds = min(first_watch_seconds, watch_seconds)
-            watching, seconds = seconds, watch_seconds
-            async for seen in _watch(kube, call, kwargs, version, sink, watching, confirmed):
+            async for seen in _watch(kube, call, kwargs, version, sink, watch_seconds, confirmed):
                 version = seen  # a broken watch resumes from here; None lists again
             if version is None:
                 logger.info("the watch of %s expired; listing again", what)

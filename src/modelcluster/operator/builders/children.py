@@ -105,20 +105,3 @@ def apply_reason(
     if remembered is not None and owned_fields(live, manager) != remembered:
         return ApplyReason.DRIFTED
     return None
-
-
-def newer(live: Mapping[str, Any] | None, known: Mapping[str, Any] | None) -> bool:
-    """Whether ``live`` is a later version of the object than ``known`` (a store copy may lag behind an apply).
-
-    etcd's resource versions grow with every write; anything unparsable counts as newer. No object is not newer.
-    """
-    if live is None:
-        return False
-    try:
-        return int(_version(live)) > int(_version(known))
-    except ValueError:
-        return _version(live) != _version(known)
-
-
-def _version(obj: Mapping[str, Any] | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")

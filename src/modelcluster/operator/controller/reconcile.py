@@ -28,11 +28,10 @@ from modelcluster.api import ModelClusterStatus
 from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog
 from modelcluster.kube.client import ClusterApi, KubeError
-from modelcluster.kube.objects import metadata_of
+from modelcluster.kube.objects import metadata_of, newer
 from modelcluster.operator.builders.children import (
     ApplyReason,
     apply_reason,
-    newer,
     owned_fields,
     spec_hash,
     with_spec_hash,
