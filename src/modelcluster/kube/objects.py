@@ -82,4 +82,4 @@ def newer(live: Mapping[str, Any] | None, known: Mapping[str, Any] | None) -> bo
 
 
 def _version(obj: Mapping[str, Any] | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+    return resource_version(obj or {}) or ""
