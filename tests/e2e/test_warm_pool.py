@@ -143,9 +143,12 @@ def test_a_woken_cluster_borrows_a_standby_hands_over_without_losing_streams_and
         for thread in threads:
             thread.start()
         seen: set[str] = set()
+        named: set[str] = set()  # the standbys the status named for the gateway to route to
 
         def claimed_then_handed_over() -> bool:
-            seen.update(c["reason"] for c in conditions().values() if c["type"] == "WarmStandby")
+            now = status()
+            named.update([now["borrowedPod"]["name"]] if now.get("borrowedPod") else [])
+            seen.update(c["reason"] for c in now.get("conditions") or [] if c["type"] == "WarmStandby")
             names = {pod.metadata.name for pod in pool_pods(cluster, ns)}
             return borrowed_name not in names and any(ready(pod) for pod in own_pods(cluster, ns))
 
@@ -167,8 +170,10 @@ def test_a_woken_cluster_borrows_a_standby_hands_over_without_losing_streams_and
         for code, text in streams:
             assert code == 200 and text and "[error]" not in text
         assert "Borrowed" in seen
+        assert named == {borrowed_name}
         handed = eventually(lambda: conditions().get("WarmStandby", {}).get("reason") == "HandedOver", timeout=30)
         assert handed
+        assert "borrowedPod" not in status()  # handed over: the gateway sends it nothing more
         # The pool refills with a new standby; the wake's path is in the cold-start histogram.
         eventually(lambda: warm_standby(cluster, ns), timeout=START_TIMEOUT, interval=1, what="the pool refilled")
         assert borrowed_name not in {pod.metadata.name for pod in pool_pods(cluster, ns)}

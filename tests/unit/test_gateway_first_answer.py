@@ -7,6 +7,7 @@ once ready); the endpoint table, the router and the proxy are the gateway's own,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from modelcluster.api.errors import Unavailable
 from modelcluster.gateway.demand import Demand
-from modelcluster.gateway.endpoints import Endpoint, EndpointTable, endpoints_of_slice
+from modelcluster.gateway.endpoints import Endpoint, EndpointTable, borrowed_endpoint, endpoints_of_slice
 from modelcluster.gateway.first_answer import healthy, next_answered, probe_targets
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.router import Router
@@ -53,13 +54,14 @@ def pod_slice(*endpoints: tuple[str, int, str, bool], name: str = "s1") -> dict[
     }
 
 
-def cluster() -> dict[str, Any]:
+def cluster(borrowed: dict[str, Any] | None = None, version: int = 1) -> dict[str, Any]:
+    status = {**RUNNING, "borrowedPod": borrowed} if borrowed else RUNNING
     return {
         "apiVersion": "modelcluster.dev/v1alpha1",
         "kind": "ModelCluster",
-        "metadata": {"name": NAME, "namespace": NS, "uid": cluster_uid(NAME), "resourceVersion": "1"},
+        "metadata": {"name": NAME, "namespace": NS, "uid": cluster_uid(NAME), "resourceVersion": str(version)},
         "spec": {"model": "sentence-transformers/all-MiniLM-L6-v2"},
-        "status": RUNNING,
+        "status": status,
     }
 
 
@@ -99,6 +101,50 @@ def test_the_starting_endpoints_of_a_slice_are_the_unready_not_terminating_ones(
     assert endpoints_of_slice(slice_, starting=True) == (Endpoint("10.0.0.2", 8000, "b"),)
 
 
+@pytest.mark.parametrize(
+    ("borrowed", "expected"),
+    [
+        ({"name": "text-l4-ab12cd", "address": "10.0.0.9", "port": 8000}, Endpoint("10.0.0.9", 8000, "text-l4-ab12cd")),
+        (None, None),
+        ("10.0.0.9", None),
+        ({"name": "p", "address": "", "port": 8000}, None),
+        ({"name": "p", "address": "10.0.0.9"}, None),
+        ({"name": "p", "address": "10.0.0.9", "port": "8000"}, None),
+        ({"name": "p", "address": "10.0.0.9", "port": 0}, None),
+        ({"name": "p", "address": "10.0.0.9", "port": True}, None),
+        ({"address": "10.0.0.9", "port": 8000}, None),
+    ],
+)
+def test_the_borrowed_standby_is_read_from_the_status_or_not_at_all(borrowed: Any, expected: Endpoint | None) -> None:
+    assert borrowed_endpoint({"status": {"borrowedPod": borrowed}}) == expected
+    assert borrowed_endpoint(None) is None
+
+
+def test_a_borrowed_standby_starts_first_until_its_slice_lists_it_ready() -> None:
+    standby = Endpoint("10.0.0.9", 8000, "text-l4-ab12cd")
+    named: dict[str, Endpoint | None] = {"now": standby}
+    heard: list[tuple[str, str]] = []
+    table = EndpointTable(cluster_uid=lambda key: cluster_uid(key[1]), borrowed=lambda key: named["now"])
+    table.on_starting = heard.append
+    table.refresh(KEY)
+    assert table.starting(KEY) == (standby,)  # no slice, no Service yet: the status alone names it
+    assert heard == [KEY]
+    table.services.reset([operator_service(NS, NAME)])
+    table.reset([pod_slice(("10.0.0.2", 8000, "own", False), ("10.0.0.9", 8000, "text-l4-ab12cd", False))])
+    assert table.starting(KEY) == (standby, Endpoint("10.0.0.2", 8000, "own"))  # once, and first
+    heard.clear()
+    table.event("MODIFIED", pod_slice(("10.0.0.2", 8000, "own", False), ("10.0.0.9", 8000, "text-l4-ab12cd", True)))
+    assert table.ready(KEY) == (standby,)
+    assert table.starting(KEY) == (Endpoint("10.0.0.2", 8000, "own"),)
+    assert heard == [KEY]
+    named["now"] = None  # handed over: the status names no standby any more
+    table.event("MODIFIED", pod_slice(("10.0.0.2", 8000, "own", False)))
+    assert table.starting(KEY) == (Endpoint("10.0.0.2", 8000, "own"),)
+    heard.clear()
+    table.refresh(KEY)
+    assert heard == []  # nothing changed: nothing heard
+
+
 def test_only_trusted_slices_have_starting_pods() -> None:
     table = EndpointTable(cluster_uid=lambda key: cluster_uid(key[1]) if key == KEY else None)
     table.reset([pod_slice(("10.0.0.2", 8000, "b", False))])
@@ -115,16 +161,30 @@ def test_only_trusted_slices_have_starting_pods() -> None:
 
 @dataclass
 class Pod:
-    """An HTTP server answering ``/health`` as a runtime does: 503 until :attr:`healthy` is set."""
+    """An HTTP server answering ``/health`` as a runtime does: 503 until :attr:`healthy` is set.
+
+    With :attr:`holds`, it holds a ``/health?wait=`` call until it turns healthy or the wait passes, as the
+    runtime does (:meth:`turn_healthy` then answers the held calls).
+    """
 
     port: int
     address: str = "127.0.0.1"
     healthy: bool = False
+    holds: bool = False
     probes: int = 0
     runner: web.AppRunner | None = None
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def turn_healthy(self) -> None:
+        self.healthy = True
+        self.settled.set()
 
     async def health(self, request: web.Request) -> web.Response:
         self.probes += 1
+        wait = float(request.query.get("wait") or 0)
+        if self.holds and wait and not self.healthy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.settled.wait(), wait)
         if self.healthy:
             return web.json_response({"error": None, "output": "ready"})
         return web.json_response({"error": "Model is not ready yet: loading", "output": None}, status=503)
@@ -163,8 +223,14 @@ class Wired:
         self.router = Router(self.settings, kube, self.clusters, self.endpoints, self.demand, self.metrics)
         self.endpoints.on_change = self.router.changed
         self.endpoints.cluster_uid = lambda key: (self.clusters.get(key) or {}).get("metadata", {}).get("uid")
+        self.endpoints.borrowed = lambda key: borrowed_endpoint(self.clusters.get(key))
+        self.clusters.on_change = self.cluster_changed
         self.endpoints.services.reset([operator_service(NS, NAME)])
         self.clusters.reset([cluster()])
+
+    def cluster_changed(self, key: tuple[str, str]) -> None:
+        self.endpoints.refresh(key)
+        self.router.changed(key)
 
     async def request(self) -> Endpoint:
         self.demand.start(KEY)
@@ -269,3 +335,34 @@ async def test_probes_are_bounded_per_cluster() -> None:
         await wired.router.stop()
         for each in pods:
             await each.stop()
+
+
+async def test_a_borrowed_standby_named_in_the_status_takes_the_held_requests_as_it_loads(wired: Wired) -> None:
+    """The operator names the standby it lent in the cluster's status; no slice lists it yet. The gateway probes
+    it at once, its held health check answers the moment the model is loaded, and the held requests go there."""
+    loop = asyncio.get_running_loop()
+    standby = Pod(port=free_port(), holds=True)
+    await standby.start()
+    try:
+        held = [asyncio.create_task(wired.request()) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert standby.probes == 0  # not named yet: nothing knows of it
+        named_at = loop.time()
+        wired.clusters.put(
+            cluster({"name": standby.endpoint.pod, "address": standby.address, "port": standby.port}, version=2)
+        )
+        await eventually_async(lambda: standby.probes >= 1, what="the standby probed")
+        assert loop.time() - named_at < 0.05  # at once, not at the next round
+        await asyncio.sleep(0.3)
+        assert not any(task.done() for task in held)  # loading: the probe is held, nothing routes
+        assert standby.probes == 1  # one held probe, not a poll every 0.1 s
+        healthy_at = loop.time()
+        standby.turn_healthy()
+        routed = await asyncio.wait_for(asyncio.gather(*held), 2)
+        assert loop.time() - healthy_at < 0.05  # the moment it can answer
+        assert set(routed) == {standby.endpoint}
+        assert wired.endpoints.ready(KEY) == ()  # the slice never listed it
+        wired.clusters.put(cluster(version=3))  # handed over: the status names no standby
+        assert wired.router.candidates(KEY) == ()
+    finally:
+        await standby.stop()

@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 import yaml
 
-from modelcluster.api import ConditionStatus, ModelClusterStatus
+from modelcluster.api import BorrowedPod, ConditionStatus, ModelClusterStatus
 from modelcluster.api.labels import APP_NAME, INSTANCE, NAME, selector_labels
 from modelcluster.api.modelcluster import WAKE_ANNOTATION
 from modelcluster.api.pod_auth import VERIFIER_ENV
 from modelcluster.api.warm_pool import CLAIMED, POOL_LABEL, STANDBY, STANDBY_PATH, STATE_LABEL
 from modelcluster.catalog import load_catalog, resolve
 from modelcluster.kube.objects import rfc3339
-from modelcluster.operator.builders.standby_status import CONDITION, standby_condition, wake_path_times
+from modelcluster.operator.builders.standby_status import CONDITION, borrowed_pod, standby_condition, wake_path_times
+from modelcluster.operator.builders.status import Observation, derive_status
 from modelcluster.operator.builders.warm_pool import (
     CLAIM_WINDOW,
     PoolSpec,
@@ -240,6 +241,20 @@ def test_the_status_says_a_standby_served_then_handed_over() -> None:
     assert (handed.status, handed.reason) == (ConditionStatus.FALSE, "HandedOver")
     assert standby_condition([_pod("own", None)], ModelClusterStatus(conditions=[handed]), 1, NOW) == [handed]
     assert standby_condition([_pod("own", None)], None, 1, NOW) == []  # never borrowed: no condition
+
+
+def test_the_status_names_the_borrowed_standby_while_it_serves_for_the_gateway_to_route_to() -> None:
+    own = _pod("own", None, ip="10.0.0.2")
+    borrowed = _pod("text-micro-ab12cd", CLAIMED, ip="10.0.0.9")
+    assert borrowed_pod([own, borrowed], 8000) == BorrowedPod(name="text-micro-ab12cd", address="10.0.0.9", port=8000)
+    assert borrowed_pod([own], 8000) is None  # the cluster's own pods are the slice's
+    assert borrowed_pod([_pod("b", CLAIMED, deleting=True)], 8000) is None  # handing over: it drains, gets nothing
+    assert borrowed_pod([_pod("b", CLAIMED, ip=None)], 8000) is None  # no address yet
+    assert borrowed_pod([_pod("w", STANDBY)], 8000) is None  # waiting in its pool: no one's
+    status = derive_status(Observation(generation=1, now=NOW, pods=[own, borrowed], pod_port=8080), timedelta(60))
+    assert status.status.to_k8s()["borrowedPod"] == {"name": "text-micro-ab12cd", "address": "10.0.0.9", "port": 8080}
+    gone = derive_status(Observation(generation=1, now=NOW, pods=[own], previous=status.status), timedelta(60))
+    assert "borrowedPod" not in gone.status.to_k8s()
 
 
 def test_the_histogram_path_of_a_borrowed_pod_runs_from_the_wake() -> None:

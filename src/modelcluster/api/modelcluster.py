@@ -313,6 +313,14 @@ class Condition(_Model):
     last_transition_time: datetime | None = Field(default=None, description="When `status` last changed.")
 
 
+class BorrowedPod(_Model):
+    """A warm standby pod serving the cluster until its own pod is ready: where the gateway sends its requests."""
+
+    name: str = Field(max_length=253, description="The pod's name (in the cluster's namespace).")
+    address: str = Field(max_length=45, description="The pod's IP address.")
+    port: int = Field(ge=1, le=65535, description="The runtime's port.")
+
+
 class ModelClusterStatus(_Model):
     """What the operator observed. Written only by the operator (status subresource)."""
 
@@ -332,6 +340,10 @@ class ModelClusterStatus(_Model):
     selector: str | None = Field(default=None, description="Label selector of the pods (scale subresource).")
     observed_generation: int | None = Field(
         default=None, ge=0, description="The `metadata.generation` this status was derived from."
+    )
+    borrowed_pod: BorrowedPod | None = Field(
+        default=None,
+        description="The warm standby serving the cluster's woken requests until its own pod is ready, if any.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

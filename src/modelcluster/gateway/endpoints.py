@@ -12,6 +12,11 @@ the labelled name), that Service is the one the table knows (same uid), and that
 child of the cluster: its controller ownerReference is the ModelCluster of the same name, by uid. Hand-made
 slices, slices of a hand-made Service, and a Service of another owner are ignored; the table re-decides a
 cluster whenever its slices, its Service or the cluster itself change.
+
+**A borrowed warm standby** starts to serve before its cluster's slice lists it: the operator names it in the
+cluster's ``status.borrowedPod`` (``borrowed``, wired to the gateway's ModelCluster table) as it claims it, and
+the table counts it among the cluster's starting pods from then on, so the first-answer probe finds it at once.
+Only the operator writes a ModelCluster's status (the status subresource is in no role but the operator's).
 """
 
 from __future__ import annotations
@@ -154,6 +159,23 @@ def _no_cluster(key: ClusterKey) -> str | None:
     return None
 
 
+def _no_borrowed(key: ClusterKey) -> Endpoint | None:
+    return None
+
+
+def borrowed_endpoint(cluster: Mapping[str, Any] | None) -> Endpoint | None:
+    """The warm standby a cluster's status names as serving it (``status.borrowedPod``), if it names one."""
+    found = ((cluster or {}).get("status") or {}).get("borrowedPod")
+    if not isinstance(found, Mapping):
+        return None
+    name, address, port = found.get("name"), found.get("address"), found.get("port")
+    if not isinstance(name, str) or not isinstance(address, str) or not address:
+        return None
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        return None
+    return Endpoint(address=address, port=port, pod=name)
+
+
 @dataclass(frozen=True)
 class _Slice:
     service_uid: str | None
@@ -203,18 +225,23 @@ class EndpointTable:
 
     ``services`` (a Service informer keeps it) and ``cluster_uid`` (the gateway wires it to its ModelCluster
     table, and calls :meth:`refresh` when a cluster changes) decide that; left unwired, nothing is routable.
+    ``borrowed`` gives the standby a cluster's status names (a starting pod too); ``on_starting`` hears a
+    cluster whose starting pods changed.
     """
 
     def __init__(
         self,
         on_change: Callable[[ClusterKey], None] | None = None,
         cluster_uid: Callable[[ClusterKey], str | None] = _no_cluster,
+        borrowed: Callable[[ClusterKey], Endpoint | None] = _no_borrowed,
     ) -> None:
         self._slices: dict[ClusterKey, dict[str, _Slice]] = {}
         self._ready: dict[ClusterKey, tuple[Endpoint, ...]] = {}
         self._starting: dict[ClusterKey, tuple[Endpoint, ...]] = {}
         self.on_change = on_change
+        self.on_starting: Callable[[ClusterKey], None] | None = None
         self.cluster_uid = cluster_uid
+        self.borrowed = borrowed
         self.services = ServiceTable(on_change=self.refresh)
 
     def ready(self, key: ClusterKey) -> tuple[Endpoint, ...]:
@@ -259,11 +286,19 @@ class EndpointTable:
         service, cluster_uid = self.services.get(key), self.cluster_uid(key)
         trusted = [s for s in slices.values() if routable(s.service_uid, service, cluster_uid)]
         ready = tuple(sorted({e for s in trusted for e in s.endpoints}, key=lambda e: e.url))
-        starting = tuple(sorted({e for s in trusted for e in s.starting} - set(ready), key=lambda e: e.url))
-        if starting:
-            self._starting[key] = starting
-        else:
-            self._starting.pop(key, None)
+        standby = self.borrowed(key)
+        # The standby first: a claim is what a wake waits for, so it is probed even when many pods start.
+        found = {e for s in trusted for e in s.starting} - set(ready) - {standby}
+        starting = tuple(sorted(found, key=lambda e: e.url))
+        if standby is not None and standby not in ready:
+            starting = (standby, *starting)
+        if starting != self._starting.get(key, ()):
+            if starting:
+                self._starting[key] = starting
+            else:
+                self._starting.pop(key, None)
+            if self.on_starting is not None:
+                self.on_starting(key)
         if ready != self._ready.get(key, ()):
             if ready:
                 self._ready[key] = ready

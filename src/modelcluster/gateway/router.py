@@ -68,6 +68,7 @@ class Router:
         self.first_answer = FirstAnswer(
             settings, endpoints.starting, wanted=lambda key: self.demand.of(key).held > 0, on_change=self.changed
         )
+        endpoints.on_starting = self.first_answer.poke
 
     def candidates(self, key: ClusterKey) -> tuple[Endpoint, ...]:
         """The pods of ``key`` that may take a request: ready in its slice, or starting and answered healthy."""

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelcluster.api.health import MAX_HEALTH_WAIT_S
 from modelcluster.api.json_limits import JsonLimits
 from modelcluster.gateway.metering.budgets import Budget
 from modelcluster.gateway.providers.settings import ProvidersSettings
@@ -79,7 +80,15 @@ class GatewaySettings(BaseSettings):
     start_probe_interval_s: float = Field(
         default=0.15, gt=0, le=10, description="How often the gateway probes the starting pods of a waking cluster."
     )
-    start_probe_timeout_s: float = Field(default=0.5, gt=0, description="Longest wait for one such probe's answer.")
+    start_probe_wait_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=MAX_HEALTH_WAIT_S,
+        description="How long a probe asks a loading pod to hold its answer until it can serve (0: plain polls).",
+    )
+    start_probe_timeout_s: float = Field(
+        default=0.5, gt=0, description="Longest wait for one such probe's answer, beyond the hold it asked for."
+    )
     start_probe_pods: int = Field(default=8, ge=0, description="Starting pods probed per cluster (0: wait for Ready).")
     start_probe_concurrency: int = Field(default=64, ge=1, description="Probes of starting pods in flight, in all.")
     key_max_staleness_s: float = Field(

@@ -19,7 +19,7 @@ from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog, CatalogError, resolve
 from modelcluster.gateway.clusters import ClusterBody, build_cluster, find_cluster
 from modelcluster.gateway.demand import Demand
-from modelcluster.gateway.endpoints import EndpointTable
+from modelcluster.gateway.endpoints import EndpointTable, borrowed_endpoint
 from modelcluster.gateway.kube_answers import answered
 from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.providers.service import ProviderService
@@ -77,6 +77,8 @@ class Gateway:
         self.clusters = ClusterTable()
         # Endpoints route only from the slices of the Service the operator made for the cluster (by uid).
         self.endpoints.cluster_uid = self._cluster_uid
+        # A warm standby the operator lent the cluster is probed before its slice lists it.
+        self.endpoints.borrowed = lambda key: borrowed_endpoint(self.clusters.get(key))
         self.demand = Demand(self.metrics, exists=lambda key: self.clusters.get(key) is not None)
         self.router = Router(self.settings, self.kube, self.clusters, self.endpoints, self.demand, self.metrics)
         # New or lost pods, and a cluster that changes (fails, is deleted), wake its held requests to look again.

@@ -7,6 +7,7 @@ The app is the wiring: it loads the model at startup, reads ``/run`` bodies and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelcluster.api import error_body
 from modelcluster.api.demand import DEMAND_PATH, DemandFeed, answer
 from modelcluster.api.errors import ApiError, InternalError, NotReady, PayloadTooLarge
+from modelcluster.api.health import HEALTH_PATH, HEALTH_WAIT_PARAM, health_wait
 from modelcluster.api.metering import INFERENCE_SECONDS_HEADER
 from modelcluster.runtime import demand, media
 from modelcluster.runtime.batching import Scheduler
@@ -54,10 +56,13 @@ class RuntimeState:
     draining: bool = False
     on_load_failure: LoadFailureHook | None = None
     feed: DemandFeed = field(default_factory=DemandFeed)
+    #: Set once ``/health`` has its answer for good or for a while: the model loaded or failed, or the drain began.
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def start_draining(self) -> None:
         """From now on ``/health`` answers 503 so readiness fails; requests are still served."""
         self.draining = True
+        self.settled.set()
         self.metrics.draining.set(1)
         self.feed.close()  # long polls of the autoscaler answer now and no longer wait: shutdown is not held up
 
@@ -77,6 +82,7 @@ class RuntimeState:
             logger.error("model failed to load: %s", cause, exc_info=exc)
             self.progress.update(phase="failed", error=cause)
             self.metrics.errors.labels(kind="load").inc()
+            self.settled.set()
             if self.on_load_failure is not None:
                 self.on_load_failure(cause)
             return
@@ -90,6 +96,7 @@ class RuntimeState:
         )
         scheduler.start()
         self.handler, self.scheduler = handler, scheduler
+        self.settled.set()  # held health checks answer 200 now
         self.metrics.model_loaded.set(1)
         self.metrics.model_load_seconds.set(self.progress.load_seconds or 0.0)
         logger.info("model ready: %s (%s) on %s", self.settings.model_id, self.settings.task, self.progress.device)
@@ -218,8 +225,12 @@ def create_app(
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
+    @app.get(HEALTH_PATH)
+    async def health(request: Request) -> JSONResponse:
+        wait = health_wait(request.query_params.get(HEALTH_WAIT_PARAM))
+        if wait > 0 and not state.settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.settled.wait(), wait)
         if state.draining:
             return error_response(503, "draining")
         state.ready()

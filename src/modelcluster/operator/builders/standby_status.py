@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from modelcluster.api import Condition, ConditionStatus, ModelClusterStatus
+from modelcluster.api import BorrowedPod, Condition, ConditionStatus, ModelClusterStatus
 from modelcluster.api.warm_pool import CLAIMED, CLAIMED_AT_ANNOTATION, CLAIMED_FOR_WAKE_ANNOTATION, STATE_LABEL
 from modelcluster.kube.objects import metadata_of, parse_rfc3339
 
@@ -62,6 +62,15 @@ def wake_path_times(
         "claimed": _time(annotations.get(CLAIMED_AT_ANNOTATION)),
     }
     return "standby", times, STANDBY_STEPS
+
+
+def borrowed_pod(pods: Sequence[Mapping[str, Any]], port: int) -> BorrowedPod | None:
+    """The borrowed standby serving the cluster now (claimed, not leaving, with an address), for the gateway."""
+    for pod in pods:
+        address = (pod.get("status") or {}).get("podIP")
+        if state_of(pod) == CLAIMED and not leaving(pod) and address:
+            return BorrowedPod(name=str(metadata_of(pod).get("name")), address=str(address), port=port)
+    return None
 
 
 def standby_condition(

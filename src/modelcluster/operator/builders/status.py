@@ -14,7 +14,8 @@ from typing import Any
 from modelcluster.api import ClusterPhase, Condition, ConditionStatus, ModelClusterStatus
 from modelcluster.api.exit_codes import MODEL_LOAD_FAILED_EXIT_CODE
 from modelcluster.kube.objects import metadata_of, parse_rfc3339
-from modelcluster.operator.builders.standby_status import own_pods, standby_condition
+from modelcluster.operator.builders.standby_status import borrowed_pod, own_pods, standby_condition
+from modelcluster.operator.builders.workload import PodOptions
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -63,6 +64,8 @@ class Observation:
     previous: ModelClusterStatus | None = None
     #: Whether the children of ``generation`` were applied: only then does ``observedGeneration`` advance.
     in_place: bool = True
+    #: The runtime's port on the pods (a borrowed standby's address in the status names it).
+    pod_port: int = PodOptions.port
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,7 @@ def derive_status(obs: Observation, unschedulable_deadline: timedelta) -> Derive
         endpoint=obs.endpoint,
         selector=obs.selector,
         observed_generation=observed,
+        borrowed_pod=borrowed_pod(obs.pods, obs.pod_port),
         conditions=[
             _condition_with_history(ready_condition, previous, now),
             _condition_with_history(degraded_condition, previous, now),

@@ -294,6 +294,7 @@ class Reconciler:
             spec_problem=planned.problem or outcome.rejected or outcome.conflict,
             previous=planned.previous,
             in_place=outcome.in_place,
+            pod_port=self.pods.port,
         )
         return derive_status(observation, self.unschedulable_deadline)
 
