@@ -29,7 +29,8 @@ granularity of the timestamps Kubernetes writes into objects):
 - **Wake with a warm standby** (``--standby-trials``, default 3; the operator keeps a ``text/asbench=1`` warm pool
   in a second tenant namespace, ``asbench-pool``, so the wakes above borrow nothing): the same ``POST`` to a
   stopped all-MiniLM-L6-v2 cluster whose pool holds a warm standby. Phases: standby claimed (the pod relabelled
-  into the cluster, on the watch), runtime healthy (50 ms polls of the borrowed pod), answer; then the hand-over
+  into the cluster, on the watch), named in the cluster's ``status.borrowedPod`` (on the watch: the gateway probes
+  it from then on), runtime healthy (50 ms polls of the borrowed pod), answer; then the hand-over
   (the cluster's own pod Ready, the borrowed pod deleted) and the pool refilled before the next trial. Beside it,
   **T_plain** (``--plain-trials``, default 1): a fresh Python process importing torch and sentence-transformers,
   loading the same model from the same cache and encoding once (``standby_wake.py``'s). Targets: standby wake
@@ -339,6 +340,16 @@ class System:
     logs: dict[str, Path] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # status and body of every answer that was not 200
     pool_key: str | None = None  # the key of POOL_TENANT, whose namespace has the warm pool
+    signing_key: str | None = None  # signs the pods' credentials (a runtime's /metrics needs its cluster's)
+
+    def pod_headers(self, cluster: dict[str, Any] | None) -> dict[str, str]:
+        """The credential header of ``cluster``'s pods (a borrowed standby answers its cluster's too)."""
+        from modelcluster.api.pod_auth import CredentialIssuer
+
+        meta = (cluster or {}).get("metadata") or {}
+        if self.signing_key is None or not meta.get("uid"):
+            return {}
+        return CredentialIssuer(self.signing_key).headers(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
 
     def model_url(self, model: str) -> str:
         return f"{self.gateway_url}/models/v2/{model}"
@@ -496,7 +507,10 @@ def start_system(work: Path, processes: Processes, args: argparse.Namespace) -> 
         pool_headers = {"Authorization": f"Key {pool_key}"}
         wait_for(lambda: http_status("GET", f"{gateway_url}/models/v2/list/tasks", pool_headers) == 200, 30, "key")
     custom = k8s.CustomObjectsApi(api)
-    return System(kubeconfig, gateway_url, gateway_metrics_url, key, work, custom, http, logs, pool_key=pool_key)
+    return System(
+        kubeconfig, gateway_url, gateway_metrics_url, key, work, custom, http, logs, pool_key=pool_key,
+        signing_key=signing_key,
+    )  # fmt: skip
 
 
 # --- reaction ----------------------------------------------------------------------------------------------------
@@ -606,8 +620,9 @@ def teardown_rounds(
         posted = time.time()
         code = system.post(model, PNG_BODY)
         done = time.time()
+        # The answer may come before the pod's Ready condition (routed on its first healthy answer): wait for it.
         ready = (
-            watches.pods.first(lambda seen: instance_of(seen.obj) == name and pod_is_ready(seen.obj), posted, 0)
+            watches.pods.first(lambda seen: instance_of(seen.obj) == name and pod_is_ready(seen.obj), posted, 30)
             if woke
             else None
         )
@@ -706,11 +721,12 @@ def poll_health(address: str, deadline: float) -> float | None:
     return None
 
 
-def load_seconds_of(address: str) -> float | None:
+def load_seconds_of(address: str, headers: dict[str, str]) -> float | None:
+    """The runtime's own model load time, from its ``/metrics`` (read with its cluster's pod credential)."""
     import httpx
 
     try:
-        text = httpx.get(f"http://{address}:{POD_PORT}/metrics", timeout=5.0).text
+        text = httpx.get(f"http://{address}:{POD_PORT}/metrics", headers=headers, timeout=5.0).text
     except httpx.HTTPError:
         return None
     found = re.search(r"^modelcluster_runtime_model_load_seconds (\S+)", text, re.MULTILINE)
@@ -750,7 +766,7 @@ def one_wake(system: System, watches: Watches, model: str, name: str) -> Wake:
         "endpoint ready": at(lambda s: endpoint_ready(s.obj, str(pod)), watches.slices, wait=15),
     }
     address = ((watches.pods.latest.get(str(pod)) or {}).get("status") or {}).get("podIP")
-    load = load_seconds_of(address) if address else None
+    load = load_seconds_of(address, system.pod_headers(watches.clusters.latest.get(name))) if address else None
     return Wake(total=answered - posted, phases=phases, load_seconds=load, code=code)
 
 
@@ -785,6 +801,7 @@ def measure_wake(system: System, watches: Watches, args: argparse.Namespace) -> 
 class StandbyWake:
     total: float  # POST -> answer
     claimed: float | None  # POST -> the standby relabelled into the cluster (watch)
+    named: float | None  # POST -> the cluster's status.borrowedPod names it (watch): the gateway probes it now
     healthy: float | None  # POST -> the borrowed pod's first /health 200 (50 ms polls)
     handover: float | None  # POST -> the borrowed pod deleted (its cluster's own pod Ready)
     code: int
@@ -831,12 +848,18 @@ def one_standby_wake(system: System, watches: Watches, model: str, name: str) ->
     follower.join(timeout=10)
     pod = health.get("pod")
     address = ((watches.pods.latest.get(str(pod)) or {}).get("status") or {}).get("podIP") if pod else None
-    load = load_seconds_of(address) if address else None
+    load = load_seconds_of(address, system.pod_headers(watches.clusters.latest.get(name))) if address else None
+    named = watches.clusters.first(
+        lambda s: s.name == name and ((s.obj.get("status") or {}).get("borrowedPod") or {}).get("name") == pod,
+        posted,
+        5,
+    ) if pod else None  # fmt: skip
     gone = watches.pods.first(lambda s: s.name == pod and s.kind == "DELETED", posted, 300) if pod else None
     at = health.get("at")
     return StandbyWake(
         total=answered - posted,
         claimed=health.get("claimed"),
+        named=named.at - posted if named else None,
         healthy=at - posted if at else None,
         handover=gone.at - posted if gone else None,
         code=code,
@@ -1254,7 +1277,7 @@ def print_phases(wakes: list[Wake]) -> None:
         )
     print(
         "runtime healthy: the benchmark's own 50 ms /health polls of the pod; Ready condition: the pod runner's "
-        "readiness (startup probe every 10 s, then readiness), as the watch delivered it."
+        "readiness (startup probe every 1 s, then readiness), as the watch delivered it."
     )
 
 
@@ -1285,14 +1308,14 @@ def print_standby(wakes: list[Wake], standby: list[StandbyWake], plain: list[Any
     if standby:
         print()
         print("Standby wake phases, seconds since the POST (median, then per trial):")
-        names = ("standby claimed", "runtime healthy", "answer", "handed over", "model load")
+        names = ("standby claimed", "named in status", "runtime healthy", "answer", "handed over", "model load")
         print(f"{'':<8}" + "".join(f"{n:>17}" for n in names))
 
         def cells(values: list[float | None]) -> str:
             return "".join(f"{v:>17.3f}" if v is not None else f"{'—':>17}" for v in values)
 
         def per(w: StandbyWake) -> list[float | None]:
-            return [w.claimed, w.healthy, w.total, w.handover, w.load_seconds]
+            return [w.claimed, w.named, w.healthy, w.total, w.handover, w.load_seconds]
 
         columns = list(zip(*(per(w) for w in standby), strict=True))
         medians = [statistics.median([v for v in c if v is not None]) if any(v is not None for v in c) else None

@@ -16,7 +16,13 @@ from modelcluster.api.pod_auth import VERIFIER_ENV
 from modelcluster.api.warm_pool import CLAIMED, POOL_LABEL, STANDBY, STANDBY_PATH, STATE_LABEL
 from modelcluster.catalog import load_catalog, resolve
 from modelcluster.kube.objects import rfc3339
-from modelcluster.operator.builders.standby_status import CONDITION, borrowed_pod, standby_condition, wake_path_times
+from modelcluster.operator.builders.standby_status import (
+    CONDITION,
+    borrowed_pod,
+    lending_changed,
+    standby_condition,
+    wake_path_times,
+)
 from modelcluster.operator.builders.status import Observation, derive_status
 from modelcluster.operator.builders.warm_pool import (
     CLAIM_WINDOW,
@@ -255,6 +261,23 @@ def test_the_status_names_the_borrowed_standby_while_it_serves_for_the_gateway_t
     assert status.status.to_k8s()["borrowedPod"] == {"name": "text-micro-ab12cd", "address": "10.0.0.9", "port": 8080}
     gone = derive_status(Observation(generation=1, now=NOW, pods=[own], previous=status.status), timedelta(60))
     assert "borrowedPod" not in gone.status.to_k8s()
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "changed"),
+    [
+        (_pod("b", CLAIMED), _pod("b", STANDBY), True),  # claimed: lent now
+        (_pod("b", CLAIMED), None, True),  # first seen claimed under the cluster
+        (_pod("b", CLAIMED, deleting=True), _pod("b", CLAIMED), True),  # handing over: stops serving
+        (None, _pod("b", CLAIMED), True),  # gone
+        (_pod("b", CLAIMED, ip="10.0.0.9"), _pod("b", CLAIMED, ip=None), True),  # its address came
+        (_pod("b", CLAIMED, ready=True), _pod("b", CLAIMED), False),  # Ready: the same lending
+        (_pod("own", None, ready=True), _pod("own", None), False),  # the cluster's own pods coalesce as before
+        (_pod("w", STANDBY), None, False),
+    ],
+)
+def test_only_a_pod_starting_or_ending_a_loan_is_acted_on_at_once(new: Any, old: Any, changed: bool) -> None:
+    assert lending_changed(new, old) is changed
 
 
 def test_the_histogram_path_of_a_borrowed_pod_runs_from_the_wake() -> None:

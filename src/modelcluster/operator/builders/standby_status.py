@@ -64,13 +64,27 @@ def wake_path_times(
     return "standby", times, STANDBY_STEPS
 
 
+def _serving(pod: Mapping[str, Any] | None) -> str | None:
+    """The address of ``pod`` when it is a borrowed standby serving its cluster (claimed, not leaving)."""
+    if pod is None or state_of(pod) != CLAIMED or leaving(pod):
+        return None
+    address = (pod.get("status") or {}).get("podIP")
+    return str(address) if address else None
+
+
 def borrowed_pod(pods: Sequence[Mapping[str, Any]], port: int) -> BorrowedPod | None:
     """The borrowed standby serving the cluster now (claimed, not leaving, with an address), for the gateway."""
     for pod in pods:
-        address = (pod.get("status") or {}).get("podIP")
-        if state_of(pod) == CLAIMED and not leaving(pod) and address:
-            return BorrowedPod(name=str(metadata_of(pod).get("name")), address=str(address), port=port)
+        address = _serving(pod)
+        if address is not None:
+            return BorrowedPod(name=str(metadata_of(pod).get("name")), address=address, port=port)
     return None
+
+
+def lending_changed(new: Mapping[str, Any] | None, old: Mapping[str, Any] | None) -> bool:
+    """Whether a pod's change starts or ends its serving as a borrowed standby: the status must say so at once
+    (the gateway routes a wake's held requests from it), not after the usual coalescing of pod events."""
+    return _serving(new) != _serving(old)
 
 
 def standby_condition(

@@ -15,6 +15,7 @@ from typing import Any
 
 from modelcluster.kube.client import KubeError
 from modelcluster.kube.objects import Body, ClusterKey, metadata_of
+from modelcluster.operator.builders.standby_status import lending_changed
 from modelcluster.operator.builders.status import Derived
 from modelcluster.operator.controller.locks import KeyedLocks
 from modelcluster.operator.controller.queue import Key, WorkQueue
@@ -82,7 +83,8 @@ class Controller:
         return changed
 
     def _pod_changed(self, key: ClusterKey, new: Body | None, old: Body | None) -> None:
-        self.request(key, CHILD_COALESCE_SECONDS)
+        # A standby lent to the cluster (or leaving it) is named in its status at once: a wake waits for it.
+        self.request(key, CLUSTER_DELAY_SECONDS if lending_changed(new, old) else CHILD_COALESCE_SECONDS)
 
     async def sync(self, namespace: str, name: str, _apply: bool = True) -> float | None:
         """Reconcile one cluster from the store; seconds until it wants another look, or None."""
