@@ -155,3 +155,51 @@ async def test_a_gateway_gone_for_longer_than_the_staleness_limit_stops_counting
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
+
+
+async def test_a_restarted_autoscaler_lowers_nothing_before_its_gateway_feeds_have_answered(
+    default_catalog: Catalog, gateway: tuple[FeedServer, Relay]
+) -> None:
+    """The status's idle clock is written about once a minute, so after a restart it may say "idle" of a busy
+    cluster: until its gateways' feeds have answered, nothing is lowered; then the feed's clock counts."""
+    server, relay = gateway
+    spec = {"model": "openai-community/gpt2", "capacity": {"min": 0, "desired": 1, "max": 2}, "timeout": 5}
+    store = make_store(spec, replicas=1, last_request=time.time() - 50)  # past its timeout by the status alone
+    server.feed.set(KEY, 0, 0, time.time())  # the gateway saw a request just now
+    config = AutoscalerConfig(tick_s=60, gateway_urls=(f"http://127.0.0.1:{relay.port}/metrics",))
+    autoscaler = Autoscaler(follow(store), default_catalog, config, store)
+    async with asyncio.timeout(10):
+        await relay.cut()  # the feed cannot answer yet
+    try:
+        for _ in range(3):
+            await autoscaler.tick(time.time())
+            assert replicas(store) == 1, "lowered on the status's clock before the gateway's feed answered"
+            await asyncio.sleep(0.1)
+        assert not autoscaler.demand_known(time.time())
+        async with asyncio.timeout(10):
+            await relay.restore()
+        await eventually_async(lambda: autoscaler.demand_known(time.time()), within=10, what="the feed answering")
+        await autoscaler.tick(time.time())
+        assert replicas(store) == 1  # the feed's clock: requested a moment ago, within its timeout
+    finally:
+        await autoscaler.gateway_feeds.close()
+
+
+async def test_a_gateway_feed_that_never_answers_holds_scale_down_only_for_its_staleness_limit(
+    default_catalog: Catalog,
+) -> None:
+    from support import free_port
+
+    spec = {"model": "openai-community/gpt2", "capacity": {"min": 0, "desired": 1, "max": 2}, "timeout": 5}
+    store = make_store(spec, replicas=1, last_request=time.time() - 50)
+    silent = f"http://127.0.0.1:{free_port()}/metrics"  # nothing listens there
+    config = AutoscalerConfig(tick_s=60, gateway_urls=(silent,), gateway_stale_s=1.0)
+    autoscaler = Autoscaler(follow(store), default_catalog, config, store)
+    try:
+        began = time.time()
+        await autoscaler.tick(began)
+        assert replicas(store) == 1
+        await autoscaler.tick(began + 1.1)  # the staleness limit passed: the status's clock decides
+        assert replicas(store) == 0
+    finally:
+        await autoscaler.gateway_feeds.close()

@@ -95,6 +95,22 @@ def test_an_idle_cluster_drops_to_min_at_once() -> None:
     assert decision.history.last_scale == T0
 
 
+def test_nothing_is_lowered_until_demand_is_known_but_raises_and_a_lowered_max_go_through() -> None:
+    from dataclasses import replace
+
+    scaling = spec(minimum=0, desired=1, maximum=8, timeout=30, target=1)
+    unknown = replace(warm(6, last=T0 - 50), demand_known=False)  # idle by an old clock: maybe not idle at all
+    history = settled()
+    decision = decide(scaling, unknown, history, T0, TUNABLES)
+    assert (decision.target, decision.reason) == (6, "AwaitingDemand")
+    assert decision.history.last_scale == history.last_scale  # nothing scaled
+    raised = decide(scaling, replace(unknown, gateway_outstanding=8, last_activity=T0), history, T0, TUNABLES)
+    assert raised.target == 8  # demand already heard of raises at once
+    lowered_max = decide(spec(maximum=2, timeout=30), unknown, history, T0, TUNABLES)
+    assert lowered_max.target == 2  # max holds whatever is known
+    assert decide(scaling, replace(unknown, demand_known=True), history, T0, TUNABLES).target == 0
+
+
 def test_an_idle_cluster_with_min_zero_is_torn_down_and_one_never_seen_stays_down() -> None:
     scaling = spec(minimum=0, desired=1)
     assert decide(scaling, warm(1, last=T0 - 1000), settled(), T0, TUNABLES).target == 0

@@ -157,6 +157,8 @@ class Autoscaler:
         )
         self._pods_changed = True
         self._gateways_listed: tuple[float, list[str]] | None = None
+        self._first_decision: float | None = None
+        self._demand_known = False
 
     def poke(self, keys: set[ClusterKey] | None = None) -> None:
         """Decide now: for ``keys`` (their demand rose, a wake arrived), or a whole tick when None."""
@@ -257,6 +259,19 @@ class Autoscaler:
 
         return count
 
+    def demand_known(self, now: float) -> bool:
+        """Whether demand is known: every gateway feed followed has answered once since the start (or none is
+        followed), or the feeds' staleness limit has passed since the first decision. Once known, it stays so."""
+        if self._demand_known:
+            return True
+        if self._first_decision is None:
+            self._first_decision = now
+        answered = all(sub.seen is not None for sub in self.gateway_feeds.items.values())
+        if answered or now - self._first_decision >= self.config.gateway_stale_s:
+            self._demand_known = True
+            logger.info("demand known (%s): clusters may be scaled down", "feeds answered" if answered else "timed out")
+        return self._demand_known
+
     def gateway_demand(self, now: float) -> dict[ClusterKey, ModelSignal]:
         """The demand over all gateway replicas that answered lately: counts added, the latest request kept."""
         total: dict[ClusterKey, ModelSignal] = {}
@@ -292,6 +307,7 @@ class Autoscaler:
         wake arrived for)."""
         gateway = self.gateway_demand(now)
         runtime = self.runtime_demand(now)
+        known = self.demand_known(now)
         work = []
         for key in keys:
             group = self.clusters.items.get(key)
@@ -300,14 +316,21 @@ class Autoscaler:
             body = next(iter(group.values()))
             if metadata_of(body).get("deletionTimestamp"):
                 continue
-            step = self.step(key, body, gateway.get(key), runtime.get(key, {}), now)
+            step = self.step(key, body, gateway.get(key), runtime.get(key, {}), now, demand_known=known)
             if step is not None:
                 work.append(step)
         if work:
             await asyncio.gather(*work)
 
     def step(
-        self, key: ClusterKey, body: Body, gateway: ModelSignal | None, pods: dict[str, PodSignal], now: float
+        self,
+        key: ClusterKey,
+        body: Body,
+        gateway: ModelSignal | None,
+        pods: dict[str, PodSignal],
+        now: float,
+        *,
+        demand_known: bool = True,
     ) -> Any | None:
         """Decide for one cluster; the coroutine doing its writes, or None when nothing changes."""
         # Only the cluster's own Deployment, of its name: never scale an object the operator did not create.
@@ -332,6 +355,7 @@ class Autoscaler:
             runtime_busy=busy,
             last_activity=last or None,
             created_at=view.created,
+            demand_known=demand_known,
         )
         history = self.histories.get(key) or History(since=now, last_scale=view.last_scale)
         decision = decide(view.scaling, observed, history, now, self.config.tunables)

@@ -20,6 +20,9 @@ the spec) and a small history; the output is the target and the history to keep.
   ``stabilization_s`` seconds, by at most half per step, one step per ``down_step_s``, never
   below ``desired`` while active; and not at all until a whole stabilization window has been
   observed (a restarted operator does not shrink a busy cluster).
+- **Not down before demand is known**: until the demand feeds have answered once after a start
+  (``demand_known``), no cluster is lowered: the status's idle clock is written only about once a
+  minute, so it alone may say "idle" of a cluster whose requests a gateway is about to report.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Observed:
     runtime_busy: int = 0  # queue + in flight, summed over the cluster's pods
     last_activity: float | None = None  # unix time of the latest arrival/completion/wake seen anywhere
     created_at: float | None = None  # a new cluster runs `desired` for `timeout` seconds even without requests
+    demand_known: bool = True  # the demand feeds have answered since the start: demand 0 means none
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,17 @@ def decide(
     spec: ScalingSpec, observed: Observed, history: History, now: float, tunables: Tunables = Tunables()
 ) -> Decision:
     """The replica count for now, and the history to pass to the next call."""
+    decision = _decide(spec, observed, history, now, tunables)
+    if observed.demand_known or decision.target >= observed.replicas:
+        return decision
+    # Demand not heard yet: never lower on what may be an old idle clock; a raise, or a lowered max, goes.
+    kept = replace(decision.history, last_scale=history.last_scale)
+    if observed.replicas > spec.max:
+        return _decided(max(spec.max, decision.target), "MaxLowered", observed, kept, now)
+    return Decision(observed.replicas, "AwaitingDemand", kept)
+
+
+def _decide(spec: ScalingSpec, observed: Observed, history: History, now: float, tunables: Tunables) -> Decision:
     load = demand(observed)
     window_start = now - tunables.stabilization_s
     kept = tuple(r for r in history.recommendations if r[0] >= window_start)
