@@ -132,6 +132,11 @@ def test_the_402_message_names_the_budget_and_its_reset() -> None:
         ({"start": "2024-01-01", "end": "2026-01-01"}, "at most 366 days"),
         ({"groupBy": "tenant"}, "groupBy must be one of model, key, day"),
         ({"tenant": "other"}, "unknown query parameters: tenant"),
+        # Dates a range cannot be taken from: the default start 30 days before, or an offset past year 1.
+        ({"end": "0001-01-25T01:00:01Z", "groupBy": "day"}, "end: .* is not between 1970-01-01 and 9998-12-31"),
+        ({"start": "0001-01-01T00:00:00+05:00"}, "start: .* is not between"),
+        ({"end": "9999-12-31T23:00:00-05:00"}, "end: .* is not between"),
+        ({"start": "1969-12-31"}, "start: '1969-12-31' is not between"),
     ],
 )
 def test_bad_usage_queries_are_refused(params: dict[str, str], message: str) -> None:

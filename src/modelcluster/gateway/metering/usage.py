@@ -18,6 +18,9 @@ GroupBy = Literal["model", "key", "day", "tenant"]
 TENANT_GROUPS: tuple[GroupBy, ...] = ("model", "key", "day")
 DEFAULT_RANGE = timedelta(days=30)
 MAX_RANGE = timedelta(days=366)
+#: The moments a query may name: a range's default start (30 days before its end) stays a date, too.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -28,15 +31,21 @@ class UsageQuery:
 
 
 def parse_moment(value: str, name: str) -> datetime:
-    """An RFC 3339 time or a date (midnight UTC); a time without an offset is UTC."""
+    """An RFC 3339 time or a date (midnight UTC), from 1970 to 9998; a time without an offset is UTC."""
     text = value.strip()
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            moment = datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
         raise InputError(f"{name}: {value!r} is not a date (YYYY-MM-DD) or an RFC 3339 time", param=name) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # an offset that moves the time out of the years a date can hold
+        moment = EARLIEST - timedelta(days=1)
+    if not EARLIEST <= moment <= LATEST:
+        raise InputError(f"{name}: {value[:40]!r} is not between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}", param=name)
+    return moment
 
 
 def usage_query(params: Mapping[str, str], now: datetime, groups: tuple[GroupBy, ...] = TENANT_GROUPS) -> UsageQuery:
