@@ -25,7 +25,7 @@ from modelcluster.gateway import native
 from modelcluster.gateway.endpoints import SERVICE_NAME_LABEL
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.limits import ConcurrencyLimiter
-from modelcluster.gateway.metering.http import KEY_ID, METERING, metering_middleware
+from modelcluster.gateway.metering.http import METERING, metering_middleware
 from modelcluster.gateway.metering.metrics import MeteringMetrics
 from modelcluster.gateway.metering.routes import usage as usage_route
 from modelcluster.gateway.metering.service import Metering
@@ -34,7 +34,8 @@ from modelcluster.gateway.openai.protocol import openai_error_body
 from modelcluster.gateway.openai.routes import add_routes as add_openai_routes
 from modelcluster.gateway.openapi import openapi_document
 from modelcluster.gateway.peers import Peers
-from modelcluster.gateway.state import TENANT, Gateway
+from modelcluster.gateway.request_keys import KEY_ID, TENANT
+from modelcluster.gateway.state import Gateway
 from modelcluster.gateway.tenancy import TENANT_LABEL
 from modelcluster.gateway.tenant_namespaces import TenantNamespaces
 from modelcluster.kube.client import load_client_configuration

@@ -24,7 +24,8 @@ from modelcluster.gateway.metering.http import (
 )
 from modelcluster.gateway.providers.serving import serve_native
 from modelcluster.gateway.quotas import merged_spec
-from modelcluster.gateway.state import TENANT, Gateway, Target
+from modelcluster.gateway.request_keys import TENANT
+from modelcluster.gateway.state import Gateway, Target
 from modelcluster.kube.objects import own_key, rfc3339_from_timestamp
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

@@ -25,6 +25,7 @@ from modelcluster.gateway.metrics import GatewayMetrics
 from modelcluster.gateway.providers.service import ProviderService
 from modelcluster.gateway.proxy import Proxy
 from modelcluster.gateway.quotas import quota_refusal
+from modelcluster.gateway.request_keys import TENANT
 from modelcluster.gateway.router import Router
 from modelcluster.gateway.settings import GatewaySettings
 from modelcluster.gateway.tenant_defaults import with_tenant_defaults
@@ -36,8 +37,6 @@ from modelcluster.kube.objects import ClusterKey, metadata_of
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-TENANT = "modelcluster.tenant"  # request key: the caller's namespace, set by the auth middleware
 
 
 @dataclass(frozen=True)

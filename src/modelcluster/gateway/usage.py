@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 
 @dataclass(frozen=True)
 class UsageRecord:
@@ -36,7 +38,7 @@ class UsageRecord:
 UsageSink = Callable[[UsageRecord], None]
 
 #: The request's own sink (the usage ledger's draft of that request), set by the route before a closed model runs.
-REQUEST_USAGE_SINK = "modelcluster.usage_sink"
+REQUEST_USAGE_SINK: web.RequestKey[UsageSink] = web.RequestKey("usage_sink")
 
 
 @dataclass

@@ -27,13 +27,13 @@ from modelcluster.api.streaming import TokenUsage, token_count
 from modelcluster.catalog.pricing import FREE, Meter, cost
 from modelcluster.gateway.metering.records import UsageDraft, request_id
 from modelcluster.gateway.metering.service import Metering
+from modelcluster.gateway.request_keys import KEY_ID, TENANT
 from modelcluster.gateway.usage import REQUEST_USAGE_SINK, UsageRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 METERING: web.AppKey[Metering] = web.AppKey("metering", Metering)
-USAGE = "modelcluster.usage"  # request key: the UsageDraft of an inference request
-KEY_ID = "modelcluster.key_id"  # request key: the caller's key id, set by the auth middleware
-TENANT_KEY = "modelcluster.tenant"  # the same key as modelcluster.gateway.state.TENANT
+#: The UsageDraft of an inference request.
+USAGE = web.RequestKey("usage", UsageDraft)
 METERED_ROUTES = frozenset({"run", "openai_chat", "openai_completions", "openai_responses"})
 REQUEST_ID_HEADER = "X-Request-Id"
 #: The status recorded for a request whose client went away before its answer.
@@ -41,8 +41,7 @@ CLIENT_GONE = 499
 
 
 def draft_of(request: web.Request) -> UsageDraft | None:
-    draft = request.get(USAGE)
-    return draft if isinstance(draft, UsageDraft) else None
+    return request.get(USAGE)
 
 
 def set_meter(draft: UsageDraft | None, model: str, task: str, cluster: str, meter: Meter) -> None:
@@ -128,7 +127,7 @@ async def metering_middleware(request: web.Request, handler: Handler) -> web.Str
         if response is not None and not response.prepared:
             response.headers.update(reading_of(draft).headers())
             response.headers[REQUEST_ID_HEADER] = draft.request_id
-        tenant, key_id = request.get(TENANT_KEY), request.get(KEY_ID)
+        tenant, key_id = request.get(TENANT), request.get(KEY_ID)
         if tenant is not None:
             record = draft.record(str(tenant), str(key_id or ""), status, time.monotonic() - draft.started_monotonic)
             request.app[METERING].record(record)

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from modelcluster.api.errors import Unavailable
-from modelcluster.gateway.metering.http import METERING, TENANT_KEY
+from modelcluster.gateway.metering.http import METERING
 from modelcluster.gateway.metering.ledger import DATABASE_ERRORS
 from modelcluster.gateway.metering.usage import read_usage, usage_query
+from modelcluster.gateway.request_keys import TENANT
 
 
 async def usage(request: web.Request) -> web.Response:
@@ -19,7 +20,7 @@ async def usage(request: web.Request) -> web.Response:
     if ledger is None:
         raise Unavailable("this gateway keeps no usage ledger")
     try:
-        rows = await read_usage(ledger.engine, query, str(request[TENANT_KEY]))
+        rows = await read_usage(ledger.engine, query, request[TENANT])
     except DATABASE_ERRORS as error:
         raise Unavailable("the usage ledger cannot be read now; try again shortly", retry_after=5) from error
     output = {"start": _stamp(query.start), "end": _stamp(query.end), "groupBy": query.group_by, "usage": rows}

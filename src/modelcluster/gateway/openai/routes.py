@@ -41,7 +41,8 @@ from modelcluster.gateway.openai.streaming import StreamTranslator
 from modelcluster.gateway.openai.translate import RUNTIME_STREAM_HEADERS, runtime_error, usage_from_headers
 from modelcluster.gateway.providers.serving import serve_chat_completion
 from modelcluster.gateway.proxy import Upstream
-from modelcluster.gateway.state import TENANT, Gateway, Target
+from modelcluster.gateway.request_keys import TENANT
+from modelcluster.gateway.state import Gateway, Target
 from modelcluster.kube.objects import metadata_of
 
 SERVED_TASKS = CHAT.tasks | COMPLETION.tasks

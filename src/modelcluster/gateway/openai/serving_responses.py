@@ -34,7 +34,8 @@ from modelcluster.gateway.openai.translate import RUNTIME_STREAM_HEADERS, output
 from modelcluster.gateway.providers.base import ProviderEvent, StreamFailed
 from modelcluster.gateway.providers.serving import serve_responses, write_responses_stream
 from modelcluster.gateway.proxy import Upstream
-from modelcluster.gateway.state import TENANT, Gateway
+from modelcluster.gateway.request_keys import TENANT
+from modelcluster.gateway.state import Gateway
 
 
 async def responses(request: web.Request) -> web.StreamResponse:

@@ -41,7 +41,7 @@ from modelcluster.gateway.providers.base import ChatMessage, ChatRequest, Genera
 from modelcluster.gateway.providers.client import ProviderClient
 from modelcluster.gateway.providers.service import Call, ProviderService, provider_key
 from modelcluster.gateway.providers.unified import chat_from_run_request, chat_request
-from modelcluster.gateway.state import TENANT
+from modelcluster.gateway.request_keys import TENANT
 from modelcluster.gateway.usage import REQUEST_USAGE_SINK
 
 KEEPALIVE = b": keep-alive\n\n"
