@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -121,3 +122,35 @@ async def test_a_text_longer_than_its_column_is_cut_and_written(ledger_url: str)
     [row] = await written(ledger_url, [draft.record("acme", "key-" + "k" * 100, 200, 0.01)])
     assert row[ROW_COLUMNS.index("model")] == ("anthropic/" + "x" * 5000)[:256]
     assert len(row[ROW_COLUMNS.index("task")]) == 64 and len(row[ROW_COLUMNS.index("key_id")]) == 64
+
+
+async def test_a_row_the_database_refuses_is_dropped_and_counted_and_holds_back_no_other(postgres_url: str) -> None:
+    """PostgreSQL refuses a NUL in a text column: that row alone is dropped; the batch's others and the next
+    batch are written."""
+    batch = records(5)
+    bad = UsageDraft(request_id(STARTED), STARTED, 0.0, model="broken\x00model").record("acme", "key-1", 200, 0.01)
+    batch.insert(2, bad)
+    engine = create_engine(postgres_url)
+    await upgrade(engine)
+    metrics = MeteringMetrics(CollectorRegistry())
+    committed: list[str] = []
+    ledger = Ledger(engine, metrics, batch_size=10, on_commit=lambda rows: committed.extend(r.request_id for r in rows))
+    ledger.migrated = True
+    try:
+        for record in batch:
+            assert ledger.record(record)
+        assert await ledger.flush_batch()
+        assert ledger.buffered == 0
+        after = [dataclasses.replace(record, request_id=f"after-{i}") for i, record in enumerate(records(3))]
+        for record in after:
+            ledger.record(record)
+        assert await ledger.flush_batch()
+        async with engine.connect() as connection:
+            ids = set((await connection.execute(select(usage.c.request_id))).scalars())
+    finally:
+        await engine.dispose()
+    good = {record.request_id for record in batch + after if record is not bad}
+    assert ids == good and bad.request_id not in ids
+    assert set(committed) == good
+    assert metrics.ledger_rejected._value.get() == 1
+    assert metrics.ledger_written._value.get() == len(good)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import String, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from modelcluster.gateway.metering.metrics import MeteringMetrics
@@ -37,6 +37,21 @@ logger = logging.getLogger(__name__)
 
 #: What a database that is away raises from a write.
 DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError)
+#: SQLSTATE classes of a refusal of the rows themselves: data exception (22), integrity constraint (23).
+DATA_SQLSTATE_CLASSES = ("22", "23")
+
+
+def refused_for_data(error: BaseException) -> bool:
+    """Whether the database refused the rows themselves (no retry of the same rows can change that), not the
+    connection or the moment (away, locked, slow)."""
+    if isinstance(error, DataError | IntegrityError | sqlite3.DataError | sqlite3.IntegrityError):
+        return True
+    if isinstance(error, DBAPIError):
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return isinstance(code, str) and code[:2] in DATA_SQLSTATE_CLASSES
+    return False
+
+
 DROP_LOG_INTERVAL_S = 10.0
 
 
@@ -288,31 +303,63 @@ class Ledger:
                 delay = min(delay * 2, 2.0)
 
     async def flush_batch(self) -> bool:
-        """Write the oldest batch; ``True`` when written (or nothing was buffered)."""
+        """Write the oldest batch; ``True`` when written (or nothing was buffered).
+
+        A batch the database refuses for its data (a row it cannot hold) is written row by row instead: the
+        rows it takes are kept, a row it refuses is dropped and counted, and the rows after it are not held
+        back. A batch refused for anything else (the database away, locked, slow) stays for the next try.
+        """
         async with self._write_lock:
             batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]
             if not batch:
                 return True
-            if self._statement is None:
-                self._statement = InsertStatement.compile(self.engine.dialect)
             try:
-                async with asyncio.timeout(self.write_timeout_s):
-                    if self._sqlite is not None:
-                        await self._sqlite.write(self._statement.statements(batch), len(batch))
-                    else:
-                        async with self.engine.begin() as connection:
-                            for sql, arguments in self._statement.statements(batch):
-                                await connection.exec_driver_sql(sql, arguments)
+                await self._write(batch)
             except DATABASE_ERRORS as error:
+                if refused_for_data(error):
+                    logger.warning("usage ledger: a row of %d was refused (%s); writing them one by one",
+                                   len(batch), _short(error))  # fmt: skip
+                    return await self._write_one_by_one(batch)
                 self.metrics.ledger_errors.inc()
                 logger.warning("usage ledger: writing %d rows failed, retrying: %s", len(batch), _short(error))
                 return False
-            for _ in batch:
-                self._buffer.popleft()
-            self.metrics.ledger_written.inc(len(batch))
-            if self.on_commit is not None:
-                self.on_commit(batch)
+            self._written(batch)
             return True
+
+    async def _write(self, batch: Sequence[UsageRecord]) -> None:
+        if self._statement is None:
+            self._statement = InsertStatement.compile(self.engine.dialect)
+        async with asyncio.timeout(self.write_timeout_s):
+            if self._sqlite is not None:
+                await self._sqlite.write(self._statement.statements(batch), len(batch))
+            else:
+                async with self.engine.begin() as connection:
+                    for sql, arguments in self._statement.statements(batch):
+                        await connection.exec_driver_sql(sql, arguments)
+
+    async def _write_one_by_one(self, batch: Sequence[UsageRecord]) -> bool:
+        for record in batch:
+            try:
+                await self._write([record])
+            except DATABASE_ERRORS as error:
+                if refused_for_data(error):
+                    self._buffer.popleft()
+                    self.metrics.ledger_rejected.inc()
+                    logger.error("usage ledger: row %s (tenant %s, model %r) refused and dropped: %s",
+                                 record.request_id, record.tenant, record.model[:80], _short(error))  # fmt: skip
+                    continue
+                self.metrics.ledger_errors.inc()
+                logger.warning("usage ledger: writing a row failed, retrying: %s", _short(error))
+                return False
+            self._written([record])
+        return True
+
+    def _written(self, batch: Sequence[UsageRecord]) -> None:
+        for _ in batch:
+            self._buffer.popleft()
+        self.metrics.ledger_written.inc(len(batch))
+        if self.on_commit is not None:
+            self.on_commit(batch)
 
 
 def _short(error: BaseException) -> str:

@@ -50,6 +50,11 @@ class MeteringMetrics:
             "Usage rows dropped because the ledger's buffer was full (the database was away too long).",
             registry=r,
         )
+        self.ledger_rejected = Counter(
+            "modelcluster_ledger_rejected_rows",
+            "Usage rows the database refused for their data (written alone, then dropped).",
+            registry=r,
+        )
         self.ledger_errors = Counter(
             "modelcluster_ledger_write_errors", "Failed writes of a batch to the ledger (retried).", registry=r
         )
