@@ -1,7 +1,8 @@
 """Build the images: buildah (no daemon) where Docker's daemon does not answer, with bases made offline.
 
 Everything buildah keeps (its image store, the Debian root file systems) lives under
-``<cache>/images``, outside the repository: a second ``make images`` reuses the cached layers.
+``<cache>/images``, outside the repository: a second ``make images`` reuses the cached layers,
+and each build prunes what no image's last build holds (:mod:`.store`), so the store stays bounded.
 Every failure is an :class:`ImageBuildError` naming the image and the step.
 """
 
@@ -27,6 +28,7 @@ from modelcluster.devcluster.images.plan import (
     mmdebstrap_argv,
     offline_bases,
 )
+from modelcluster.devcluster.images.store import prune, record_chain, step_image_id
 from modelcluster.devcluster.versions import cache_root
 
 STEP_PREFIXES = ("STEP ", "[")
@@ -64,9 +66,13 @@ def require(tool: str, package: str, image: str) -> None:
         raise ImageBuildError(image, f"finding {tool}", f"{tool} is not installed: apt-get install {package} (as root)")
 
 
-def run_step(argv: list[str], image: str, step: str, cwd: Path | None = None) -> None:
-    """Run one command, streaming its step lines as progress; an ImageBuildError with its last lines on failure."""
+def run_step(argv: list[str], image: str, step: str, cwd: Path | None = None) -> list[str]:
+    """Run one command, streaming its step lines as progress; the image ids its steps used or made.
+
+    An ImageBuildError with its last lines on failure.
+    """
     tail: deque[str] = deque(maxlen=40)
+    ids: list[str] = []
     current = step
     with subprocess.Popen(
         argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
@@ -75,6 +81,8 @@ def run_step(argv: list[str], image: str, step: str, cwd: Path | None = None) ->
         for line in process.stdout:
             text = line.rstrip()
             tail.append(text)
+            if (made := step_image_id(text)) is not None:
+                ids.append(made)
             marker = text.find("STEP ")
             if marker >= 0 and text.startswith(STEP_PREFIXES):
                 current = text
@@ -82,6 +90,7 @@ def run_step(argv: list[str], image: str, step: str, cwd: Path | None = None) ->
         code = process.wait()
     if code != 0:
         raise ImageBuildError(image, current, "\n".join(tail))
+    return ids
 
 
 def image_exists(name: str, store: list[str]) -> bool:
@@ -137,6 +146,7 @@ def build_with_buildah(images: list[Image], context: Path, bases: Bases) -> None
     """Build ``images`` into the project's store; the offline bases are made first when missing."""
     require("buildah", "buildah", images[0].name if images else "images")
     store = store_flags()
+    prune(images_root(), store)
     if bases == offline_bases():
         ensure_debian_base(bases, store)
         ensure_uv_base(bases, store)
@@ -148,8 +158,10 @@ def build_with_buildah(images: list[Image], context: Path, bases: Bases) -> None
     for index, image in enumerate(images, start=1):
         started = time.monotonic()
         log(f"[{index}/{len(images)}] building {image.tag} from {image.dockerfile} (buildah) ...")
-        run_step(buildah_build_argv(image, store, context, uv_cache, ca_bundle), image.name, "buildah build", context)
+        argv = buildah_build_argv(image, store, context, uv_cache, ca_bundle)
+        record_chain(images_root(), image.name, run_step(argv, image.name, "buildah build", context))
         log(f"[{index}/{len(images)}] {image.tag}: built in {time.monotonic() - started:.0f}s, {size_of(image.tag)}")
+    prune(images_root(), store)
 
 
 def build_with_docker(images: list[Image], context: Path, platform: str, push: bool) -> None:
