@@ -26,7 +26,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 
 .PHONY: help venv uv host-tools postgres-tools prebuild test test-images test-unit test-integration lint format dev cluster-up \
-	cluster-down cluster-build crd images image-tools helm-lint
+	cluster-down cluster-build crd images image-tools helm-lint bench-tools
 
 help:
 	@echo "make dev           the whole system locally: control plane, operator, gateway and model pods"
@@ -40,6 +40,7 @@ help:
 	@echo "make cluster-build build the control plane's binaries (done by cluster-up when missing)"
 	@echo "make crd           regenerate crds/ and the Helm chart's copy from src/modelcluster/api"
 	@echo "make helm-lint     helm lint the chart (helm comes from the project's tools)"
+	@echo "make bench-tools   the benchmarks' load generators (vegeta, hey), built once into the cache"
 	@echo "make images        build the control-plane and model images (docker, else buildah; REGISTRY, IMAGE_VERSION, FAMILIES, PUSH=1)"
 
 # uv itself: installed with the system python (never the venv's, which has no pip module for it) when missing.
@@ -86,8 +87,13 @@ venv: $(STAMP)
 prebuild: $(STAMP) host-tools postgres-tools
 	@if [ -z "$$KUBECONFIG" ]; then $(UV) run --frozen --no-sync modelcluster cluster build; fi
 
+# The load generators of benchmarks/gateway_overhead.py (vegeta, hey: go install into the cache), installed before
+# pytest: its smoke run is under the test session's egress guard, which refuses the Go module proxy.
+bench-tools: $(STAMP)
+	$(UV) run --frozen --no-sync python benchmarks/gateway_overhead.py --install-tools
+
 # The image tier (tests/images) has its own target: it builds images and runs them with runc.
-test: prebuild
+test: prebuild bench-tools
 	$(UV) run --frozen --no-sync pytest --ignore=tests/images
 
 # The images built from their Dockerfiles (make images, cached) and run by runc on a local cluster of their own.

@@ -220,11 +220,14 @@ class Unavailable(Exception):
     """A peer could not be installed or started; the reason is the message."""
 
 
-def go_tool(module: str, version: str, binary: str) -> Path:
+def go_tool(module: str, version: str, binary: str, *, install: bool = True) -> Path:
+    """The load generator ``binary`` of ``module@version``, built with ``go install`` when missing and ``install``."""
     directory = cache_dir() / "bin"
     target = directory / f"{binary}-{version}"
     if target.is_file():
         return target
+    if not install:
+        raise Unavailable(f"{binary} {version} is not in {directory}: `make bench-tools` installs it")
     go = shutil.which("go") or "/usr/local/go/bin/go"
     if not Path(go).exists():
         raise Unavailable("no Go toolchain to build the load generators")
@@ -1005,8 +1008,9 @@ def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="gateway-overhead-"))
     load_at_start = os.getloadavg()[0]
     progress(f"logs and configs in {work}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    vegeta = go_tool(*VEGETA)
-    hey = go_tool(*HEY)
+    # --smoke runs under the egress guard of a test session, which refuses the module proxy: it installs nothing.
+    vegeta = go_tool(*VEGETA, install=not args.smoke)
+    hey = go_tool(*HEY, install=not args.smoke)
     # Every peer is installed before the local cluster starts: from then on this process and all it
     # starts are under the cluster's egress guard, which refuses any address off this machine.
     nginx_skipped: str | None = None
@@ -1089,6 +1093,9 @@ def main() -> None:
         action="store_true",
         help="tiny sizes (1 round, 1 s, 50 requests/s), no Ray Serve, nginx only if installed: checks the script runs",
     )
+    parser.add_argument(
+        "--install-tools", action="store_true", help="only install the load generators (vegeta, hey) into the cache"
+    )
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare-proxy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -1096,13 +1103,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.duration, args.rate, args.max_seconds = 1, 1.0, 50, 1.0
-    if args.serve_upstream:
+    if args.install_tools:
+        for tool in (VEGETA, HEY):
+            progress(f"{tool[2]} {tool[1]}: {go_tool(*tool)}")
+    elif args.serve_upstream:
         serve_upstream(int(os.environ.get("PORT", UPSTREAM_PORT)))
     elif args.serve_bare_proxy:
         serve_bare_proxy(args.port, args.upstream, os.environ["BENCH_AUTHORIZATION"])
     else:
         with _stop_on_sigterm():
-            run(args)
+            try:
+                run(args)
+            except Unavailable as error:
+                raise SystemExit(f"gateway_overhead.py: {error}") from None
 
 
 if __name__ == "__main__":

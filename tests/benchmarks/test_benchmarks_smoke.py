@@ -1,15 +1,15 @@
 """Every script in ``benchmarks/`` run at tiny sizes (``--smoke``): it completes and prints its table.
 
-Peers that would need installing (nginx, Ray Serve, infinity-emb) are left out by ``--smoke`` itself, which
-prints why; the scripts that start a local cluster of their own (under a name of their own) need root, as the
-pods live in network namespaces. The figures are not checked: on a shared machine they say little at these
-sizes. This only keeps a benchmark from breaking unnoticed.
+Peers that would need installing (nginx, Ray Serve, infinity-emb) are left out by ``--smoke`` itself, which prints
+why; the load generators come from ``make bench-tools`` (run by ``make test`` first). The scripts that start a
+local cluster of their own (under a name of their own) need root, as the pods live in network namespaces. The
+figures are not checked: on a shared machine they say little at these sizes. This only keeps a benchmark from
+breaking unnoticed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,10 +87,9 @@ def test_operator_scale() -> None:
 @pytest.mark.cluster
 def test_gateway_overhead() -> None:
     needs_root()
-    cache = Path.home() / ".cache" / "modelcluster" / "bench" / "bin"
-    have = all((cache / f"{tool}").is_file() for tool in ("vegeta-v12.13.0", "hey-v0.1.4"))
-    if not have and not (shutil.which("go") or Path("/usr/local/go/bin/go").exists()):
-        pytest.skip("the load generators vegeta and hey are not installed and there is no Go toolchain to build them")
+    cache = Path(os.environ.get("MODELCLUSTER_CACHE") or Path.home() / ".cache" / "modelcluster") / "bench" / "bin"
+    missing = [tool for tool in ("vegeta-v12.13.0", "hey-v0.1.4") if not (cache / tool).is_file()]
+    assert not missing, f"load generators missing in {cache}: {missing}; `make bench-tools` installs them"
     out = smoke("gateway_overhead.py", f"--cluster={CLUSTER_STEM}gw", timeout=540)
     assert "Targets (gateway):" in out and "bare aiohttp proxy" in out
     assert "Ray Serve proxy" in out and "skipped: --smoke" in out
