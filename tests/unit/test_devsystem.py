@@ -90,8 +90,10 @@ def test_the_operator_gets_its_lease_namespace_and_the_gateway_its_key_namespace
     assert {"--health-port=9001", "--metrics-port=9002", "--gateway-metrics-url=http://127.0.0.1:9003/metrics"} <= set(
         argv
     )
+    # Loopback only: the dev gateway's API and metrics are not reachable from other machines.
     assert gateway_argv(Path("/bin/modelcluster"), ports)[1:] == [
         "gateway",
+        "--host=127.0.0.1",
         "--port=9000",
         "--metrics-port=9003",
         f"--key-namespace={SYSTEM_NAMESPACE}",

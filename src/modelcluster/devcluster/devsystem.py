@@ -48,6 +48,8 @@ SYSTEM_NAMESPACE = system.SYSTEM_NAMESPACE
 DEV_NAMESPACES = (SYSTEM_NAMESPACE,)
 DEV_TENANTS = (DEV_TENANT,)
 GATEWAY_PORT = 8080
+#: The dev gateway listens on loopback only: its API and its metrics (every tenant's models) stay on this machine.
+GATEWAY_HOST = "127.0.0.1"
 GATEWAY_METRICS_PORT = 8083
 OPERATOR_HEALTH_PORT = 8081
 OPERATOR_METRICS_PORT = 8082
@@ -104,7 +106,7 @@ def operator_argv(executable: Path, name: str, ports: Ports) -> list[str]:
 
 
 def gateway_argv(executable: Path, ports: Ports) -> list[str]:
-    return system.gateway_argv(executable, port=ports.gateway, metrics_port=ports.gateway_metrics)
+    return system.gateway_argv(executable, port=ports.gateway, metrics_port=ports.gateway_metrics, host=GATEWAY_HOST)
 
 
 def ports_in_use(ports: Ports) -> list[str]:
