@@ -87,9 +87,7 @@ def test_operator_scale() -> None:
 @pytest.mark.cluster
 def test_gateway_overhead() -> None:
     needs_root()
-    cache = Path(os.environ.get("MODELCLUSTER_CACHE") or Path.home() / ".cache" / "modelcluster") / "bench" / "bin"
-    missing = [tool for tool in ("vegeta-v12.13.0", "hey-v0.1.4") if not (cache / tool).is_file()]
-    assert not missing, f"load generators missing in {cache}: {missing}; `make bench-tools` installs them"
+    # Without its load generators the script exits 1 naming `make bench-tools` (its own check; no copy of it here).
     out = smoke("gateway_overhead.py", f"--cluster={CLUSTER_STEM}gw", timeout=540)
     assert "Targets (gateway):" in out and "bare aiohttp proxy" in out
     assert "Ray Serve proxy" in out and "skipped: --smoke" in out
