@@ -1,10 +1,10 @@
 """Keep the project's image store bounded: each image keeps its last build's layers, nothing older.
 
-Every build of a runtime image makes new multi-gigabyte layers (the source is copied after the
-libraries), so a store that only grows fills a disk in a few builds. A successful build records
-the images its steps used or made (its *chain*, one file per image name under
-``<cache>/images/chains``); a prune removes every untagged image outside the chains and every
-working container a killed or failed build left behind. Tagged images are never removed.
+Every build that changes a step makes new layers and leaves the images it replaced in the store, untagged (a
+change to a runtime's libraries, several gigabytes), so a store that only grows fills a disk in a few builds.
+A successful build records the images its steps used or made (its *chain*, one file per image name under
+``<cache>/images/chains``); a prune removes every untagged image outside the chains and every working
+container a killed or failed build left behind. Tagged images are never removed.
 """
 
 from __future__ import annotations
