@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelcluster.api.naming import object_name
 from modelcluster.devcluster.offline_models import MODEL_ID as MINILM
@@ -179,3 +180,50 @@ def served(address: str, credential: dict[str, str]) -> float:
     text = httpx.get(f"http://{address}:8000/metrics", headers=credential, timeout=5).text
     found = re.search(r'^modelcluster_runtime_requests_total\{status="200"\} (\S+)$', text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def collections(gateway: GatewayProcess) -> dict[str, float]:
+    """``python_gc_collections_total`` by generation, from the gateway's /metrics."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(gateway.metrics()):
+        if family.name == "python_gc_collections":
+            counts.update((sample.labels["generation"], sample.value) for sample in family.samples)
+    return counts
+
+
+def test_inference_traffic_leaves_the_garbage_collector_idle(
+    cluster: Cluster, gateway: GatewayProcess, tenant: Tenant
+) -> None:
+    """The start-up heap is frozen and the young generation's threshold raised (gateway/heap.py): with Python's
+    defaults, 16 requests in flight make the gateway collect its young generation many times a second, and the
+    whole heap every few seconds (a pause of tens of milliseconds each on this machine)."""
+    if cluster.local is None:
+        pytest.skip("needs the local control plane's process-backed pods")
+    created = api(gateway, tenant, "PUT", MINILM, json={"capacity": {"min": 1, "desired": 1, "max": 1}})
+    assert created.status_code == 201, created.text
+    eventually(
+        lambda: api(gateway, tenant, "GET", MINILM).json()["cluster"]["readyReplicas"] == 1,
+        timeout=START_TIMEOUT,
+        interval=1.0,
+        what="a ready pod",
+    )
+    wide = Tenant(tenant.namespace, create_key(cluster, tenant.namespace, concurrency=64))
+    eventually(lambda: api(gateway, wide, "GET", "list/tasks").status_code == 200, timeout=30, what="the new key")
+    before = collections(gateway)
+    assert set(before) == {"0", "1", "2"}
+    statuses: list[int] = []
+
+    def ask(count: int) -> None:
+        with httpx.Client(base_url=f"{gateway.url}/models/v2/", headers=wide.headers, timeout=60) as client:
+            statuses.extend(client.post(MINILM, json={"text": "a sentence"}).status_code for _ in range(count))
+
+    threads = [threading.Thread(target=ask, args=(40,)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert statuses == [200] * 640
+    after = collections(gateway)
+    # At most one young collection: the count left by the session's earlier requests may just cross the threshold.
+    assert after["0"] - before["0"] <= 1, (before, after)
+    assert after["2"] == before["2"], (before, after)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram, generate_latest
 
 from modelcluster.api.metric_names import GATEWAY_HELD, GATEWAY_LAST, GATEWAY_MODEL_LABELS, GATEWAY_OUTSTANDING
 
@@ -21,6 +21,8 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # python_gc_collections_total{generation}: how often the collector runs (gateway/heap.py sets it).
+        GCCollector(registry=r)
         self.outstanding = Gauge(
             GATEWAY_OUTSTANDING,
             "Requests of a model held or in flight at this gateway replica (the queue-depth signal).",

@@ -11,6 +11,7 @@ from aiohttp import web
 from modelcluster.api.pod_auth import CredentialIssuer
 from modelcluster.catalog import Catalog
 from modelcluster.gateway.app import build_api_client, create_app, create_metrics_app
+from modelcluster.gateway.heap import settle
 from modelcluster.gateway.keys import ApiKeyRecord
 from modelcluster.gateway.keystore import KeyStore
 from modelcluster.gateway.metering.budgets import StaticBudgets, TenantBudgets
@@ -87,6 +88,8 @@ async def serve(
     metrics_runner = web.AppRunner(create_metrics_app(gateway), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await metrics_runner.setup()
+    frozen = settle(settings.gc_young_threshold)
+    logger.info("start-up heap frozen: %d objects out of the garbage collector's view", frozen)
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
     metrics_site = web.TCPSite(metrics_runner, settings.host, settings.metrics_port, reuse_address=True)
     await site.start()

@@ -135,6 +135,12 @@ class GatewaySettings(BaseSettings):
         description="The event loop: uvloop (less CPU per request), or the standard library's asyncio "
         "(also where uvloop is not installed).",
     )
+    gc_young_threshold: int = Field(
+        default=20_000,
+        ge=0,
+        description="Net allocations between collections of the garbage collector's youngest generation, once "
+        "started (gateway/heap.py); 0 keeps Python's default (700).",
+    )
     providers: ProvidersSettings = Field(
         default_factory=ProvidersSettings,
         description="Closed-model providers: enabled, base URL, timeouts, concurrency (docs/providers.md).",
