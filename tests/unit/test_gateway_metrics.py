@@ -116,6 +116,21 @@ async def test_metrics_are_served_on_the_metrics_port_only(served: Served) -> No
     assert (await served.metrics.get("/models/v2/list/tasks")).status == 404  # no API on the metrics port
 
 
+async def test_requests_are_counted_by_the_status_class_they_were_answered_with(served: Served) -> None:
+    """Errors raised below the metrics (a wrong key, an unknown model, a bad body) count as the 4xx they answer."""
+    assert (await served.api.get("/models/v2/list/tasks", headers=served.headers)).status == 200
+    assert (await served.api.get("/models/v2/list/tasks", headers={"Authorization": "Key nope"})).status == 401
+    assert (await served.api.get(f"/models/v2/{MODEL_ID}", headers=served.headers)).status == 404
+    bad = await served.api.post(f"/models/v2/{MODEL_ID}", headers=served.headers, data=b"{not json")
+    assert bad.status == 422
+    text = await served.rendered()
+    assert 'modelcluster_gateway_requests_total{code="2xx",route="list_tasks"} 1.0' in text
+    assert 'modelcluster_gateway_requests_total{code="4xx",route="list_tasks"} 1.0' in text
+    assert 'modelcluster_gateway_requests_total{code="4xx",route="cluster_get"} 1.0' in text
+    assert 'modelcluster_gateway_requests_total{code="4xx",route="run"} 1.0' in text
+    assert 'code="5xx"' not in text
+
+
 def test_the_metrics_port_has_a_setting_and_a_default() -> None:
     assert GatewaySettings().metrics_port == 8083
     assert GatewaySettings(metrics_port=9100).metrics_port == 9100

@@ -187,7 +187,9 @@ def create_app(
     ``metering`` (prices, the usage ledger, budgets) defaults to prices and metrics with no ledger.
     """
     app = web.Application(
-        middlewares=[metering_middleware, errors_middleware, metrics_middleware, auth_middleware],
+        # The metrics outside the errors: a request is counted with the status it was answered with (the errors
+        # render what the routes and the keys raise).
+        middlewares=[metering_middleware, metrics_middleware, errors_middleware, auth_middleware],
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway
